@@ -1,0 +1,135 @@
+/**
+ * Domain errors. Domain modules throw these; `src/http/errors.ts` is the one
+ * place that turns them into Conjur's status codes and JSON bodies. Messages
+ * are shown to clients, so they must never contain a secret value, API key,
+ * password or token.
+ */
+
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'not_acceptable'
+  | 'conflict'
+  | 'policy_conflict'
+  | 'payload_too_large'
+  | 'unprocessable_entity'
+  | 'argument_error'
+  | 'validation_failed'
+  | 'policy_invalid'
+  | 'data_key_invalid'
+  | 'too_many_requests'
+  | 'service_unavailable'
+  | 'internal_error';
+
+export interface ErrorDetail {
+  code: string;
+  target: string;
+  message: string;
+}
+
+export interface CofferErrorOptions {
+  /** Conjur's `target` (e.g. the resource kind for not_found). */
+  target?: string;
+  /** Conjur's `details`: an object for not_found, an array for validation_failed. */
+  details?: ErrorDetail | ErrorDetail[];
+  /** Extra fields merged into the error object (e.g. `innererror`). */
+  extra?: Record<string, unknown>;
+  /** When true the HTTP layer answers with an empty body (Conjur's `head :forbidden`). */
+  emptyBody?: boolean;
+  /** Seconds for a `Retry-After` header. */
+  retryAfter?: number;
+  /** Reason recorded in the audit log; defaults to the message. Never a secret. */
+  auditReason?: string;
+  cause?: unknown;
+}
+
+export class CofferError extends Error {
+  readonly code: ErrorCode;
+  readonly target?: string;
+  readonly details?: ErrorDetail | ErrorDetail[];
+  readonly extra?: Record<string, unknown>;
+  readonly emptyBody: boolean;
+  readonly retryAfter?: number;
+  readonly auditReason?: string;
+
+  constructor(code: ErrorCode, message: string, opts: CofferErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'CofferError';
+    this.code = code;
+    this.target = opts.target;
+    this.details = opts.details;
+    this.extra = opts.extra;
+    this.emptyBody = opts.emptyBody ?? false;
+    this.retryAfter = opts.retryAfter;
+    this.auditReason = opts.auditReason;
+  }
+}
+
+export const badRequest = (message: string, opts?: CofferErrorOptions) =>
+  new CofferError('bad_request', message, opts);
+export const unauthorized = (message = 'Unauthorized', opts?: CofferErrorOptions) =>
+  new CofferError('unauthorized', message, opts);
+/** Conjur answers 403 with an empty body; `auditReason` says why. */
+export const forbidden = (auditReason = 'Forbidden', opts?: CofferErrorOptions) =>
+  new CofferError('forbidden', 'Forbidden', { emptyBody: true, auditReason, ...opts });
+export const unprocessable = (message: string, opts?: CofferErrorOptions) =>
+  new CofferError('unprocessable_entity', message, opts);
+export const argumentError = (message: string, opts?: CofferErrorOptions) =>
+  new CofferError('argument_error', message, opts);
+
+const KIND_TITLES: Record<string, string> = {
+  user: 'User',
+  host: 'Host',
+  group: 'Group',
+  layer: 'Layer',
+  policy: 'Policy',
+  variable: 'Variable',
+  webservice: 'Webservice',
+  host_factory: 'Host factory',
+  public_key: 'Public key',
+};
+
+/** "Variable" for variable, "Host factory" for host_factory, capitalised otherwise. */
+export function kindTitle(kind: string): string {
+  return KIND_TITLES[kind] ?? kind.charAt(0).toUpperCase() + kind.slice(1).replace(/_/g, ' ');
+}
+
+/**
+ * Conjur's record-not-found error:
+ * `{"code":"not_found","message":"Variable 'x' not found in account 'a'","target":"variable",
+ *   "details":{"code":"not_found","target":"id","message":"a:variable:x"}}`.
+ */
+export function recordNotFound(account: string, kind: string, identifier: string): CofferError {
+  return new CofferError(
+    'not_found',
+    `${kindTitle(kind)} '${identifier}' not found in account '${account}'`,
+    {
+      target: kind,
+      details: { code: 'not_found', target: 'id', message: `${account}:${kind}:${identifier}` },
+    },
+  );
+}
+
+export function notFound(message: string, opts?: CofferErrorOptions): CofferError {
+  return new CofferError('not_found', message, opts);
+}
+
+/** Error thrown by the policy parser/resolver/loader; maps to 422. */
+export class PolicyError extends CofferError {
+  readonly line?: number;
+  readonly column?: number;
+  constructor(
+    code: 'policy_invalid' | 'validation_failed',
+    message: string,
+    position?: { line?: number; column?: number },
+    opts: CofferErrorOptions = {},
+  ) {
+    super(code, message, opts);
+    this.name = 'PolicyError';
+    this.line = position?.line;
+    this.column = position?.column;
+  }
+}
