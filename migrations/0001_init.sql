@@ -82,7 +82,7 @@ CREATE TABLE credentials (
   password_hash  TEXT,
   restricted_to  TEXT NOT NULL DEFAULT '[]',
   updated_at     TEXT NOT NULL,
-  -- Tokens issued before this unix time (seconds) are refused.
+  -- Tokens issued before this unix time (milliseconds) are refused.
   tokens_not_before INTEGER NOT NULL DEFAULT 0
 );
 

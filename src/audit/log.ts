@@ -1,0 +1,200 @@
+/**
+ * The audit log. Fail closed and durable with group commit: `record()` queues
+ * the event and resolves only once the transaction holding it has committed
+ * (synchronous=FULL); every event queued during one event-loop turn goes into
+ * one transaction, so durability costs one fsync per batch instead of one per
+ * request. A failed commit rejects every waiter, and callers answer 503
+ * without releasing anything.
+ */
+import type { AuditRow, AuditStore } from '../store/audit.js';
+import { CofferError } from '../errors.js';
+import { GENESIS_HASH, chainHash, type UnhashedRow } from './chain.js';
+import { formatRfc5424 } from './rfc5424.js';
+
+/** Who made the request, as the HTTP layer saw it. */
+export interface RequestInfo {
+  clientIp?: string;
+  requestId?: string;
+  userAgent?: string;
+}
+
+export interface AuditEvent {
+  account: string | null;
+  action: string;
+  operation: string;
+  result: 'success' | 'failure';
+  /** The acting role (full id). */
+  roleId?: string | null;
+  /** The resource or role the event is about (full id). */
+  resourceId?: string | null;
+  version?: number | null;
+  /** Why it failed; never a secret. */
+  reason?: string | null;
+  message: string;
+  details?: unknown;
+  request?: RequestInfo;
+}
+
+export interface AuditSink {
+  write(row: AuditRow): void;
+}
+
+/** Public JSON form of an event (the API and the JSON-lines sink). */
+export function auditEventJson(r: AuditRow) {
+  return {
+    seq: r.seq,
+    time: r.time,
+    account: r.account,
+    action: r.action,
+    operation: r.operation,
+    result: r.result,
+    role: r.role_id,
+    resource: r.resource_id,
+    version: r.version,
+    client_ip: r.client_ip,
+    request_id: r.request_id,
+    user_agent: r.user_agent,
+    reason: r.reason,
+    message: r.message,
+    details: r.details === null ? null : (JSON.parse(r.details) as unknown),
+    hash: r.hash.toString('hex'),
+  };
+}
+
+/** Writes each committed event as one JSON line. */
+export function jsonLinesSink(write: (line: string) => void): AuditSink {
+  return { write: (row) => write(`${JSON.stringify(auditEventJson(row))}\n`) };
+}
+
+/** Writes each committed event as an RFC 5424 line in Conjur's format. */
+export function rfc5424Sink(write: (line: string) => void): AuditSink {
+  return { write: (row) => write(`${formatRfc5424(row)}\n`) };
+}
+
+interface Pending {
+  event: AuditEvent;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface AuditLogDeps {
+  store: AuditStore;
+  /** Runs a function in one database transaction. */
+  tx: <T>(fn: () => T) => T;
+  sinks?: AuditSink[];
+  nowIso?: () => string;
+  /** Called when a sink throws; sinks run after commit and never block the request. */
+  onSinkError?: (err: unknown) => void;
+}
+
+const MAX_FIELD = 2048;
+const clip = (s: string | undefined | null) => (s == null ? null : s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+
+export class AuditLog {
+  private queue: Pending[] = [];
+  private drainWaiters: (() => void)[] = [];
+  private scheduled = false;
+  private readonly nowIso: () => string;
+
+  constructor(private readonly deps: AuditLogDeps) {
+    this.nowIso = deps.nowIso ?? (() => new Date().toISOString());
+  }
+
+  /** Queues an event; resolves when it is durable, rejects with 503 when it cannot be written. */
+  record(event: AuditEvent): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /**
+   * Appends events inside the caller's open transaction (policy loads), so
+   * they commit or roll back with it. Pass the returned rows to `publish`
+   * after the commit.
+   */
+  recordInTransaction(events: AuditEvent[]): AuditRow[] {
+    return this.append(events);
+  }
+
+  /** Sends committed rows to the sinks. */
+  publish(rows: AuditRow[]): void {
+    for (const row of rows) {
+      for (const sink of this.deps.sinks ?? []) {
+        try {
+          sink.write(row);
+        } catch (err) {
+          this.deps.onSinkError?.(err);
+        }
+      }
+    }
+  }
+
+  /** Resolves once everything queued so far is durable (or failed). */
+  drain(): Promise<void> {
+    if (this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.queue;
+    const drains = this.drainWaiters;
+    this.queue = [];
+    this.drainWaiters = [];
+    let rows: AuditRow[] = [];
+    try {
+      rows = this.deps.tx(() => this.append(batch.map((p) => p.event)));
+    } catch (cause) {
+      const err = new CofferError(
+        'service_unavailable',
+        'The audit log cannot be written, so the request was refused (fail closed). Check the server log and disk.',
+        { cause },
+      );
+      for (const p of batch) p.reject(err);
+      for (const resolve of drains) resolve();
+      return;
+    }
+    for (const p of batch) p.resolve();
+    for (const resolve of drains) resolve();
+    this.publish(rows);
+  }
+
+  private append(events: AuditEvent[]): AuditRow[] {
+    if (events.length === 0) return [];
+    const head = this.deps.store.head();
+    let seq = head?.seq ?? 0;
+    let prev: Buffer = head?.hash ?? GENESIS_HASH;
+    const time = this.nowIso();
+    const rows: AuditRow[] = [];
+    for (const e of events) {
+      seq++;
+      const base: UnhashedRow = {
+        seq,
+        time,
+        account: e.account,
+        action: e.action,
+        operation: e.operation,
+        result: e.result,
+        role_id: e.roleId ?? null,
+        resource_id: e.resourceId ?? null,
+        version: e.version ?? null,
+        client_ip: clip(e.request?.clientIp),
+        request_id: clip(e.request?.requestId),
+        user_agent: clip(e.request?.userAgent),
+        reason: clip(e.reason),
+        message: e.message,
+        details: e.details === undefined ? null : JSON.stringify(e.details),
+      };
+      const hash = chainHash(prev, base);
+      const row: AuditRow = { ...base, prev_hash: prev, hash };
+      this.deps.store.insert(row);
+      rows.push(row);
+      prev = hash;
+    }
+    return rows;
+  }
+}

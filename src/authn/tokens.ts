@@ -1,0 +1,230 @@
+/**
+ * Access tokens in Conjur's JSON-serialized JWS shape:
+ *   {"protected": b64url(header), "payload": b64(claims), "signature": b64url(sig)}
+ * `payload` uses padded standard base64 because conjur-api-go decodes it that
+ * way. Claims are `sub`, `iat`, `exp`, `jti`. Signed with a per-account
+ * Ed25519 key whose private half is stored encrypted by the barrier.
+ *
+ * Verification checks fields, not bytes: the Ruby client re-serializes the
+ * token JSON before sending it back. Verified tokens are cached (keyed by a
+ * SHA-256 of the presented bytes) until they expire, so the signature is not
+ * paid per request; revocation and "not before" checks run on every request
+ * against in-memory sets.
+ */
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import type { Barrier } from '../secrets/barrier.js';
+import type { SecretsStore } from '../store/secrets.js';
+import type { TokensStore } from '../store/tokens.js';
+import type { CredentialsStore } from '../store/credentials.js';
+import { unauthorized } from '../errors.js';
+import { roleIdFromLogin } from '../ids.js';
+
+export interface TokenClaims {
+  account: string;
+  /** Login: `alice` or `host/app/01`. */
+  sub: string;
+  roleId: string;
+  iat: number;
+  exp: number;
+  jti: string;
+}
+
+interface AccountKey {
+  account: string;
+  kid: string;
+  publicKey: KeyObject;
+  privateKey?: KeyObject;
+}
+
+const MAX_CACHE = 100_000;
+const signingAd = (account: string) => `signing-key:${account}`;
+
+function b64url(buf: Buffer | string): string {
+  // Ruby's urlsafe_encode64 keeps '=' padding; clients never decode these two fields.
+  return Buffer.from(buf).toString('base64url');
+}
+
+export interface TokenServiceDeps {
+  barrier: Barrier;
+  secrets: SecretsStore;
+  tokens: TokensStore;
+  credentials: CredentialsStore;
+  /** Current unix time in seconds. */
+  now: () => number;
+  /** Current unix time in milliseconds (same clock). */
+  nowMs: () => number;
+}
+
+export class TokenService {
+  private keysByKid = new Map<string, AccountKey>();
+  private keysByAccount = new Map<string, AccountKey>();
+  private verified = new Map<string, TokenClaims>();
+  private revoked = new Map<string, number>();
+  private notBefore = new Map<string, number>();
+
+  constructor(private readonly deps: TokenServiceDeps) {
+    const now = deps.now();
+    for (const r of deps.tokens.liveRevocations(now)) this.revoked.set(r.jti, r.expires_at);
+    for (const r of deps.credentials.allNotBefore()) this.notBefore.set(r.role_id, r.tokens_not_before);
+  }
+
+  /** Creates the account's signing key (account creation). */
+  createAccountKey(account: string): void {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const spki = publicKey.export({ type: 'spki', format: 'der' });
+    const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
+    const sealed = this.deps.barrier.encrypt(pkcs8, signingAd(account));
+    pkcs8.fill(0);
+    this.deps.secrets.insertSigningKey({
+      account,
+      kid: createHash('sha256').update(spki).digest('hex'),
+      public_key: spki,
+      key_version: sealed.keyVersion,
+      nonce: sealed.nonce,
+      ciphertext: sealed.ciphertext,
+    });
+  }
+
+  private keyForAccount(account: string): AccountKey {
+    let key = this.keysByAccount.get(account);
+    if (!key?.privateKey) {
+      const row = this.deps.secrets.signingKey(account);
+      if (!row) throw new Error(`account '${account}' has no signing key`);
+      const der = this.deps.barrier.decrypt(
+        { keyVersion: row.key_version, nonce: row.nonce, ciphertext: row.ciphertext },
+        signingAd(account),
+      );
+      const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+      der.fill(0);
+      key = { account, kid: row.kid, publicKey: createPublicKey({ key: row.public_key, format: 'der', type: 'spki' }), privateKey };
+      this.keysByAccount.set(account, key);
+      this.keysByKid.set(key.kid, key);
+    }
+    return key;
+  }
+
+  private keyForKid(kid: string): AccountKey | undefined {
+    let key = this.keysByKid.get(kid);
+    if (!key) {
+      const row = this.deps.secrets.signingKeyByKid(kid);
+      if (!row) return undefined;
+      key = { account: row.account, kid, publicKey: createPublicKey({ key: row.public_key, format: 'der', type: 'spki' }) };
+      this.keysByKid.set(kid, key);
+    }
+    return key;
+  }
+
+  /** Issues a token for `login` in `account`, valid for `ttlSeconds`. Returns the token JSON text. */
+  issue(account: string, login: string, ttlSeconds: number): { json: string; claims: TokenClaims } {
+    const key = this.keyForAccount(account);
+    // iat is captured once so exp - iat is exactly the TTL clients see.
+    const iat = this.deps.now();
+    // The jti carries the issue time in milliseconds so that a credential
+    // change in the same second as an issue can still tell them apart.
+    const jti = `${this.deps.nowMs().toString(16)}-${randomBytes(12).toString('hex')}`;
+    const claims = { sub: login, iat, exp: iat + ttlSeconds, jti };
+    const protectedPart = b64url(JSON.stringify({ alg: 'EdDSA', kid: key.kid }));
+    const payload = Buffer.from(JSON.stringify(claims)).toString('base64');
+    const signature = b64url(sign(null, Buffer.from(`${protectedPart}.${payload}`), key.privateKey!));
+    const json = JSON.stringify({ protected: protectedPart, payload, signature });
+    return { json, claims: { ...claims, account, roleId: roleIdFromLogin(account, login) } };
+  }
+
+  /**
+   * Verifies a token (the decoded JSON text of the Authorization header).
+   * Throws 401 "Invalid token" for anything wrong with it.
+   */
+  verify(tokenJson: string): TokenClaims {
+    const cacheKey = createHash('sha256').update(tokenJson).digest('base64');
+    let claims = this.verified.get(cacheKey);
+    if (!claims) {
+      claims = this.verifyUncached(tokenJson);
+      if (this.verified.size >= MAX_CACHE) this.pruneCache();
+      this.verified.set(cacheKey, claims);
+    }
+    const now = this.deps.now();
+    if (claims.exp <= now) {
+      this.verified.delete(cacheKey);
+      throw invalidToken('token expired');
+    }
+    if (this.revoked.has(claims.jti)) throw invalidToken('token revoked');
+    const nb = this.notBefore.get(claims.roleId);
+    if (nb !== undefined && issuedAtMs(claims) < nb) throw invalidToken('token issued before the role\'s credentials changed');
+    return claims;
+  }
+
+  private verifyUncached(tokenJson: string): TokenClaims {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(tokenJson);
+    } catch {
+      throw invalidToken('token is not JSON');
+    }
+    const t = parsed as Record<string, unknown>;
+    if (typeof t.protected !== 'string' || typeof t.payload !== 'string' || typeof t.signature !== 'string') {
+      throw invalidToken('token lacks protected, payload or signature');
+    }
+    let header: { alg?: unknown; kid?: unknown };
+    let payload: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(t.protected, 'base64url').toString('utf8'));
+      payload = JSON.parse(Buffer.from(t.payload, 'base64').toString('utf8'));
+    } catch {
+      throw invalidToken('token header or payload is not JSON');
+    }
+    if (header.alg !== 'EdDSA' || typeof header.kid !== 'string') throw invalidToken('unsupported token algorithm');
+    const key = this.keyForKid(header.kid);
+    if (!key) throw invalidToken('unknown signing key');
+    const ok = verify(null, Buffer.from(`${t.protected}.${t.payload}`), key.publicKey, Buffer.from(t.signature, 'base64url'));
+    if (!ok) throw invalidToken('bad signature');
+    const allowed = new Set(['sub', 'iat', 'exp', 'jti']);
+    if (Object.keys(payload).some((k) => !allowed.has(k))) throw invalidToken('unrecognized claims');
+    const { sub, iat, exp, jti } = payload;
+    if (typeof sub !== 'string' || typeof iat !== 'number' || typeof exp !== 'number' || typeof jti !== 'string') {
+      throw invalidToken('token claims are malformed');
+    }
+    return { account: key.account, sub, roleId: roleIdFromLogin(key.account, sub), iat, exp, jti };
+  }
+
+  private pruneCache(): void {
+    const now = this.deps.now();
+    for (const [k, c] of this.verified) if (c.exp <= now) this.verified.delete(k);
+    if (this.verified.size >= MAX_CACHE) this.verified.clear();
+  }
+
+  /** Revokes a token until it would have expired; survives restart through the store. */
+  revoke(claims: TokenClaims): void {
+    this.deps.tokens.revoke(claims.jti, claims.exp);
+    this.revoked.set(claims.jti, claims.exp);
+    const now = this.deps.now();
+    if (this.revoked.size > 10_000) {
+      for (const [jti, exp] of this.revoked) if (exp <= now) this.revoked.delete(jti);
+      this.deps.tokens.purgeExpired(now);
+    }
+  }
+
+  /** Records that tokens of `roleId` issued before `atMs` are invalid (key rotation, role deletion). */
+  setNotBefore(roleId: string, atMs: number): void {
+    this.notBefore.set(roleId, atMs);
+  }
+}
+
+/** Issue time in ms from the jti; tokens without one fall back to iat. */
+function issuedAtMs(claims: TokenClaims): number {
+  const dash = claims.jti.indexOf('-');
+  const ms = dash > 0 ? Number.parseInt(claims.jti.slice(0, dash), 16) : Number.NaN;
+  return Number.isFinite(ms) ? ms : claims.iat * 1000;
+}
+
+function invalidToken(reason: string) {
+  return unauthorized('Unauthorized: Invalid token', { auditReason: reason });
+}

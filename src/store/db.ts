@@ -1,0 +1,83 @@
+/**
+ * Opening the SQLite database and applying migrations. The only place that
+ * sets connection pragmas, so every open gets the same durability.
+ */
+import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Db = Database.Database;
+
+/** `src/store` and `dist/store` are both two levels below the package root. */
+export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
+
+export interface OpenOptions {
+  readonly?: boolean;
+  /** How long a writer waits for a lock held by another process, in ms. */
+  busyTimeoutMs?: number;
+  migrationsDir?: string;
+}
+
+/**
+ * Opens (creating if needed) the database with WAL, foreign keys and
+ * synchronous=FULL. better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1,
+ * so an existing WAL database silently reopens at NORMAL unless the pragma is
+ * set again on every open — which is why it is set unconditionally here.
+ */
+export function openDatabase(path: string, opts: OpenOptions = {}): Db {
+  const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  if (!opts.readonly) db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  migrate(db, opts.migrationsDir ?? MIGRATIONS_DIR, opts.readonly ?? false);
+  return db;
+}
+
+interface Migration {
+  version: number;
+  name: string;
+  file: string;
+}
+
+export function listMigrations(dir: string): Migration[] {
+  return readdirSync(dir)
+    .map((file) => /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ version: Number(m[1]), name: m[2]!, file: join(dir, m[0]) }))
+    .sort((a, b) => a.version - b.version);
+}
+
+export class SchemaError extends Error {}
+
+/** Applies pending migrations in order, each in its own transaction. */
+export function migrate(db: Db, dir: string, readonly = false): void {
+  const migrations = listMigrations(dir);
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (!readonly) {
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  }
+  const current =
+    (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+  if (current > latest) {
+    throw new SchemaError(
+      `The database schema is at version ${current} but this Coffer knows migrations up to ${latest}: ` +
+        'upgrade Coffer before opening this database.',
+    );
+  }
+  if (readonly) {
+    if (current < latest) throw new SchemaError(`The database schema is at version ${current}; start the server once to migrate it to ${latest}.`);
+    return;
+  }
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    const sql = readFileSync(m.file, 'utf8');
+    db.transaction(() => {
+      db.exec(sql);
+      record.run(m.version, m.name, new Date().toISOString());
+    })();
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The store: every SQL statement of Coffer lives under src/store/. Domain
+ * code receives this object (or a narrow part of it) and never sees SQL, so a
+ * PostgreSQL implementation can be added behind the same functions.
+ */
+import { openDatabase, type Db, type OpenOptions } from './db.js';
+import { createAccountsStore } from './accounts.js';
+import { createAuditStore } from './audit.js';
+import { createCredentialsStore } from './credentials.js';
+import { createGraphStore } from './graph.js';
+import { createKeyringStore } from './keyring.js';
+import { createPolicyVersionsStore } from './policy-versions.js';
+import { createSecretsStore } from './secrets.js';
+import { createTokensStore } from './tokens.js';
+
+export function createStore(db: Db) {
+  return {
+    db,
+    accounts: createAccountsStore(db),
+    audit: createAuditStore(db),
+    credentials: createCredentialsStore(db),
+    graph: createGraphStore(db),
+    keyring: createKeyringStore(db),
+    policyVersions: createPolicyVersionsStore(db),
+    secrets: createSecretsStore(db),
+    tokens: createTokensStore(db),
+    /** Runs `fn` in one transaction (nested calls become savepoints). */
+    tx<T>(fn: () => T): T {
+      return db.transaction(fn)();
+    },
+    close(): void {
+      db.close();
+    },
+  };
+}
+
+export type Store = ReturnType<typeof createStore>;
+
+export function openStore(path: string, opts?: OpenOptions): Store {
+  return createStore(openDatabase(path, opts));
+}
