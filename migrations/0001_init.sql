@@ -75,10 +75,14 @@ CREATE TABLE annotations (
 );
 CREATE INDEX annotations_policy ON annotations(policy_id);
 
--- API keys are stored only as HMAC-SHA-256 under a server pepper; passwords as argon2id.
+-- API keys are verified against an HMAC-SHA-256 under a server pepper (constant
+-- time, no decryption on the hot path); the sealed copy exists only so that
+-- password login can return the key, as Conjur's GET /authn/{acct}/login does.
+-- Passwords are argon2id hashes.
 CREATE TABLE credentials (
   role_id        TEXT PRIMARY KEY REFERENCES roles(role_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
   api_key_hash   BLOB,
+  api_key_sealed BLOB,
   password_hash  TEXT,
   restricted_to  TEXT NOT NULL DEFAULT '[]',
   updated_at     TEXT NOT NULL,

@@ -95,6 +95,9 @@ export function createGraphStore(db: Db) {
       'DELETE FROM role_memberships WHERE role_id = ? AND member_id = ? AND ownership = ?',
     ),
     deleteOwnershipOf: db.prepare('DELETE FROM role_memberships WHERE role_id = ? AND ownership = 1'),
+    permissionsOf: db.prepare<[string], PermissionRow>(
+      'SELECT * FROM permissions WHERE role_id = ? ORDER BY privilege, resource_id',
+    ),
     permissionsOn: db.prepare<[string], PermissionRow>(
       'SELECT * FROM permissions WHERE resource_id = ? ORDER BY privilege, role_id',
     ),
@@ -218,6 +221,8 @@ export function createGraphStore(db: Db) {
       s.deleteMembership.run(roleId, memberId, ownership ? 1 : 0).changes > 0,
     deleteOwnershipMemberships: (roleId: string) => void s.deleteOwnershipOf.run(roleId),
     permissionsOn: (resourceId: string) => s.permissionsOn.all(resourceId),
+    /** Permissions held directly by a role. */
+    permissionsOf: (roleId: string) => s.permissionsOf.all(roleId),
     rolesWithPrivilege: (resourceId: string, privilege: string) =>
       s.rolesWithPrivilege.all(resourceId, privilege).map((r) => r.role_id),
     getPermission: (resourceId: string, privilege: string, roleId: string) =>
