@@ -256,6 +256,17 @@ export function createGraphStore(db: Db) {
       return s.resourcesUnder.all(account, `${prefix}/`, `${prefix}0`, prefix);
     },
     policiesOfAccount: (account: string) => s.policiesOfAccount.all(account),
+    /** Resources of the account on which any of `roles` holds `privilege` directly or as owner. */
+    resourcesWithPrivilege(roles: string[], privilege: string, account: string): string[] {
+      const rows = db
+        .prepare(
+          'SELECT p.resource_id AS id FROM permissions p JOIN resources r ON r.resource_id = p.resource_id ' +
+            'WHERE p.privilege = ? AND r.account = ? AND p.role_id IN (SELECT value FROM json_each(?)) ' +
+            'UNION SELECT resource_id AS id FROM resources WHERE account = ? AND owner_id IN (SELECT value FROM json_each(?))',
+        )
+        .all(privilege, account, JSON.stringify(roles), account, JSON.stringify(roles)) as { id: string }[];
+      return rows.map((r) => r.id);
+    },
     listResources(q: ResourceQuery): ResourceRow[] {
       const { sql, params } = listResourcesSql(q, false);
       return db.prepare(sql).all(...params) as ResourceRow[];

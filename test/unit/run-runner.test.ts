@@ -269,6 +269,11 @@ describe('runWithSecrets: exit codes', () => {
     expect(errors).toEqual(['coffer run: no command given\n']);
   });
 
+  it('Should reject a timeout that is not a positive number', async () => {
+    expect(await run({ specs: [], command: node(''), timeoutMs: 0 })).toBe(127);
+    expect(errors).toEqual(['coffer run: invalid timeout 0\n']);
+  });
+
   it('Should reject a bad spec with 127', async () => {
     expect(await run({ specs: [literal('A=B', 'x')], command: node('') })).toBe(127);
     expect(errors[0]).toMatch(/^coffer run: invalid environment variable name/);
@@ -501,6 +506,34 @@ describe('runWithSecrets: secrecy', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^coffer run: the value of BIN contains a NUL byte/);
     expect(errors[0]).not.toContain(CANARY);
+  });
+});
+
+describe('runWithSecrets: wiping files', () => {
+  it('Should overwrite a secret file with zeros before removing it', async () => {
+    // A hard link made by the child keeps the inode readable after the unlink.
+    const link = join(work, 'link');
+    const { fetchValues } = fakeFetcher({ key: CANARY });
+    const code = await run({
+      specs: [varSpec('KEY', 'key', { toFile: true })],
+      command: node('require("fs").linkSync(process.env.KEY, process.argv[1])', link),
+      fetchValues,
+    });
+    expect(code).toBe(0);
+    expect(readFileSync(link)).toEqual(Buffer.alloc(CANARY.length));
+  });
+
+  it('Should not follow a symlink the child put in place of a secret file', async () => {
+    const victim = join(work, 'victim');
+    const script = `
+      const fs = require('fs');
+      fs.writeFileSync(process.argv[1], 'keep me');
+      fs.unlinkSync(process.env.F);
+      fs.symlinkSync(process.argv[1], process.env.F);`;
+    const code = await run({ specs: [literal('F', 'x', { toFile: true })], command: node(script, victim) });
+    expect(code).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('keep me');
+    expect(readdirSync(shm)).toEqual([]);
   });
 });
 

@@ -146,6 +146,9 @@ export async function runWithSecrets(opts: RunOptions): Promise<number> {
 
 function validate(opts: RunOptions): void {
   if (opts.command.length === 0 || opts.command[0] === '') throw new RunFailure('no command given');
+  if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0)) {
+    throw new RunFailure(`invalid timeout ${opts.timeoutMs}`);
+  }
   for (const spec of opts.specs) {
     if (spec.name === '' || /[=\0]/.test(spec.name)) {
       throw new RunFailure(`invalid environment variable name ${JSON.stringify(spec.name)}`);

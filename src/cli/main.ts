@@ -1,0 +1,88 @@
+/** `coffer` command dispatcher. */
+import { parseArgs } from 'node:util';
+import { CliError, processIo, type Io } from './io.js';
+import { cmdAccountCreate, cmdAuditVerifyOffline, cmdKeygen, cmdKeys, cmdServer } from './admin.js';
+
+const USAGE = `usage: coffer <command> [options]
+
+Server and data directory:
+  server [--dev] [--data-dir DIR] [--host H] [--port P] [--tls-cert F --tls-key F]
+  account create NAME --data-dir DIR [--json]
+  keygen
+  keys rotate --data-dir DIR
+  keys rekey --data-dir DIR --new-key-file F
+  audit verify --data-dir DIR
+
+Run 'coffer <command> --help' for details.`;
+
+const SERVER_OPTIONS = {
+  dev: { type: 'boolean' },
+  'data-dir': { type: 'string' },
+  'data-key-file': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'token-ttl': { type: 'string' },
+  'max-token-ttl': { type: 'string' },
+  'trusted-proxies': { type: 'string' },
+  authenticators: { type: 'string' },
+  'audit-log': { type: 'string' },
+  'audit-format': { type: 'string' },
+  'new-key-file': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (!command || command === '--help' || command === '-h' || command === 'help') {
+      io.out(USAGE);
+      return command ? 0 : 2;
+    }
+    const admin = () => parseArgs({ args: rest, options: SERVER_OPTIONS, allowPositionals: true, strict: true });
+    switch (command) {
+      case 'server': {
+        const { values } = admin();
+        if (values.help) return help(io, 'coffer server --dev   # or: COFFER_DATA_KEY=$(coffer keygen) coffer server --data-dir /var/lib/coffer');
+        return await cmdServer(values, env, io);
+      }
+      case 'account': {
+        const { values, positionals } = admin();
+        if (values.help || positionals[0] !== 'create') return help(io, 'coffer account create acme --data-dir /var/lib/coffer --json', positionals[0] !== 'create' && !values.help);
+        return await cmdAccountCreate(positionals[1], values, env, io);
+      }
+      case 'keygen':
+        return cmdKeygen(io);
+      case 'keys': {
+        const { values, positionals } = admin();
+        if (values.help) return help(io, 'coffer keys rotate --data-dir /var/lib/coffer');
+        return await cmdKeys(positionals[0], values, env, io);
+      }
+      case 'audit': {
+        const { values, positionals } = admin();
+        if (positionals[0] === 'verify' && (values['data-dir'] || env.COFFER_DATA_DIR)) return await cmdAuditVerifyOffline(values, env, io);
+        throw new CliError('usage: coffer audit verify --data-dir DIR', 2);
+      }
+      default:
+        throw new CliError(`unknown command '${command}'\n${USAGE}`, 2);
+    }
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.err(`coffer: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err(`coffer: ${err.message}`);
+      return 2;
+    }
+    io.err(`coffer: ${(err as Error).message ?? String(err)}`);
+    return 1;
+  }
+}
+
+function help(io: Io, example: string, error = false): number {
+  io[error ? 'err' : 'out'](`${USAGE}\n\nExample:\n  ${example}`);
+  return error ? 2 : 0;
+}

@@ -1,0 +1,147 @@
+/**
+ * Server configuration: flags override environment variables, which override
+ * defaults. Validated once at start-up; every problem is reported together.
+ */
+import { normalizeCidr } from './cidr.js';
+import { DEFAULT_SERVICE_CONFIG, type ServiceConfig } from './services.js';
+
+export interface ServerConfig extends ServiceConfig {
+  dev: boolean;
+  dataDir: string;
+  host: string;
+  port: number;
+  /** base64 of 32 bytes, from COFFER_DATA_KEY; or a file holding it. */
+  dataKey?: string;
+  dataKeyFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustedProxies: string[];
+  authenticators: string[];
+  bodyLimit: number;
+  policyBodyLimit: number;
+  /** Audit sink: a file path, '-' for stdout, or undefined for none. */
+  auditLog?: string;
+  auditFormat: 'json' | 'rfc5424';
+  busyTimeoutMs: number;
+  devAccount: string;
+}
+
+export interface ConfigOption {
+  flag?: string;
+  env?: string;
+  default: string;
+  meaning: string;
+}
+
+/** The table README documents; keep both in step. */
+export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
+  dataDir: { flag: '--data-dir', env: 'COFFER_DATA_DIR', default: './.coffer-dev with --dev; required otherwise', meaning: 'Directory holding coffer.db (SQLite) and, in dev mode, the generated data key' },
+  dataKey: { env: 'COFFER_DATA_KEY', default: 'none (generated in dev mode)', meaning: 'Master data key: base64 of 32 random bytes (`coffer keygen`)' },
+  dataKeyFile: { flag: '--data-key-file', env: 'COFFER_DATA_KEY_FILE', default: 'none', meaning: 'File holding the master data key (base64); used when COFFER_DATA_KEY is unset' },
+  host: { flag: '--host', env: 'COFFER_HOST', default: '127.0.0.1', meaning: 'Address to listen on' },
+  port: { flag: '--port', env: 'COFFER_PORT', default: '8080', meaning: 'Port to listen on (0 picks a free port)' },
+  tlsCert: { flag: '--tls-cert', env: 'COFFER_TLS_CERT', default: 'none (plain HTTP)', meaning: 'PEM certificate chain for HTTPS (with --tls-key)' },
+  tlsKey: { flag: '--tls-key', env: 'COFFER_TLS_KEY', default: 'none', meaning: 'PEM private key for HTTPS (with --tls-cert)' },
+  tokenTtl: { flag: '--token-ttl', env: 'COFFER_TOKEN_TTL', default: '480', meaning: 'Access-token lifetime in seconds (per-role annotation authn/token-ttl overrides it)' },
+  maxTokenTtl: { flag: '--max-token-ttl', env: 'COFFER_MAX_TOKEN_TTL', default: '18000', meaning: 'Upper bound for any token lifetime in seconds (at most 18000 = 5 h)' },
+  secretVersions: { env: 'COFFER_SECRETS_VERSION_LIMIT', default: '20', meaning: 'Versions kept per variable' },
+  policyVersions: { env: 'COFFER_POLICIES_VERSION_LIMIT', default: '20', meaning: 'Versions kept per policy' },
+  trustedProxies: { flag: '--trusted-proxies', env: 'COFFER_TRUSTED_PROXIES', default: 'none', meaning: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed' },
+  authenticators: { flag: '--authenticators', env: 'COFFER_AUTHENTICATORS', default: 'authn', meaning: 'Comma-separated enabled authenticators, e.g. authn,authn-jwt/jenkins' },
+  bodyLimit: { env: 'COFFER_BODY_LIMIT', default: '1048576', meaning: 'Largest request body in bytes (413 above)' },
+  policyBodyLimit: { env: 'COFFER_POLICY_BODY_LIMIT', default: '10485760', meaning: 'Largest policy body in bytes (413 above)' },
+  auditLog: { flag: '--audit-log', env: 'COFFER_AUDIT_LOG', default: 'none', meaning: 'Also stream each committed audit event to this file (- for stdout)' },
+  auditFormat: { flag: '--audit-format', env: 'COFFER_AUDIT_FORMAT', default: 'json', meaning: 'Audit stream format: json (one JSON object a line) or rfc5424 (Conjur\'s syslog lines)' },
+  authnMaxFailures: { env: 'COFFER_AUTHN_MAX_FAILURES', default: '10', meaning: 'Failed authentications per login and IP before 429' },
+  authnWindow: { env: 'COFFER_AUTHN_FAILURE_WINDOW', default: '60', meaning: 'Window in seconds for counting failed authentications' },
+  busyTimeout: { env: 'COFFER_DB_BUSY_TIMEOUT_MS', default: '5000', meaning: 'How long a write waits for a database lock held by another process' },
+  devAccount: { env: 'COFFER_DEV_ACCOUNT', default: 'dev', meaning: 'Account created on first start in --dev mode' },
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+type Flags = Record<string, string | boolean | undefined>;
+
+export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerConfig {
+  const problems: string[] = [];
+  const pick = (key: keyof typeof CONFIG_OPTIONS): string | undefined => {
+    const opt = CONFIG_OPTIONS[key]!;
+    const flagName = opt.flag?.slice(2);
+    const fromFlag = flagName ? flags[flagName] : undefined;
+    if (typeof fromFlag === 'string') return fromFlag;
+    return opt.env ? env[opt.env] : undefined;
+  };
+  const int = (key: keyof typeof CONFIG_OPTIONS, fallback: number, min: number, max: number): number => {
+    const raw = pick(key);
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      const opt = CONFIG_OPTIONS[key]!;
+      problems.push(`${opt.flag ?? opt.env}: '${raw}' must be an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+  const list = (raw: string | undefined) => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+  const dev = flags.dev === true;
+  const dataDir = pick('dataDir') ?? (dev ? './.coffer-dev' : undefined);
+  if (!dataDir) problems.push('--data-dir (or COFFER_DATA_DIR) is required outside --dev mode');
+  const dataKey = env.COFFER_DATA_KEY || undefined;
+  const dataKeyFile = pick('dataKeyFile');
+  if (!dev && !dataKey && !dataKeyFile) {
+    problems.push('a data key is required: set COFFER_DATA_KEY (base64 of 32 bytes, see `coffer keygen`) or pass --data-key-file');
+  }
+  const tlsCert = pick('tlsCert');
+  const tlsKey = pick('tlsKey');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) problems.push('--tls-cert and --tls-key go together');
+  const trustedProxies: string[] = [];
+  for (const cidr of list(pick('trustedProxies'))) {
+    try {
+      trustedProxies.push(normalizeCidr(cidr));
+    } catch (err) {
+      problems.push(`--trusted-proxies: ${(err as Error).message}`);
+    }
+  }
+  const authenticators = list(pick('authenticators') ?? 'authn');
+  for (const a of authenticators) {
+    if (!/^authn(-jwt\/[A-Za-z0-9._-]+)?$/.test(a)) problems.push(`--authenticators: '${a}' is not authn or authn-jwt/<service-id>`);
+  }
+  const auditFormat = pick('auditFormat') ?? 'json';
+  if (auditFormat !== 'json' && auditFormat !== 'rfc5424') problems.push(`--audit-format: '${auditFormat}' must be json or rfc5424`);
+  const devAccount = pick('devAccount') ?? 'dev';
+  const maxTokenTtlSeconds = int('maxTokenTtl', DEFAULT_SERVICE_CONFIG.maxTokenTtlSeconds, 1, 5 * 3600);
+  const config: ServerConfig = {
+    dev,
+    dataDir: dataDir ?? '',
+    host: pick('host') ?? '127.0.0.1',
+    port: int('port', 8080, 0, 65535),
+    dataKey,
+    dataKeyFile,
+    tlsCert,
+    tlsKey,
+    trustedProxies,
+    authenticators,
+    bodyLimit: int('bodyLimit', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    policyBodyLimit: int('policyBodyLimit', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    auditLog: pick('auditLog'),
+    auditFormat: auditFormat === 'rfc5424' ? 'rfc5424' : 'json',
+    busyTimeoutMs: int('busyTimeout', 5000, 0, 600_000),
+    devAccount,
+    tokenTtlSeconds: int('tokenTtl', DEFAULT_SERVICE_CONFIG.tokenTtlSeconds, 1, 5 * 3600),
+    maxTokenTtlSeconds,
+    secretVersionLimit: int('secretVersions', 20, 1, 1000),
+    policyVersionLimit: int('policyVersions', 20, 1, 1000),
+    authnMaxFailures: int('authnMaxFailures', 10, 1, 1_000_000),
+    authnFailureWindowMs: int('authnWindow', 60, 1, 86_400) * 1000,
+  };
+  if (config.tokenTtlSeconds > config.maxTokenTtlSeconds) {
+    problems.push(`--token-ttl (${config.tokenTtlSeconds}) may not exceed --max-token-ttl (${config.maxTokenTtlSeconds})`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}

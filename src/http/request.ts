@@ -1,0 +1,153 @@
+/** Reading requests the way Conjur clients send them (reference §0, §11). */
+import type { Context } from 'hono';
+import type { IncomingMessage } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { CofferError, argumentError, badRequest } from '../errors.js';
+import { validateIdentifier } from '../ids.js';
+import type { RequestInfo } from '../audit/log.js';
+import { cidrContains } from '../cidr.js';
+
+export interface HttpEnv {
+  Bindings: { incoming: IncomingMessage };
+  Variables: { requestId: string; clientIp: string };
+}
+
+export type Ctx = Context<HttpEnv>;
+
+/** Raw (still percent-encoded) path segments, without the trailing-slash empty segment. */
+export function rawSegments(c: Ctx): string[] {
+  const path = new URL(c.req.url).pathname;
+  const segs = path.split('/').slice(1);
+  while (segs.length > 0 && segs[segs.length - 1] === '') segs.pop();
+  return segs;
+}
+
+function decodeSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw badRequest(`Invalid percent-encoding in path segment '${raw}'`);
+  }
+}
+
+/** Decoded path segment `index` (0-based after the leading slash). `+` stays a plus. */
+export function segment(c: Ctx, index: number): string {
+  const seg = rawSegments(c)[index];
+  if (seg === undefined) throw argumentError('missing path segment');
+  return validateIdentifier(decodeSegment(seg));
+}
+
+/** Account path segment: may not contain an encoded slash (Conjur's ExcludeEncodedSlash). */
+export function accountSegment(c: Ctx, index: number): string {
+  const raw = rawSegments(c)[index] ?? '';
+  if (/%2f/i.test(raw)) throw new CofferError('not_found', 'Account segment may not contain an encoded slash');
+  return segment(c, index);
+}
+
+/** The rest of the path from `index` on, joined with '/', decoded: `prod/db/pw` or `prod%2Fdb%2Fpw` alike. */
+export function identifierFrom(c: Ctx, index: number, until?: number): string {
+  const segs = rawSegments(c);
+  const parts = segs.slice(index, until === undefined ? undefined : segs.length - until);
+  if (parts.length === 0) throw argumentError('missing identifier');
+  return validateIdentifier(parts.map(decodeSegment).join('/'), 'identifier');
+}
+
+/** Query parameter from the raw query string, decoded with `+` as a space (form rules). */
+export function queryParam(c: Ctx, name: string): string | undefined {
+  return new URL(c.req.url).searchParams.get(name) ?? undefined;
+}
+
+export function hasQueryFlag(c: Ctx, name: string): boolean {
+  return new URL(c.req.url).searchParams.has(name);
+}
+
+export function requestInfo(c: Ctx): RequestInfo {
+  return { clientIp: c.get('clientIp'), requestId: c.get('requestId'), userAgent: c.req.header('user-agent') };
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+export function requestIdFor(header: string | undefined): string {
+  return header && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+/**
+ * The client IP: the socket's peer, or — only when the peer is a trusted
+ * proxy — the right-most X-Forwarded-For address that is not itself trusted.
+ */
+export function clientIp(incoming: IncomingMessage | undefined, forwardedFor: string | undefined, trustedProxies: string[]): string {
+  const peer = normalizeIp(incoming?.socket?.remoteAddress ?? '');
+  const trusted = (ip: string) => trustedProxies.some((cidr) => cidrContains(cidr, ip));
+  if (!forwardedFor || trustedProxies.length === 0 || !peer || !trusted(peer)) return peer;
+  const hops = forwardedFor.split(',').map((s) => normalizeIp(s.trim())).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) if (!trusted(hops[i]!)) return hops[i]!;
+  return hops[0] ?? peer;
+}
+
+/** Reads the body as raw bytes whatever the Content-Type (never form-parsed), bounded by `limit`. */
+export async function rawBody(c: Ctx, limit: number): Promise<Buffer> {
+  const declared = Number(c.req.header('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
+  const body = c.req.raw.body;
+  if (!body) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      for (const ch of chunks) ch.fill(0);
+      throw tooLarge(limit);
+    }
+    chunks.push(Buffer.from(value));
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function tooLarge(limit: number) {
+  return new CofferError('payload_too_large', `Request body is larger than the limit of ${limit} bytes`);
+}
+
+/** Form (urlencoded) or JSON body as a flat map of single values and `name[]`/`name[k]` groups. */
+export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams> {
+  const body = await rawBody(c, limit);
+  const params = new URLSearchParams(new URL(c.req.url).search);
+  if (body.length === 0) return params;
+  const type = (c.req.header('content-type') ?? '').toLowerCase();
+  if (type.includes('application/json')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw badRequest('Request body is not valid JSON');
+    }
+    if (json && typeof json === 'object' && !Array.isArray(json)) {
+      for (const [k, v] of Object.entries(json)) {
+        if (Array.isArray(v)) for (const item of v) params.append(`${k}[]`, String(item));
+        else if (v && typeof v === 'object') for (const [k2, v2] of Object.entries(v)) params.append(`${k}[${k2}]`, String(v2));
+        else if (v !== null && v !== undefined) params.append(k, String(v));
+      }
+    }
+    return params;
+  }
+  for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
+  return params;
+}
+
+/** HTTP Basic credentials, or undefined when the header is absent or not Basic. */
+export function basicCredentials(c: Ctx): { login: string; secret: string } | undefined {
+  const header = c.req.header('authorization');
+  const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { login: decoded.slice(0, colon), secret: decoded.slice(colon + 1) };
+}

@@ -1,0 +1,82 @@
+/** GET /audit/{account}[/verify]: the auditors' query API (Coffer's own; Conjur OSS has none). */
+import { stream } from 'hono/streaming';
+import { unprocessable } from '../../errors.js';
+import { auditEventJson } from '../../audit/log.js';
+import { makeFullId } from '../../ids.js';
+import type { AuditQuery } from '../../audit/reader.js';
+import { authenticateRequest } from '../auth.js';
+import type { RouteDeps } from '../context.js';
+import { accountSegment, queryParam, type Ctx } from '../request.js';
+
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+const EXPORT_PAGE = 1000;
+
+function isoParam(c: Ctx, name: string): string | undefined {
+  const raw = queryParam(c, name);
+  if (raw === undefined) return undefined;
+  const t = Date.parse(raw);
+  if (Number.isNaN(t)) throw unprocessable(`'${name}' must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z`);
+  return new Date(t).toISOString();
+}
+
+function parseQuery(c: Ctx, account: string): AuditQuery {
+  const result = queryParam(c, 'result');
+  if (result !== undefined && result !== 'success' && result !== 'failure') {
+    throw unprocessable("'result' must be 'success' or 'failure'");
+  }
+  const order = queryParam(c, 'order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw unprocessable("'order' must be 'asc' or 'desc'");
+  const rawLimit = queryParam(c, 'limit');
+  if (rawLimit !== undefined && (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1 || Number(rawLimit) > MAX_LIMIT)) {
+    throw unprocessable(`'limit' must be an integer from 1 to ${MAX_LIMIT}`);
+  }
+  const rawCursor = queryParam(c, 'cursor');
+  if (rawCursor !== undefined && !/^\d+$/.test(rawCursor)) throw unprocessable("'cursor' must be the next_cursor of a previous page");
+  const resource = queryParam(c, 'resource');
+  const role = queryParam(c, 'role');
+  return {
+    resource: resource === undefined ? undefined : makeFullId(resource, account),
+    role: role === undefined ? undefined : makeFullId(role, account),
+    action: queryParam(c, 'action'),
+    result: result as 'success' | 'failure' | undefined,
+    since: isoParam(c, 'since'),
+    until: isoParam(c, 'until'),
+    q: queryParam(c, 'q'),
+    cursor: rawCursor === undefined ? undefined : Number(rawCursor),
+    order,
+    limit: rawLimit === undefined ? DEFAULT_LIMIT : Number(rawLimit),
+  };
+}
+
+export function registerAudit({ app, services }: RouteDeps): void {
+  app.get('/audit/:account/verify', (c) => {
+    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const account = accountSegment(c, 1);
+    const result = services.auditReader.verify(account, actor.roleId);
+    return c.json(result, result.ok ? 200 : 409);
+  });
+
+  app.get('/audit/:account', (c) => {
+    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const account = accountSegment(c, 1);
+    const query = parseQuery(c, account);
+    if ((c.req.header('accept') ?? '').includes('application/x-ndjson')) {
+      c.header('Content-Type', 'application/x-ndjson');
+      return stream(c, async (s) => {
+        // Pages are read synchronously one at a time so no statement stays open across awaits.
+        let cursor = query.cursor;
+        for (;;) {
+          const rows = services.auditReader.query(account, actor.roleId, { ...query, cursor, limit: EXPORT_PAGE });
+          if (rows.length === 0) break;
+          await s.write(rows.map((r) => `${JSON.stringify(auditEventJson(r))}\n`).join(''));
+          cursor = rows[rows.length - 1]!.seq;
+          if (rows.length < EXPORT_PAGE) break;
+        }
+      });
+    }
+    const rows = services.auditReader.query(account, actor.roleId, query);
+    const next = rows.length === query.limit ? String(rows[rows.length - 1]!.seq) : null;
+    return c.json({ events: rows.map(auditEventJson), next_cursor: next });
+  });
+}

@@ -1,0 +1,137 @@
+/** GET /resources… (reference §1.6): listing, show, permission check, permitted roles. */
+import { forbidden, recordNotFound, unprocessable } from '../../errors.js';
+import { makeFullId } from '../../ids.js';
+import { baseResourceJson, conjurTime } from '../../rbac/views.js';
+import type { ResourceRow } from '../../store/graph.js';
+import type { Services } from '../../services.js';
+import { authenticateRequest } from '../auth.js';
+import type { RouteDeps } from '../context.js';
+import { LIST_LIMIT_MAX, isTrue, parsePaging } from '../paging.js';
+import { accountSegment, identifierFrom, queryParam, segment, type Ctx } from '../request.js';
+import type { Actor } from '../../context.js';
+import { hostFactoryExtras } from './host-factory-view.js';
+
+export function resourceJson(services: Services, r: ResourceRow, viewer: string): Record<string, unknown> {
+  const { graph } = services.store;
+  const out = baseResourceJson(graph, r);
+  switch (r.kind) {
+    case 'variable':
+      out.secrets = services.secrets.versions(r.resource_id);
+      break;
+    case 'policy':
+      out.policy_versions = services.store.policyVersions.list(r.resource_id).map((v) => ({
+        version: v.version,
+        created_at: conjurTime(v.created_at),
+        policy_text: v.policy_text,
+        policy_sha256: v.policy_sha256,
+        finished_at: v.finished_at ? conjurTime(v.finished_at) : null,
+        client_ip: v.client_ip,
+        id: v.resource_id,
+        role: v.role_id,
+      }));
+      break;
+    case 'user':
+    case 'host':
+      out.restricted_to = JSON.parse(services.store.credentials.get(r.resource_id)?.restricted_to ?? '[]');
+      break;
+    case 'host_factory':
+      Object.assign(out, hostFactoryExtras(services, r, viewer));
+      break;
+  }
+  return out;
+}
+
+/** `role=`/`acting_as=`: list as another role, which the caller must hold (else 403). */
+function actingRole(c: Ctx, actor: Actor, services: Services): string {
+  const raw = queryParam(c, 'role') ?? queryParam(c, 'acting_as');
+  if (raw === undefined) return actor.roleId;
+  const roleId = raw.split(':').length >= 3 ? raw : undefined;
+  if (!roleId || !services.store.graph.getRole(roleId) || !services.authorizer.allRoles(actor.roleId).has(roleId)) {
+    throw forbidden(`the caller does not hold role ${raw}`);
+  }
+  return roleId;
+}
+
+async function list(c: Ctx, services: Services, account: string | undefined, kindFromPath: string | undefined) {
+  const actor = authenticateRequest(c, services.tokens, services.store.graph);
+  const viewer = actingRole(c, actor, services);
+  const kind = kindFromPath ?? queryParam(c, 'kind');
+  const search = queryParam(c, 'search');
+  const ownerRaw = queryParam(c, 'owner');
+  const owner = ownerRaw === undefined ? undefined : makeFullId(ownerRaw, account ?? actor.account);
+  const query = {
+    account,
+    kind,
+    ownerId: owner,
+    searchTerms: search?.split(/[\s./-]+/).filter(Boolean),
+    viewerRoles: [...services.authorizer.allRoles(viewer)],
+  };
+  const params = { account, kind, search, limit: queryParam(c, 'limit') ?? String(LIST_LIMIT_MAX), offset: queryParam(c, 'offset') };
+  await services.audit.record({
+    account: account ?? actor.account,
+    action: 'list',
+    operation: 'list',
+    result: 'success',
+    roleId: actor.roleId,
+    request: actor.request,
+    message: `${actor.roleId} successfully listed resources with parameters: ${JSON.stringify(params)}`,
+  });
+  if (isTrue(queryParam(c, 'count'))) return c.json({ count: services.store.graph.countResources(query) });
+  const paging = parsePaging(c, LIST_LIMIT_MAX);
+  const rows = services.store.graph.listResources({ ...query, ...paging });
+  return c.json(rows.map((r) => resourceJson(services, r, viewer)));
+}
+
+export function registerResources({ app, services }: RouteDeps): void {
+  app.get('/resources', (c) => list(c, services, undefined, undefined));
+  app.get('/resources/:account', (c) => list(c, services, accountSegment(c, 1), undefined));
+  app.get('/resources/:account/:kind', (c) => list(c, services, accountSegment(c, 1), segment(c, 2)));
+
+  app.get('/resources/:account/:kind/:id{.+}', async (c) => {
+    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const account = accountSegment(c, 1);
+    const kind = segment(c, 2);
+    const identifier = identifierFrom(c, 3);
+    const resourceId = `${account}:${kind}:${identifier}`;
+    const { authorizer } = services;
+
+    if (isTrue(queryParam(c, 'check'))) {
+      const privilege = queryParam(c, 'privilege');
+      if (!privilege) throw unprocessable("'privilege' is required for a permission check");
+      const roleParam = queryParam(c, 'role');
+      let subject = actor.roleId;
+      if (roleParam !== undefined) {
+        subject = makeFullId(roleParam, account);
+        if (!services.store.graph.getRole(subject) || !authorizer.allRoles(actor.roleId).has(subject)) {
+          throw forbidden(`the caller does not hold role ${roleParam}`);
+        }
+      }
+      const resource = authorizer.requireVisible(actor.roleId, resourceId);
+      const allowed = authorizer.canOn(subject, privilege, resource);
+      const who = subject === actor.roleId ? 'they' : subject;
+      await services.audit.record({
+        account,
+        action: 'check',
+        operation: 'check',
+        result: allowed ? 'success' : 'failure',
+        roleId: actor.roleId,
+        resourceId,
+        request: actor.request,
+        details: { role: subject, privilege },
+        reason: allowed ? null : `${subject} does not hold ${privilege}`,
+        message: `${actor.roleId} ${allowed ? 'successfully' : 'unsuccessfully'} checked if ${who} can ${privilege} ${resourceId}`,
+      });
+      if (!allowed) throw recordNotFound(account, kind, identifier);
+      return c.body(null, 204);
+    }
+
+    const resource = authorizer.requireVisible(actor.roleId, resourceId);
+    if (isTrue(queryParam(c, 'permitted_roles'))) {
+      const privilege = queryParam(c, 'privilege');
+      if (!privilege) throw unprocessable("'privilege' is required to list permitted roles");
+      return c.json(authorizer.permittedRoles(resource, privilege));
+    }
+    return c.json(resourceJson(services, resource, actor.roleId));
+  });
+}
+

@@ -1,0 +1,164 @@
+/**
+ * Opening a data directory (store + barrier + services) and running the
+ * HTTP server on it. Used by `coffer server`, the admin commands and the
+ * end-to-end tests, which start the real server on an ephemeral port.
+ */
+import { serve, type ServerType } from '@hono/node-server';
+import { createServer as createHttpsServer } from 'node:https';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { createAccount, type CreatedAccount } from './accounts.js';
+import { jsonLinesSink, rfc5424Sink, type AuditSink } from './audit/log.js';
+import type { ServerConfig } from './config.js';
+import { systemClock, type Clock } from './context.js';
+import { createApp } from './http/app.js';
+import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secrets/barrier.js';
+import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
+import { openStore } from './store/index.js';
+
+export const VERSION = '0.1.0';
+export const DB_FILE = 'coffer.db';
+export const DEV_KEY_FILE = 'dev-data-key';
+export const LOCK_FILE = 'server.pid';
+
+export interface Vault {
+  services: Services;
+  close(): void;
+}
+
+/** Reads the master key from the environment value or a file. */
+export function readMasterKey(dataKey: string | undefined, dataKeyFile: string | undefined): Buffer {
+  if (dataKey) return decodeMasterKey(dataKey, 'COFFER_DATA_KEY');
+  if (dataKeyFile) return decodeMasterKey(readFileSync(dataKeyFile, 'utf8'), `data key file ${dataKeyFile}`);
+  throw new Error('a data key is required: set COFFER_DATA_KEY or pass --data-key-file');
+}
+
+/** Dev mode keeps a generated key beside the database (development only). */
+export function devMasterKey(dataDir: string): { key: Buffer; created: boolean } {
+  const file = join(dataDir, DEV_KEY_FILE);
+  if (existsSync(file)) return { key: decodeMasterKey(readFileSync(file, 'utf8'), file), created: false };
+  const key = generateMasterKey();
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return { key: decodeMasterKey(key, file), created: true };
+}
+
+export interface OpenVaultOptions {
+  dataDir: string;
+  masterKey: Buffer;
+  clock?: Clock;
+  config?: Partial<ServiceConfig>;
+  auditSinks?: AuditSink[];
+  busyTimeoutMs?: number;
+}
+
+export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
+  await initSodium();
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const store = openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
+  try {
+    const barrier = Barrier.open(opts.masterKey, store.keyring);
+    const services = createServices({
+      store,
+      barrier,
+      clock: opts.clock ?? systemClock,
+      config: { ...DEFAULT_SERVICE_CONFIG, ...opts.config },
+      auditSinks: opts.auditSinks,
+      onSinkError: (err) => process.stderr.write(`coffer: audit sink failed: ${(err as Error).message}\n`),
+    });
+    return { services, close: () => store.close() };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+export function createAccountIn(vault: Vault, name: string): CreatedAccount {
+  const s = vault.services;
+  return createAccount({ store: s.store, tokens: s.tokens, credentials: s.credentials, audit: s.audit, authorizer: s.authorizer }, name);
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  vault: Vault;
+  /** Set on first start in dev mode: the admin credentials, printed once. */
+  devAdmin?: CreatedAccount;
+  close(): Promise<void>;
+}
+
+function auditSinks(config: ServerConfig): AuditSink[] {
+  if (!config.auditLog) return [];
+  const out = config.auditLog === '-' ? process.stdout : createWriteStream(resolve(config.auditLog), { flags: 'a', mode: 0o600 });
+  const write = (line: string) => void out.write(line);
+  return [config.auditFormat === 'rfc5424' ? rfc5424Sink(write) : jsonLinesSink(write)];
+}
+
+export async function startServer(config: ServerConfig, opts: { clock?: Clock; log?: (line: string) => void } = {}): Promise<RunningServer> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  let masterKey: Buffer;
+  if (config.dataKey || config.dataKeyFile) masterKey = readMasterKey(config.dataKey, config.dataKeyFile);
+  else masterKey = devMasterKey(dataDir).key;
+  const vault = await openVault({
+    dataDir,
+    masterKey,
+    clock: opts.clock,
+    config,
+    auditSinks: auditSinks(config),
+    busyTimeoutMs: config.busyTimeoutMs,
+  });
+  let devAdmin: CreatedAccount | undefined;
+  if (config.dev && !vault.services.store.accounts.exists(config.devAccount)) {
+    devAdmin = createAccountIn(vault, config.devAccount);
+  }
+  const app = createApp(vault.services, {
+    bodyLimit: config.bodyLimit,
+    policyBodyLimit: config.policyBodyLimit,
+    trustedProxies: config.trustedProxies,
+    authenticators: config.authenticators,
+    version: VERSION,
+    logError: (err, requestId) => log(`coffer: error in request ${requestId ?? '-'}: ${describeError(err)}`),
+  });
+  const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
+  const server: ServerType = await new Promise((resolveListen, reject) => {
+    const s = serve(
+      {
+        fetch: app.fetch,
+        port: config.port,
+        hostname: config.host,
+        ...(tls ? { createServer: createHttpsServer, serverOptions: tls } : {}),
+      },
+      () => resolveListen(s),
+    );
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const lockFile = join(dataDir, LOCK_FILE);
+  writeFileSync(lockFile, `${process.pid}\n`, { mode: 0o600 });
+  chmodSync(lockFile, 0o600);
+  const scheme = tls ? 'https' : 'http';
+  const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  return {
+    url: `${scheme}://${hostForUrl}:${port}`,
+    port,
+    vault,
+    devAdmin,
+    async close() {
+      await new Promise<void>((r) => server.close(() => r()));
+      await vault.services.audit.drain();
+      vault.close();
+      rmSync(lockFile, { force: true });
+    },
+  };
+}
+
+/** Error text for the server log: type and message, never a request body or secret. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
+    return `${err.name}: ${err.message}${cause}`;
+  }
+  return String(err);
+}

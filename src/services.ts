@@ -1,0 +1,91 @@
+/**
+ * The composition root of the domain: builds every service from the store,
+ * the barrier, the configuration and the clock. The HTTP layer and the CLI
+ * receive this object; nothing else constructs services.
+ */
+import { AuditLog, type AuditSink } from './audit/log.js';
+import { ApiKeyHasher } from './authn/api-keys.js';
+import { Credentials } from './authn/credentials.js';
+import { AuthnService } from './authn/service.js';
+import { AuthThrottle } from './authn/throttle.js';
+import { TokenService } from './authn/tokens.js';
+import { nowIso, nowSeconds, type Clock } from './context.js';
+import { PolicyLoader } from './policy/loader.js';
+import { Authorizer } from './rbac/authorizer.js';
+import type { Barrier } from './secrets/barrier.js';
+import { SecretsService } from './secrets/service.js';
+import type { Store } from './store/index.js';
+import { AuditReader } from './audit/reader.js';
+
+export interface ServiceConfig {
+  tokenTtlSeconds: number;
+  maxTokenTtlSeconds: number;
+  secretVersionLimit: number;
+  policyVersionLimit: number;
+  authnMaxFailures: number;
+  authnFailureWindowMs: number;
+}
+
+export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
+  tokenTtlSeconds: 480,
+  maxTokenTtlSeconds: 5 * 3600,
+  secretVersionLimit: 20,
+  policyVersionLimit: 20,
+  authnMaxFailures: 10,
+  authnFailureWindowMs: 60_000,
+};
+
+export interface ServiceDeps {
+  store: Store;
+  barrier: Barrier;
+  clock: Clock;
+  config: ServiceConfig;
+  auditSinks?: AuditSink[];
+  onSinkError?: (err: unknown) => void;
+}
+
+export function createServices(deps: ServiceDeps) {
+  const { store, barrier, clock, config } = deps;
+  const authorizer = new Authorizer(store.graph);
+  const audit = new AuditLog({
+    store: store.audit,
+    tx: (fn) => store.tx(fn),
+    sinks: deps.auditSinks,
+    nowIso: () => nowIso(clock),
+    onSinkError: deps.onSinkError,
+  });
+  const tokens = new TokenService({
+    barrier,
+    secrets: store.secrets,
+    tokens: store.tokens,
+    credentials: store.credentials,
+    now: () => nowSeconds(clock),
+    nowMs: () => clock.nowMs(),
+  });
+  const hasher = new ApiKeyHasher(barrier.serverSecret('api-key-pepper'));
+  const credentials = new Credentials(store.credentials, barrier, hasher, tokens, clock);
+  const throttle = new AuthThrottle(clock, config.authnMaxFailures, config.authnFailureWindowMs);
+  const authn = new AuthnService({
+    store,
+    credentials,
+    tokens,
+    audit,
+    authorizer,
+    throttle,
+    clock,
+    config: { tokenTtlSeconds: config.tokenTtlSeconds, maxTokenTtlSeconds: config.maxTokenTtlSeconds },
+  });
+  const secrets = new SecretsService({ store, barrier, audit, authorizer, config: { versionLimit: config.secretVersionLimit } });
+  const policies = new PolicyLoader({
+    store,
+    authorizer,
+    audit,
+    createCredentials: (roleId, restrictedTo) => credentials.create(roleId, restrictedTo),
+    writeSecret: (resourceId, value) => void secrets.writeVersion(resourceId, value),
+    versionLimit: config.policyVersionLimit,
+  });
+  const auditReader = new AuditReader({ store: store.audit, graph: store.graph, authorizer });
+  return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader };
+}
+
+export type Services = ReturnType<typeof createServices>;
