@@ -25,6 +25,7 @@ import {
   type FetchLimits,
   type JwtAuthenticatorConfig,
   type JwtKeySource,
+  type RemoteJwksOptions,
 } from '../../src/authn/jwt/index.js';
 
 // ---------------------------------------------------------------------------
@@ -744,6 +745,8 @@ describe('checkHostRestrictions', () => {
 
 describe('RemoteJwksKeySource', () => {
   const jwksUri = () => `${jwksServer.url}/jwks`;
+  const remote = (opts: RemoteJwksOptions = {}, uri = jwksUri()) =>
+    new RemoteJwksKeySource({ jwksUri: uri }, { now: fixedNow, allowHttpHosts: LOOPBACK, ...opts });
 
   it('Should refresh at most once per verification for an unknown kid', async () => {
     const config = jwksConfig();
@@ -764,7 +767,7 @@ describe('RemoteJwksKeySource', () => {
 
   it('Should rate-limit refreshes to 10 per 300 s (sliding window)', async () => {
     let nowMs = fixedNow();
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: () => nowMs, timeoutMs: 1000 });
+    const source = remote({ now: () => nowMs });
     for (let i = 0; i < 12; i += 1) {
       await authFailure(source.getKeys({ alg: 'RS256', kid: `unknown-${i}` }), 'CONJ00035E');
       nowMs += 1000;
@@ -781,7 +784,7 @@ describe('RemoteJwksKeySource', () => {
   });
 
   it('Should share one in-flight fetch between concurrent verifications', async () => {
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: fixedNow });
+    const source = remote();
     const results = await Promise.all(
       Array.from({ length: 5 }, () => source.getKeys({ alg: 'ES256', kid: ec.kid })),
     );
@@ -801,7 +804,7 @@ describe('RemoteJwksKeySource', () => {
       res.end();
     };
     for (const path of ['/jwks', '/chunked']) {
-      const source = new RemoteJwksKeySource({ jwksUri: `${jwksServer.url}${path}` }, { now: fixedNow });
+      const source = remote({}, `${jwksServer.url}${path}`);
       const error = await authFailure(source.getKeys({ alg: 'RS256', kid: rsa.kid }), 'CONJ00087E');
       expect(error.auditReason).toContain('larger than 65536 bytes');
     }
@@ -810,7 +813,7 @@ describe('RemoteJwksKeySource', () => {
   it('Should accept a document just under the cap', async () => {
     const padded = { keys: [rsa.jwk], pad: 'x'.repeat(60 * 1024) };
     jwksServer.handler = (_req, res) => sendJson(res, padded);
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: fixedNow });
+    const source = remote();
     expect(await source.getKeys({ alg: 'RS256', kid: rsa.kid })).toHaveLength(1);
   });
 
@@ -818,7 +821,7 @@ describe('RemoteJwksKeySource', () => {
     jwksServer.handler = (_req, res) => {
       setTimeout(() => sendJson(res, jwksDoc), 1500).unref();
     };
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: fixedNow, timeoutMs: 150 });
+    const source = remote({ timeoutMs: 150 });
     const started = Date.now();
     const error = await authFailure(source.getKeys({ alg: 'RS256', kid: rsa.kid }), 'CONJ00087E');
     expect(error.auditReason).toContain('timed out after 150 ms');
@@ -852,7 +855,7 @@ describe('RemoteJwksKeySource', () => {
     ];
     for (const [handler, code] of cases) {
       jwksServer.handler = handler;
-      const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: fixedNow });
+      const source = remote();
       const error = await authFailure(source.getKeys({ alg: 'RS256', kid: rsa.kid }), code);
       expect(error.auditReason).not.toContain('<html>');
     }
@@ -861,7 +864,7 @@ describe('RemoteJwksKeySource', () => {
 
   it('Should refresh a stale set, and keep it when the refresh fails', async () => {
     let nowMs = fixedNow();
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: () => nowMs, maxAgeMs: 60_000 });
+    const source = remote({ now: () => nowMs, maxAgeMs: 60_000 });
     await source.getKeys({ alg: 'RS256', kid: rsa.kid });
     nowMs += 61_000;
     jwksServer.handler = (_req, res) => sendJson(res, {}, 503);
@@ -876,19 +879,29 @@ describe('RemoteJwksKeySource', () => {
       { issuer: jwksServer.url },
     ]) {
       jwksServer.handler = (_req, res) => sendJson(res, document);
-      const source = new RemoteJwksKeySource({ providerUri: jwksServer.url }, { now: fixedNow, allowHttpHosts: LOOPBACK });
+      const source = new RemoteJwksKeySource(
+        { providerUri: jwksServer.url },
+        { now: fixedNow, allowHttpHosts: LOOPBACK },
+      );
       await authFailure(source.getKeys({ alg: 'RS256', kid: rsa.kid }), 'CONJ00011E');
     }
   });
 
+  it('Should keep the https rule when built directly, without a parsed config', async () => {
+    await authFailure(() => new RemoteJwksKeySource({ jwksUri: jwksUri() }), 'CONJ00122E');
+    await authFailure(() => new RemoteJwksKeySource({ providerUri: 'http://idp.example' }), 'CONJ00122E');
+    expect(jwksConnections()).toBe(0);
+  });
+
   it('Should refuse loopback and private targets when denyPrivateAddresses is set, without connecting', async () => {
-    const source = new RemoteJwksKeySource({ jwksUri: jwksUri() }, { now: fixedNow, denyPrivateAddresses: true });
+    const source = remote({ denyPrivateAddresses: true });
     await authFailure(source.getKeys({ alg: 'RS256', kid: rsa.kid }), 'CONJ00087E');
     await expect(
       httpGetText(new URL('http://localhost:9/jwks'), { timeoutMs: 1000, maxBytes: 1024, denyPrivateAddresses: true }),
     ).rejects.toThrow(/non-public/);
     expect(jwksConnections()).toBe(0);
-    for (const address of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1', '::ffff:10.0.0.1', '::ffff:7f00:1']) {
+    const nonPublic = ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1'];
+    for (const address of [...nonPublic, '::ffff:10.0.0.1', '::ffff:7f00:1']) {
       expect(isNonPublicAddress(address), address).toBe(true);
     }
     for (const address of ['8.8.8.8', '2606:4700:4700::1111', '::ffff:1.1.1.1', '::ffff:808:808']) {
@@ -925,7 +938,8 @@ describe.skipIf(!haveOpenssl())('ca-cert over https', () => {
     openssl('req', '-x509', ...ecKey, '-keyout', 'other.key', '-out', 'other.crt', '-days', '1', '-subj', '/CN=Other CA');
     openssl('req', ...ecKey, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
     writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '1', '-extfile', 'ext.cnf');
+    const signArgs = ['-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf'];
+    openssl('x509', '-req', '-in', 'srv.csr', '-out', 'srv.crt', ...signArgs);
     caPem = readFileSync(join(dir, 'ca.crt'), 'utf8');
     otherCaPem = readFileSync(join(dir, 'other.crt'), 'utf8');
     tlsServer = await startServer((_req, res) => sendJson(res, { keys: [rsa.jwk] }), {

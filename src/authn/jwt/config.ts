@@ -109,7 +109,7 @@ export function parseJwtAuthenticatorConfig(
   values: Values,
   opts: ParseJwtConfigOptions = {},
 ): JwtAuthenticatorConfig {
-  const allowHttpHosts = (opts.allowHttpHosts ?? []).map((host) => stripBrackets(host.toLowerCase()));
+  const allowHttpHosts = normalizeHostList(opts.allowHttpHosts ?? []);
   runConjurContract(values, opts);
   const signingKey = buildSigningKeySettings(values, allowHttpHosts);
   const enforcedClaims = parseEnforcedClaims(values['enforced-claims']);
@@ -132,11 +132,9 @@ function present(value: string | undefined): string | undefined {
 
 /** Conjur's contract, in its rule order, so the first error reported matches Conjur's. */
 function runConjurContract(values: Values, opts: ParseJwtConfigOptions): void {
+  const variablePrefix = `${opts.account ?? '<account>'}:variable:conjur/authn-jwt/${opts.serviceId ?? '<service-id>'}`;
   const missingValue = (name: string) =>
-    jwtAuthnError(
-      'CONJ00037E',
-      `Missing value for resource: ${opts.account ?? '<account>'}:variable:conjur/authn-jwt/${opts.serviceId ?? '<service-id>'}/${name}`,
-    );
+    jwtAuthnError('CONJ00037E', `Missing value for resource: ${variablePrefix}/${name}`);
   const requireValueIfDefined = (name: string) => {
     if (values[name] !== undefined && isBlank(values[name])) throw missingValue(name);
   };
@@ -180,7 +178,8 @@ function checkTokenAppProperty(value: string | undefined): void {
   if (!CLAIM_PATH_CHARS.test(tap)) {
     throw jwtAuthnError(
       'CONJ00117E',
-      "Failed to parse 'token-app-property' value. Error: 'token-app-property can only contain alpha-numeric characters, '-', '_', '/', and '.''",
+      "Failed to parse 'token-app-property' value. Error: " +
+        "'token-app-property can only contain alpha-numeric characters, '-', '_', '/', and '.''",
     );
   }
   if (!isValidClaimPath(tap)) {
@@ -250,7 +249,8 @@ function splitAlias(entry: string): [string, string] {
   if (parts.length !== 2) {
     throw jwtAuthnError(
       'CONJ00111E',
-      `Failed to parse claim aliases: the claim alias value '${entry.trim()}' is in invalid format.The correct format is: 'annotation_name:claim_name'`,
+      `Failed to parse claim aliases: the claim alias value '${entry.trim()}' is in invalid format.` +
+        "The correct format is: 'annotation_name:claim_name'",
     );
   }
   return [parts[0]!.trim(), parts[1]!.trim()];
@@ -326,6 +326,11 @@ export function checkFetchUrl(uri: string, name: string, allowHttpHosts: readonl
       ? `${name} must use https (host '${url.hostname}' is not allowed over plain http)`
       : `${name} must be an https URL`,
   );
+}
+
+/** Lower-cases host names and strips IPv6 brackets, the form {@link checkFetchUrl} compares with. */
+export function normalizeHostList(hosts: readonly string[]): string[] {
+  return hosts.map((host) => stripBrackets(host.trim().toLowerCase()));
 }
 
 function stripBrackets(host: string): string {

@@ -22,7 +22,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { createLocalJWKSet, errors as joseErrors, type CryptoKey, type JSONWebKeySet, type LocalJWKSet } from 'jose';
-import { checkFetchUrl, isRecord, jwtAuthnError, type JwtAuthenticatorConfig } from './config.js';
+import { checkFetchUrl, isRecord, jwtAuthnError, normalizeHostList, type JwtAuthenticatorConfig } from './config.js';
 
 /** Hard deadline for one HTTP fetch (connect + headers + body). */
 export const JWKS_FETCH_TIMEOUT_MS = 5_000;
@@ -340,6 +340,8 @@ class RefreshRateLimited extends Error {}
  */
 export class RemoteJwksKeySource implements JwtKeySource {
   readonly #target: RemoteJwksTarget;
+  /** The jwks-uri, checked once; undefined for provider-uri targets. */
+  readonly #jwksUrl?: URL;
   readonly #fetchText: TextFetcher;
   readonly #now: () => number;
   readonly #limits: FetchLimits;
@@ -349,8 +351,13 @@ export class RemoteJwksKeySource implements JwtKeySource {
   #cached?: CachedSet;
   #inflight?: Promise<CachedSet>;
 
+  /** @throws CofferError 401 when the target URL is not https (or an allowed plain-http host). */
   constructor(target: RemoteJwksTarget, opts: RemoteJwksOptions = {}) {
     this.#target = target;
+    this.#allowHttpHosts = normalizeHostList(opts.allowHttpHosts ?? []);
+    // Re-checked here so a source built without parseJwtAuthenticatorConfig keeps the https rule.
+    if ('jwksUri' in target) this.#jwksUrl = checkFetchUrl(target.jwksUri, 'jwks-uri', this.#allowHttpHosts);
+    else checkFetchUrl(target.providerUri, 'provider-uri', this.#allowHttpHosts);
     this.#fetchText = opts.fetchText ?? httpGetText;
     this.#now = opts.now ?? Date.now;
     this.#limits = {
@@ -364,7 +371,6 @@ export class RemoteJwksKeySource implements JwtKeySource {
       opts.refreshWindowMs ?? JWKS_REFRESH_WINDOW_MS,
     );
     this.#maxAgeMs = opts.maxAgeMs ?? JWKS_MAX_AGE_MS;
-    this.#allowHttpHosts = opts.allowHttpHosts ?? [];
   }
 
   /** At most one fetch per call: a cold or stale cache, or else one retry for an unknown key. */
@@ -411,7 +417,7 @@ export class RemoteJwksKeySource implements JwtKeySource {
   }
 
   async #load(): Promise<CachedSet> {
-    const jwksUrl = 'jwksUri' in this.#target ? new URL(this.#target.jwksUri) : await this.#discoverJwksUrl();
+    const jwksUrl = this.#jwksUrl ?? (await this.#discoverJwksUrl());
     let body: string;
     try {
       body = await this.#fetchText(jwksUrl, this.#limits);

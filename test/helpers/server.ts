@@ -1,0 +1,72 @@
+/**
+ * Starts the real Coffer server on an ephemeral loopback port with a
+ * temporary data directory, creates an account, and returns an HTTP client.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadServerConfig } from '../../src/config.js';
+import { createAccountIn, startServer, type RunningServer } from '../../src/server.js';
+
+export class TestClock {
+  ms = Date.now();
+  nowMs(): number {
+    return this.ms;
+  }
+  advance(seconds: number): void {
+    this.ms += seconds * 1000;
+  }
+}
+
+export interface TestServer {
+  url: string;
+  account: string;
+  adminKey: string;
+  dataDir: string;
+  dataKey: string;
+  clock: TestClock;
+  server: RunningServer;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  account?: string;
+  env?: Record<string, string>;
+  flags?: Record<string, string | boolean>;
+  keepDataDir?: boolean;
+  dataDir?: string;
+  dataKey?: string;
+}
+
+export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'coffer-test-'));
+  const dataKey = opts.dataKey ?? randomBytes(32).toString('base64');
+  const config = loadServerConfig(
+    { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...opts.flags },
+    { COFFER_DATA_KEY: dataKey, ...opts.env },
+  );
+  const clock = new TestClock();
+  const logs: string[] = [];
+  const server = await startServer(config, { clock, log: (l) => logs.push(l) });
+  const account = opts.account ?? 'cucumber';
+  let adminKey = '';
+  if (!server.vault.services.store.accounts.exists(account)) {
+    adminKey = createAccountIn(server.vault, account).api_key;
+  }
+  return {
+    url: server.url,
+    account,
+    adminKey,
+    dataDir,
+    dataKey,
+    clock,
+    server,
+    logs,
+    async close() {
+      await server.close();
+      if (!opts.keepDataDir && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
