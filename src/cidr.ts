@@ -131,7 +131,6 @@ function parseIPv4(text: string): bigint {
 }
 
 function parseIPv6(text: string): Address | undefined {
-  let groups: number[] = [];
   const halves = text.split('::');
   if (halves.length > 2) return undefined;
   const expand = (part: string): number[] | undefined => {
@@ -152,7 +151,7 @@ function parseIPv6(text: string): Address | undefined {
   if (!head || !tail) return undefined;
   const fill = 8 - head.length - tail.length;
   if (halves.length === 1 ? fill !== 0 : fill < 0) return undefined;
-  groups = [...head, ...new Array<number>(fill).fill(0), ...tail];
+  const groups = [...head, ...new Array<number>(fill).fill(0), ...tail];
   const value = groups.reduce((acc, g) => (acc << 16n) | BigInt(g), 0n);
   return { family: 6, value };
 }

@@ -14,7 +14,7 @@
  * where it was anchored).
  */
 import { Composer, CST, isAlias, isMap, isScalar, isSeq, LineCounter, Parser, visit } from 'yaml';
-import type { Document, Node as YamlNode, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import type { Alias, Document, Node as YamlNode, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import { PolicyError } from '../errors.js';
 import type { SourcePosition } from './types.js';
 
@@ -322,7 +322,15 @@ interface Opaque {
 }
 
 type ParsedObject = ParsedStatement | ParsedMember;
-type Value = Primitive | SeqValue | HashValue | Opaque | ParsedObject;
+
+/** A built statement, record or member (shared when reached through an alias). */
+interface ObjectValue {
+  readonly vt: 'object';
+  object: ParsedObject;
+  position: SourcePosition;
+}
+
+type Value = Primitive | SeqValue | HashValue | Opaque | ObjectValue;
 
 const BUILDING = Symbol('building');
 const MAX_DEPTH = 200;
@@ -502,7 +510,7 @@ class Walker {
     }
   }
 
-  private buildAlias(node: YamlNode & { source: string; resolve(doc: Document): unknown }, hint: TypeName | undefined, ctx: BuildContext): Value {
+  private buildAlias(node: Alias, hint: TypeName | undefined, ctx: BuildContext): Value {
     const target = node.resolve(this.doc) as YamlNode | undefined;
     if (!target) throw this.error(`Unknown anchor '${node.source}'`, node);
     const cached = this.built.get(target);
@@ -542,6 +550,13 @@ class Walker {
     // is a concrete record (`layers: [ myapp ]`); Role/Resource/Member hints
     // would create kindless records, so those stay plain and fail the type check.
     const recordType = type ?? (hint === 'Layer' ? hint : undefined);
+    if (!recordType && isEmptyPlain(node) && (hint === 'Role' || hint === 'Resource')) {
+      // `resource:` with nothing after it: Conjur builds a record with a blank
+      // id, so the resolver reports "resource has a blank id" (cucumber
+      // policy_load_errors) instead of silently dropping the attribute.
+      const tag = hint === 'Role' ? 'role' : 'resource';
+      return { vt: 'object', object: { node: 'record', tag, id: '', position }, position };
+    }
     if (recordType) {
       if (!RECORD_TAGS[recordType]) throw this.error(`No such attribute 'id' on type ${recordType}`, node);
       return this.materialize(recordType, new Map([['id', text]]), position);
@@ -579,7 +594,7 @@ class Walker {
       seenKeys.add(key);
       if (!spec) throw this.error(`No such attribute '${key}' on type ${type}`, keyNode ?? node);
       const value = this.build(pair.value as YamlNode | null, spec.hint, { attribute: key }, keyNode ?? node);
-      bag.set(spec.field, this.convert(spec, value, type));
+      bag.set(spec.field, this.convert(spec, value));
     }
     return this.materialize(type, bag, this.position(node));
   }
@@ -610,18 +625,18 @@ class Walker {
 
   // -- attribute type checks (Conjur's TypeChecking#expect_*) -----------------
 
-  private convert(spec: AttributeSpec, value: Value, owner: TypeName): unknown {
+  private convert(spec: AttributeSpec, value: Value): unknown {
     if (isNil(value)) return undefined;
     if (spec.check === 'statements') return this.bodyStatements(value, spec.field);
     if (value.vt === 'seq') {
       if (!spec.plural) throw this.expected(spec, value);
-      return flattenValues(value).map((item) => this.convertOne(spec, item, owner));
+      return flattenValues(value).map((item) => this.convertOne(spec, item));
     }
-    const one = this.convertOne(spec, value, owner);
+    const one = this.convertOne(spec, value);
     return spec.plural ? [one] : one;
   }
 
-  private convertOne(spec: AttributeSpec, value: Value, owner: TypeName): unknown {
+  private convertOne(spec: AttributeSpec, value: Value): unknown {
     switch (spec.check) {
       case 'string':
         if (value.vt === 'primitive' && value.rubyClass !== 'NilClass') return value.text;
@@ -641,22 +656,21 @@ class Walker {
         if (value.vt === 'hash') return value.entries;
         break;
       case 'role':
-        if (isRecord(value) && isRoleTag(value.tag)) return value;
+        if (isRecord(value) && isRoleTag(value.object.tag)) return value.object;
         break;
       case 'resource':
-        if (isRecord(value) && isResourceTag(value.tag)) return value;
+        if (isRecord(value) && isResourceTag(value.object.tag)) return value.object;
         break;
       case 'layer':
-        if (isRecord(value) && value.tag === 'layer') return value;
+        if (isRecord(value) && value.object.tag === 'layer') return value.object;
         break;
       case 'member':
-        if (isObject(value) && value.node === 'member') return value;
-        if (isRecord(value) && isRoleTag(value.tag)) return wrapMember(value);
+        if (value.vt === 'object' && value.object.node === 'member') return value.object;
+        if (isRecord(value) && isRoleTag(value.object.tag)) return wrapMember(value.object);
         break;
       case 'statements':
         break;
     }
-    void owner;
     throw this.expected(spec, value);
   }
 
@@ -674,13 +688,13 @@ class Walker {
 
   /** Flattens nested lists (aliases to whole lists included) into statements. */
   private statements(seq: SeqValue): ParsedStatement[] {
-    const seen = new Set<Value>();
+    const seen = new Set<ParsedObject>();
     const out: ParsedStatement[] = [];
     for (const item of flattenValues(seq)) {
-      if (seen.has(item)) continue;
-      seen.add(item);
-      if (isObject(item) && item.node !== 'member') {
-        out.push(item);
+      if (item.vt === 'object' && item.object.node !== 'member') {
+        if (seen.has(item.object)) continue;
+        seen.add(item.object);
+        out.push(item.object);
       } else if (item.vt === 'primitive') {
         throw this.error('No type given or inferred for sequence entry', item.position);
       } else {
@@ -693,8 +707,11 @@ class Walker {
   // -- typed objects ---------------------------------------------------------
 
   private materialize(type: TypeName, bag: Bag, position: SourcePosition): Value {
-    const tag = RECORD_TAGS[type];
-    if (tag) return this.record(tag, type, bag, position);
+    if (type === 'Record' || type === 'Hash') return { vt: 'opaque', typeName: type, position };
+    return { vt: 'object', object: this.object(type, bag, position), position };
+  }
+
+  private object(type: Exclude<TypeName, 'Record' | 'Hash'>, bag: Bag, position: SourcePosition): ParsedObject {
     const list = <T>(field: string): T[] => (bag.get(field) as T[] | undefined) ?? [];
     switch (type) {
       case 'Grant':
@@ -718,7 +735,7 @@ class Walker {
       case 'Member':
         return this.member(bag, position);
       default:
-        return { vt: 'opaque', typeName: type, position };
+        return this.record(RECORD_TAGS[type] as RecordTag, type, bag, position);
     }
   }
 
@@ -782,12 +799,8 @@ function wrapMember(role: ParsedRecord): ParsedMember {
   return { node: 'member', role, admin: false, position: role.position };
 }
 
-function isObject(value: Value): value is ParsedObject {
-  return 'node' in value;
-}
-
-function isRecord(value: Value): value is ParsedRecord {
-  return isObject(value) && value.node === 'record';
+function isRecord(value: Value): value is ObjectValue & { object: ParsedRecord } {
+  return value.vt === 'object' && value.object.node === 'record';
 }
 
 function isNil(value: Value): boolean {
@@ -796,11 +809,12 @@ function isNil(value: Value): boolean {
 
 /** Ruby class name of a value, as Conjur's type errors print it. */
 function typeNameOf(value: Value): string {
-  if (isObject(value)) {
-    if (value.node === 'record') return recordTypeName(value.tag);
-    return value.node.charAt(0).toUpperCase() + value.node.slice(1);
-  }
   switch (value.vt) {
+    case 'object': {
+      const object = value.object;
+      if (object.node === 'record') return recordTypeName(object.tag);
+      return object.node.charAt(0).toUpperCase() + object.node.slice(1);
+    }
     case 'primitive':
       return value.rubyClass;
     case 'seq':
@@ -829,6 +843,11 @@ function flattenValues(seq: SeqValue): Value[] {
   };
   walk(seq);
   return out;
+}
+
+/** A value left out entirely (`key:` with nothing after it), as opposed to an explicit `~`/`null`. */
+function isEmptyPlain(node: Scalar): boolean {
+  return node.type === 'PLAIN' && node.tag === undefined && (node.source ?? '') === '';
 }
 
 function scalarText(node: Scalar): string {

@@ -516,7 +516,13 @@ function idOf(record: ParsedRecord): string {
 
 /** `user`, `host_factory`, or the `kind` of `!role`/`!resource`. */
 function kindOf(record: ParsedRecord): string {
-  if (record.tag === 'role' || record.tag === 'resource') return record.kind ?? '';
+  if (record.tag === 'role' || record.tag === 'resource') {
+    // Only an empty `role:`/`resource:` value yields a generic record without a kind.
+    if (!record.kind) {
+      throw resolveError(`${snakeTypeName(record.tag)} '${idOf(record)}' has no kind`, record.position);
+    }
+    return record.kind;
+  }
   return record.tag === 'host-factory' ? 'host_factory' : record.tag;
 }
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Benchmarks (npm run bench): starts the built server in production mode
+// (synchronous=FULL) on a temporary data dir, seeds 1,000 variables and a
+// host allowed to fetch them, drives it with autocannon at 64 connections, and
+// times a 20,000-variable / 2,000-host policy load and a filtered audit query
+// over one million events. Prints each figure with its same-run baseline.
+import autocannon from 'autocannon';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadServerConfig } from '../dist/config.js';
+import { startServer, createAccountIn } from '../dist/server.js';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
+const dataDir = mkdtempSync(join(tmpdir(), 'coffer-bench-'));
+const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
+const server = await startServer(config, { log: () => {} });
+const account = 'bench';
+const { api_key } = createAccountIn(server.vault, account);
+const url = server.url;
+
+async function call(method, path, { token, body, headers = {} } = {}) {
+  if (token) headers.Authorization = `Token token="${Buffer.from(token).toString('base64')}"`;
+  const res = await fetch(url + path, { method, body, headers });
+  const text = await res.text();
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text;
+}
+const login = (l, key) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key });
+
+function run(name, opts) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url: url + opts.path, connections: 64, duration: DURATION, headers: opts.headers, method: opts.method ?? 'GET', body: opts.body }, (err, r) => {
+      if (err) return reject(err);
+      const bad = r.non2xx + r.errors;
+      console.log(`${name.padEnd(34)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p50 ${r.latency.p50} ms   p99 ${r.latency.p99} ms   non-2xx/errors ${bad}`);
+      resolve(r);
+    });
+  });
+}
+
+try {
+  let admin = await login('admin', api_key);
+  // 1) Policy load: 20,000 variables and 2,000 hosts.
+  const lines = ['- !layer fleet'];
+  for (let h = 0; h < 2000; h++) lines.push(`- !host h${h}`, `- !grant\n  role: !layer fleet\n  member: !host h${h}`);
+  for (let v = 0; v < 20000; v++) lines.push(`- !variable\n  id: app${v % 100}/secret${v}\n  annotations:\n    team: t${v % 10}`);
+  const big = lines.join('\n') + '\n';
+  let t0 = performance.now();
+  await call('POST', `/policies/${account}/policy/root`, { token: admin, body: big });
+  const loadMs = performance.now() - t0;
+  console.log(`policy load (20,000 variables, 2,000 hosts, ${(big.length / 1e6).toFixed(1)} MB): ${(loadMs / 1000).toFixed(2)} s (target < 10 s)`);
+
+  // 2) Seed 1,000 fetchable variables and an executor.
+  const seed = ['- !host executor', '- !policy\n  id: s\n  body:'];
+  for (let i = 0; i < 1000; i++) seed.push(`  - !variable v${i}`);
+  seed.push('- !permit\n  role: !host executor\n  privilege: [ read, execute ]\n  resource: [' + Array.from({ length: 1000 }, (_, i) => `!variable s/v${i}`).join(', ') + ']');
+  admin = await login('admin', api_key);
+  const created = JSON.parse(await call('POST', `/policies/${account}/policy/root`, { token: admin, body: seed.join('\n') + '\n' }));
+  for (let i = 0; i < 1000; i++) await call('POST', `/secrets/${account}/variable/s%2Fv${i}`, { token: admin, body: `value-${i}-${randomBytes(8).toString('hex')}` });
+  const hostToken = await login('host/executor', created.created_roles[`${account}:host:executor`].api_key);
+  const auth = { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
+
+  const health = await run('(a) GET /health', { path: '/health' });
+  const fetchOne = await run('(b) audited single fetch', { path: `/secrets/${account}/variable/s%2Fv42`, headers: auth });
+  const ids = Array.from({ length: 10 }, (_, i) => `${account}:variable:s/v${i * 7}`).join(',');
+  await run('(c) batch fetch of 10', { path: `/secrets?variable_ids=${encodeURIComponent(ids)}`, headers: auth });
+  console.log(`ratio (b)/(a) = ${(fetchOne.requests.average / health.requests.average).toFixed(2)} (target ≥ 0.3; (b) target ≥ 5,000 req/s, p99 ≤ 25 ms)`);
+
+  // 3) Audit query over one million events.
+  const store = server.vault.services.store;
+  const have = store.db.prepare('SELECT count(*) AS n FROM audit_events').get().n;
+  const audit = server.vault.services.audit;
+  t0 = performance.now();
+  const target = 1_000_000;
+  for (let done = have; done < target; ) {
+    const n = Math.min(20000, target - done);
+    const events = Array.from({ length: n }, (_, i) => ({
+      account, action: (done + i) % 3 ? 'fetch' : 'authn', operation: 'fetch', result: (done + i) % 17 ? 'success' : 'failure',
+      roleId: `${account}:host:h${(done + i) % 2000}`, resourceId: `${account}:variable:app${(done + i) % 100}/secret${(done + i) % 20000}`,
+      message: `seeded event ${done + i}`,
+    }));
+    store.tx(() => audit.recordInTransaction(events));
+    done += n;
+  }
+  console.log(`seeded ${target.toLocaleString()} audit events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const reader = server.vault.services.auditReader;
+  const role = `${account}:user:admin`;
+  const time = (label, q) => {
+    reader.query(account, role, q);
+    const t = performance.now();
+    const reps = 20;
+    let rows = 0;
+    for (let i = 0; i < reps; i++) rows = reader.query(account, role, q).length;
+    console.log(`audit query ${label.padEnd(40)} ${((performance.now() - t) / reps).toFixed(2)} ms (${rows} rows; target well under 100 ms)`);
+  };
+  time('newest page, no filter', { order: 'desc', limit: 100 });
+  time('resource filter', { order: 'desc', limit: 100, resource: `${account}:variable:app7/secret1207` });
+  time('role + result=failure', { order: 'desc', limit: 100, role: `${account}:host:h17`, result: 'failure' });
+  time('action=authn, since 1h ago', { order: 'desc', limit: 100, action: 'authn', since: new Date(Date.now() - 3600_000).toISOString() });
+} finally {
+  await server.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
