@@ -130,7 +130,11 @@ export class TokenService {
     const iat = this.deps.now();
     // The jti carries the issue time in milliseconds so that a credential
     // change in the same second as an issue can still tell them apart.
-    const jti = `${this.deps.nowMs().toString(16)}-${randomBytes(12).toString('hex')}`;
+    // Strictly after the role's last credential change, so "issued at or
+    // before the change" is refused and a token issued right after it is not.
+    const nb = this.notBefore.get(roleIdFromLogin(account, login));
+    const issuedMs = Math.max(this.deps.nowMs(), nb === undefined ? 0 : nb + 1);
+    const jti = `${issuedMs.toString(16)}-${randomBytes(12).toString('hex')}`;
     const claims = { sub: login, iat, exp: iat + ttlSeconds, jti };
     const protectedPart = b64url(JSON.stringify({ alg: 'EdDSA', kid: key.kid }));
     const payload = Buffer.from(JSON.stringify(claims)).toString('base64');
@@ -158,7 +162,7 @@ export class TokenService {
     }
     if (this.revoked.has(claims.jti)) throw invalidToken('token revoked');
     const nb = this.notBefore.get(claims.roleId);
-    if (nb !== undefined && issuedAtMs(claims) < nb) throw invalidToken('token issued before the role\'s credentials changed');
+    if (nb !== undefined && issuedAtMs(claims) <= nb) throw invalidToken('token issued before the role\'s credentials changed');
     return claims;
   }
 

@@ -52,7 +52,7 @@ describe('authn', () => {
 
   it('accepts a token header with whitespace inside the base64', async () => {
     const b64 = Buffer.from(admin).toString('base64');
-    const wrapped = b64.replace(/(.{40})/g, '$1\n ');
+    const wrapped = b64.replace(/(.{40})/g, '$1 \t ');
     const r = await api.request('GET', '/whoami', { headers: { Authorization: `Token token="${wrapped}"` } });
     expect(r.status).toBe(200);
   });
