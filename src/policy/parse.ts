@@ -14,7 +14,7 @@
  * where it was anchored).
  */
 import { Composer, CST, isAlias, isMap, isScalar, isSeq, LineCounter, Parser, visit } from 'yaml';
-import type { Alias, Document, Node as YamlNode, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import type { Alias, Document, Node as YamlNode, Scalar, Tags, YAMLMap, YAMLSeq } from 'yaml';
 import { PolicyError } from '../errors.js';
 import type { SourcePosition } from './types.js';
 
@@ -362,7 +362,7 @@ export function parsePolicy(text: string): ParsedDocument {
     const { docs, tokenStarts } = compose(text, lineCounter);
     const doc = singleDocument(docs, lineCounter);
     if (!doc) return { statements: [] };
-    return new Walker(doc, lineCounter, tokenStarts).document();
+    return new Walker(doc, lineCounter, tokenStarts, text).document();
   } catch (err) {
     // The YAML composer and the walker recurse; absurd nesting must be a 422, not a 500.
     if (err instanceof RangeError) {
@@ -372,12 +372,24 @@ export function parsePolicy(text: string): ParsedDocument {
   }
 }
 
+/**
+ * The allow-listed tags, registered so the composer neither warns about them
+ * (a warning is an Error with a stack trace: slow on big policies) nor does
+ * anything with them: each resolver returns the node or string unchanged.
+ */
+const INERT_TAGS: Tags = [...TAG_TYPES.keys()].flatMap((tag): Tags => [
+  { tag, resolve: (text: string) => text },
+  { tag, collection: 'map', resolve: (map: unknown) => map },
+  { tag, collection: 'seq', resolve: (seq: unknown) => seq },
+]);
+
 function compose(
   text: string,
   lineCounter: LineCounter,
 ): { docs: Document.Parsed[]; tokenStarts: Map<unknown, number> } {
   const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
   const composer = new Composer({
+    customTags: INERT_TAGS,
     keepSourceTokens: true,
     // Duplicates are reported by the walker with Conjur's wording.
     uniqueKeys: false,
@@ -453,6 +465,7 @@ class Walker {
     private readonly doc: Document.Parsed,
     private readonly lineCounter: LineCounter,
     private readonly tokenStarts: Map<unknown, number>,
+    private readonly text: string,
   ) {}
 
   document(): ParsedDocument {
@@ -471,8 +484,30 @@ class Walker {
 
   private position(node: YamlNode): SourcePosition {
     const token = (node as { srcToken?: unknown }).srcToken;
-    const offset = (token !== undefined ? this.tokenStarts.get(token) : undefined) ?? node.range?.[0] ?? 0;
+    const mapped = token !== undefined ? this.tokenStarts.get(token) : undefined;
+    const offset = mapped ?? this.propertiesBefore(node, node.range?.[0] ?? 0);
     return linePos(this.lineCounter, offset);
+  }
+
+  /**
+   * An empty value (`- !layer` at the end of a line) has no CST token of its
+   * own, and its range starts after its properties: step back over them.
+   */
+  private propertiesBefore(node: YamlNode, offset: number): number {
+    const props = [node.tag, node.anchor === undefined ? undefined : `&${node.anchor}`];
+    let at = offset;
+    for (let found = true; found; ) {
+      found = false;
+      let before = at;
+      while (before > 0 && (this.text[before - 1] === ' ' || this.text[before - 1] === '\t')) before--;
+      for (const prop of props) {
+        if (prop && this.text.slice(0, before).endsWith(prop)) {
+          at = before - prop.length;
+          found = true;
+        }
+      }
+    }
+    return at;
   }
 
   private error(message: string, at: YamlNode | SourcePosition): PolicyError {

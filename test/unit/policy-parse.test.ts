@@ -96,6 +96,17 @@ describe('parsePolicy: tags', () => {
     expect(record(yaml('- !layer')).id).toBe('');
   });
 
+  it('positions records at their tag or anchor, even when the value is empty', () => {
+    const { statements } = parsePolicy(yaml('- !user a', '- !layer', '- &x !host', '-   !group  ', '- !variable', '  id: v'));
+    expect(statements.map((s) => s.position)).toEqual([
+      { line: 1, column: 3 },
+      { line: 2, column: 3 },
+      { line: 3, column: 3 },
+      { line: 4, column: 5 },
+      { line: 5, column: 3 },
+    ]);
+  });
+
   it('knows every statement tag', () => {
     const tags = ['user', 'host', 'group', 'layer', 'policy', 'variable', 'webservice', 'host-factory'];
     const { statements } = parsePolicy(tags.map((t) => `- !${t} x`).join('\n'));
