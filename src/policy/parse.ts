@@ -101,6 +101,7 @@ export interface ParsedRevoke {
   position: SourcePosition;
 }
 
+/** `!permit`, or `!deny` (same attributes). */
 export interface ParsedPermit {
   readonly node: 'permit' | 'deny';
   roles: ParsedRecord[];
@@ -471,13 +472,12 @@ class Walker {
   document(): ParsedDocument {
     this.checkAnchors();
     const root = this.doc.contents as YamlNode;
-    if (!isSeq(root) && !isAlias(root)) {
+    if (!isSeq(root)) {
       const what = isMap(root) ? 'mapping' : 'scalar';
       throw this.error(`Unexpected ${what}: a policy must be a sequence of statements`, root);
     }
-    const value = this.build(root, undefined, {});
-    if (value.vt !== 'seq') throw this.error('Unexpected alias: a policy must be a sequence of statements', root);
-    return { statements: this.statements(value) };
+    // Through build(), so an alias inside an anchored root is caught like any other.
+    return { statements: this.statements(this.build(root, undefined, {}) as SeqValue) };
   }
 
   // -- positions and errors -------------------------------------------------
@@ -501,7 +501,7 @@ class Walker {
       let before = at;
       while (before > 0 && (this.text[before - 1] === ' ' || this.text[before - 1] === '\t')) before--;
       for (const prop of props) {
-        if (prop && this.text.slice(0, before).endsWith(prop)) {
+        if (prop && this.text.startsWith(prop, before - prop.length)) {
           at = before - prop.length;
           found = true;
         }
@@ -600,7 +600,7 @@ class Walker {
     return { vt: 'primitive', text, rubyClass: forcedString ? 'String' : classify(node, text), position };
   }
 
-  private buildSeq(node: YAMLSeq, hint: TypeName | undefined): Value {
+  private buildSeq(node: YAMLSeq, hint: TypeName | undefined): SeqValue {
     // Conjur ignores tags on sequences; only refuse the unknown ones.
     this.tagType(node);
     const items = node.items.map((item) => this.build(item as YamlNode, hint, {}, node));
