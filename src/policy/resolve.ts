@@ -63,7 +63,7 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
   resolveNamespaces(top);
   resolveRelativePaths(top);
   resolveUserIds(top);
-  const defaultOwners = resolveOwners(top, ctx.policyOwner);
+  const roleOwners = resolveOwners(top, ctx.policyOwner);
   const flat = flatten(top);
   checkDuplicates(flat, ctx.account);
   const ordered = sortRecordsFirst(flat, wrapper, ctx.account);
@@ -71,7 +71,7 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
 
   const out: Statement[] = [];
   for (const item of ordered) {
-    if (item !== wrapper) out.push(...toStatements(item, defaultOwners));
+    if (item !== wrapper) out.push(...toStatements(item, roleOwners));
   }
   return { statements: out, warnings: annotationWarnings(flat) };
 }
@@ -187,7 +187,7 @@ function resolveRelativePaths(top: Item[]): void {
         resolveAnnotationPaths(item);
         break;
       case 'grant':
-        for (const member of item.members) member.role.id = absolutePathOf(idOf(member.role), member.position);
+        for (const member of item.members) member.role.id = absolutePathOf(idOf(member.role), member.role.position);
         break;
       case 'revoke':
         for (const member of item.members) member.id = absolutePathOf(idOf(member), member.position);

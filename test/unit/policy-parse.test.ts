@@ -362,6 +362,7 @@ describe('parsePolicy: anchors and aliases', () => {
 
   it('refuses an alias inside its own anchor', () => {
     expectError(yaml('- &a [ *a ]'), "Alias '*a' refers to a node that contains it", 1, 8);
+    expectError(yaml('&root', '- !user a', '- *root'), "Alias '*root' refers to a node that contains it", 3, 3);
   });
 });
 
@@ -441,6 +442,10 @@ describe('parsePolicy: attribute errors', () => {
     expectError(yaml('- !user', '  id: a', '  annotations: [ x ]'), "Expected a hash for field 'annotations', got Array", 3, 16);
     expectError(yaml('- !user', '  id: a', '  annotations:', '    x: [ 1 ]'), "Expected a string for annotation 'x', got Array", 4, 8);
     expectError(yaml('- !policy', '  id: p', '  body: !user a'), "Expected a sequence for field 'body', got User", 3, 9);
+  });
+
+  it('refuses an untagged scalar member (Conjur cannot build a Member from a string)', () => {
+    expectError(yaml('- !grant', '  role: !group g', '  members: [ alice ]'), "Expected a Member for field 'member', got String", 3, 14);
   });
 
   it('checks revoke members as roles, so a member mapping is refused', () => {
