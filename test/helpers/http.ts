@@ -1,4 +1,6 @@
 /** A small HTTP client for the e2e tests, speaking to the server as Conjur clients do. */
+import { validateResponse } from './openapi.js';
+
 export interface Reply {
   status: number;
   headers: Headers;
@@ -11,6 +13,8 @@ export interface RequestOptions {
   body?: string | Buffer;
   headers?: Record<string, string>;
   token?: string;
+  /** Skip the OpenAPI response check (for deliberately malformed requests). */
+  skipContract?: boolean;
 }
 
 export function tokenHeader(tokenJson: string): string {
@@ -37,6 +41,9 @@ export class Client {
       } catch {
         json = undefined;
       }
+    }
+    if (!opts.skipContract) {
+      validateResponse(method, path.split('?')[0]!, res.status, type, json ?? (text.length ? text : null));
     }
     return { status: res.status, headers: res.headers, text, bytes, json };
   }
