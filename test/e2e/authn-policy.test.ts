@@ -151,6 +151,8 @@ describe('policy loading and RBAC', () => {
       expect(r.status).toBe(422);
       expect(r.json.error.message).toBe("'limit' contains an invalid value. 'limit' must be a positive integer.");
     }
+    const listed = await api.request('GET', `/audit/${srv.account}?action=list&limit=1000`, { token: admin });
+    expect(listed.json.events.some((e: any) => e.message.includes('"limit":"abc"'))).toBe(false);
     const count = await api.request('GET', `/resources/${srv.account}/variable?count=true`, { token: admin });
     expect(count.json).toEqual({ count: 1 });
     const search = await api.request('GET', `/resources/${srv.account}?search=db`, { token: admin });
@@ -333,6 +335,8 @@ describe('tokens and keys', () => {
 
   it('revokes the presented token with DELETE /authn/{account}/token', async () => {
     const t = await api.login('admin', srv.adminKey);
+    expect((await api.request('DELETE', `/authn/other-account/token`, { token: t })).status).toBe(404);
+    expect((await api.request('GET', '/whoami', { token: t })).status).toBe(200);
     expect((await api.request('DELETE', `/authn/${srv.account}/token`, { token: t })).status).toBe(204);
     expect((await api.request('GET', '/whoami', { token: t })).status).toBe(401);
   });

@@ -1,5 +1,5 @@
 /** The default authenticator (reference §1.1) and token revocation. */
-import { unauthorized } from '../../errors.js';
+import { recordNotFound, unauthorized } from '../../errors.js';
 import { authenticateRequest, presentedToken } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import { accountSegment, basicCredentials, identifierFrom, queryParam, rawBody, requestInfo } from '../request.js';
@@ -66,9 +66,11 @@ export function registerAuthn({ app, services, config }: RouteDeps): void {
   });
 
   app.delete('/authn/:account/token', async (c) => {
-    accountSegment(c, 1);
+    const account = accountSegment(c, 1);
     if (presentedToken(c) === undefined) throw unauthorized('Authorization missing');
     const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    // A token of another account is not this account's to revoke.
+    if (actor.account !== account) throw recordNotFound(account, 'user', actor.login);
     await authn.revokeToken(actor);
     return c.body(null, 204);
   });

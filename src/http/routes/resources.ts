@@ -66,6 +66,9 @@ async function list(c: Ctx, services: Services, account: string | undefined, kin
     searchTerms: search?.split(/[\s./-]+/).filter(Boolean),
     viewerRoles: [...services.authorizer.allRoles(viewer)],
   };
+  const countOnly = isTrue(queryParam(c, 'count'));
+  // Validate paging before the audit event, so a refused listing is not recorded as a success.
+  const paging = countOnly ? {} : parsePaging(c, LIST_LIMIT_MAX);
   const params = { account, kind, search, limit: queryParam(c, 'limit') ?? String(LIST_LIMIT_MAX), offset: queryParam(c, 'offset') };
   await services.audit.record({
     account: account ?? actor.account,
@@ -76,8 +79,7 @@ async function list(c: Ctx, services: Services, account: string | undefined, kin
     request: actor.request,
     message: `${actor.roleId} successfully listed resources with parameters: ${JSON.stringify(params)}`,
   });
-  if (isTrue(queryParam(c, 'count'))) return c.json({ count: services.store.graph.countResources(query) });
-  const paging = parsePaging(c, LIST_LIMIT_MAX);
+  if (countOnly) return c.json({ count: services.store.graph.countResources(query) });
   const rows = services.store.graph.listResources({ ...query, ...paging });
   return c.json(rows.map((r) => resourceJson(services, r, viewer)));
 }
