@@ -136,9 +136,7 @@ export class AuthnService {
     const roleId = roleIdFromLogin(account, login);
     const event = { account, action: 'authn', operation: 'login', roleId, resourceId: roleId, request };
     try {
-      if (roleParam !== undefined && this.roleParamId(account, roleParam) !== roleId) {
-        throw unauthorized('Unauthorized', { auditReason: 'Operation attempted against foreign user' });
-      }
+      this.requireSelf(account, roleId, roleParam);
       await this.verifyBasic(account, login, secret, request);
       const apiKey = this.d.credentials.reveal(roleId);
       if (!apiKey) throw unauthorized('Unauthorized', { auditReason: 'role has no API key' });
@@ -155,9 +153,7 @@ export class AuthnService {
     const roleId = roleIdFromLogin(account, login);
     const event = { account, action: 'password', operation: 'change', roleId, resourceId: roleId, request };
     try {
-      if (roleParam !== undefined && this.roleParamId(account, roleParam) !== roleId) {
-        throw unauthorized('Unauthorized', { auditReason: 'Operation attempted against foreign user' });
-      }
+      this.requireSelf(account, roleId, roleParam);
       await this.verifyBasic(account, login, secret, request);
       if (parseFullId(roleId)?.kind !== 'user') throw forbidden('only users have passwords');
       checkPasswordStrength(newPassword);
@@ -174,9 +170,7 @@ export class AuthnService {
     const roleId = roleIdFromLogin(account, login);
     const event = { account, action: 'api-key', operation: 'rotate', roleId, resourceId: roleId, request };
     try {
-      if (roleParam !== undefined && this.roleParamId(account, roleParam) !== roleId) {
-        throw unauthorized('Unauthorized', { auditReason: 'Operation attempted against foreign user' });
-      }
+      this.requireSelf(account, roleId, roleParam);
       await this.verifyBasic(account, login, secret, request);
       const apiKey = this.d.credentials.rotate(roleId);
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully rotated their API key` });
@@ -227,9 +221,7 @@ export class AuthnService {
   /** Basic-authenticated variant of apiKeyInfo. */
   async apiKeyInfoBasic(account: string, login: string, secret: string, roleParam: string | undefined, request: RequestInfo) {
     const roleId = await this.verifyBasic(account, login, secret, request);
-    if (roleParam !== undefined && this.roleParamId(account, roleParam) !== roleId) {
-      throw unauthorized('Unauthorized', { auditReason: 'Operation attempted against foreign user' });
-    }
+    this.requireSelf(account, roleId, roleParam);
     return this.apiKeyInfo(account, roleId);
   }
 
@@ -258,6 +250,13 @@ export class AuthnService {
       message: `${actor.roleId} revoked its access token`,
       details: { jti: actor.claims.jti },
     });
+  }
+
+  /** Basic-authenticated calls act on the caller only: `?role=` naming another role is 401 (Conjur). */
+  private requireSelf(account: string, roleId: string, roleParam: string | undefined): void {
+    if (roleParam !== undefined && this.roleParamId(account, roleParam) !== roleId) {
+      throw unauthorized('Unauthorized', { auditReason: 'Operation attempted against foreign user' });
+    }
   }
 
   /** `?role=` accepts `kind:id` or `account:kind:id`; a non-role kind stays as given (405 later). */
