@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, cpSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, MIGRATIONS_DIR, SchemaError } from '../../src/store/db.js';
@@ -23,8 +23,10 @@ describe('store: opening the database', () => {
     const file = join(tmp(), 'c.db');
     openDatabase(file).close();
     const db = openDatabase(file);
-    const rows = db.prepare('SELECT version, name FROM schema_migrations').all();
-    expect(rows).toEqual([{ version: 1, name: 'init' }]);
+    const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
+    const files = readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.+\.sql$/.test(f)).sort();
+    expect(rows).toEqual(files.map((f) => ({ version: Number(f.slice(0, 4)), name: f.slice(5, -4) })));
+    expect(rows[0]).toEqual({ version: 1, name: 'init' });
     db.close();
   });
 
@@ -37,7 +39,7 @@ describe('store: opening the database', () => {
     const file = join(dir, 'c.db');
     openDatabase(file, { migrationsDir: migrations }).close();
     expect(() => openDatabase(file)).toThrow(SchemaError);
-    expect(() => openDatabase(file)).toThrow(/schema is at version 99 but this Coffer knows migrations up to 1/);
+    expect(() => openDatabase(file)).toThrow(new RegExp(`schema is at version 99 but this Coffer knows migrations up to ${readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).length}`));
   });
 
   it('rolls back a failing migration entirely', () => {
