@@ -16,7 +16,6 @@ export interface ServerConfig extends ServiceConfig {
   tlsCert?: string;
   tlsKey?: string;
   trustedProxies: string[];
-  authenticators: string[];
   bodyLimit: number;
   policyBodyLimit: number;
   /** Audit sink: a file path, '-' for stdout, or undefined for none. */
@@ -48,6 +47,8 @@ export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   policyVersions: { env: 'COFFER_POLICIES_VERSION_LIMIT', default: '20', meaning: 'Versions kept per policy' },
   trustedProxies: { flag: '--trusted-proxies', env: 'COFFER_TRUSTED_PROXIES', default: 'none', meaning: 'Comma-separated CIDRs of proxies whose X-Forwarded-For is believed' },
   authenticators: { flag: '--authenticators', env: 'COFFER_AUTHENTICATORS', default: 'authn', meaning: 'Comma-separated enabled authenticators, e.g. authn,authn-jwt/jenkins' },
+  jwtAllowHttpHosts: { flag: '--jwt-allow-http-hosts', env: 'COFFER_JWT_ALLOW_HTTP_HOSTS', default: 'none (https only)', meaning: 'Comma-separated hosts whose authn-jwt jwks-uri / provider-uri may use plain http (e.g. an internal Jenkins)' },
+  jwtClockSkew: { env: 'COFFER_JWT_CLOCK_SKEW', default: '30', meaning: 'Seconds of clock skew allowed when checking a JWT\'s exp, nbf and iat (0 to 60)' },
   bodyLimit: { env: 'COFFER_BODY_LIMIT', default: '1048576', meaning: 'Largest request body in bytes (413 above)' },
   policyBodyLimit: { env: 'COFFER_POLICY_BODY_LIMIT', default: '10485760', meaning: 'Largest policy body in bytes (413 above)' },
   auditLog: { flag: '--audit-log', env: 'COFFER_AUDIT_LOG', default: 'none', meaning: 'Also stream each committed audit event to this file (- for stdout)' },
@@ -126,6 +127,8 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
     tlsKey,
     trustedProxies,
     authenticators,
+    jwtAllowHttpHosts: list(pick('jwtAllowHttpHosts')).map((h) => h.toLowerCase()),
+    jwtClockSkewSeconds: int('jwtClockSkew', DEFAULT_SERVICE_CONFIG.jwtClockSkewSeconds, 0, 60),
     bodyLimit: int('bodyLimit', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     policyBodyLimit: int('policyBodyLimit', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     auditLog: pick('auditLog'),

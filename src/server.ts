@@ -5,11 +5,12 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import { createServer as createHttpsServer } from 'node:https';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createAccount, type CreatedAccount } from './accounts.js';
-import { jsonLinesSink, rfc5424Sink, type AuditSink } from './audit/log.js';
+import type { AuditSink } from './audit/log.js';
+import { openAuditSinks } from './audit/sinks.js';
 import type { ServerConfig } from './config.js';
 import { systemClock, type Clock } from './context.js';
 import { createApp } from './http/app.js';
@@ -87,13 +88,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-function auditSinks(config: ServerConfig): AuditSink[] {
-  if (!config.auditLog) return [];
-  const out = config.auditLog === '-' ? process.stdout : createWriteStream(resolve(config.auditLog), { flags: 'a', mode: 0o600 });
-  const write = (line: string) => void out.write(line);
-  return [config.auditFormat === 'rfc5424' ? rfc5424Sink(write) : jsonLinesSink(write)];
-}
-
 export async function startServer(config: ServerConfig, opts: { clock?: Clock; log?: (line: string) => void } = {}): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dataDir = resolve(config.dataDir);
@@ -106,7 +100,7 @@ export async function startServer(config: ServerConfig, opts: { clock?: Clock; l
     masterKey,
     clock: opts.clock,
     config,
-    auditSinks: auditSinks(config),
+    auditSinks: openAuditSinks(config.auditLog, config.auditFormat, log),
     busyTimeoutMs: config.busyTimeoutMs,
   });
   let devAdmin: CreatedAccount | undefined;
@@ -117,7 +111,6 @@ export async function startServer(config: ServerConfig, opts: { clock?: Clock; l
     bodyLimit: config.bodyLimit,
     policyBodyLimit: config.policyBodyLimit,
     trustedProxies: config.trustedProxies,
-    authenticators: config.authenticators,
     version: VERSION,
     logError: (err, requestId) => log(`coffer: error in request ${requestId ?? '-'}: ${describeError(err)}`),
   });
@@ -147,7 +140,7 @@ export async function startServer(config: ServerConfig, opts: { clock?: Clock; l
     devAdmin,
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
-      await vault.services.audit.drain();
+      await vault.services.audit.close();
       vault.close();
       rmSync(lockFile, { force: true });
     },

@@ -16,6 +16,9 @@ import type { Barrier } from './secrets/barrier.js';
 import { SecretsService } from './secrets/service.js';
 import type { Store } from './store/index.js';
 import { AuditReader } from './audit/reader.js';
+import { HostFactoryService } from './hostfactory/service.js';
+import { JwtAuthnService } from './authn/jwt/service.js';
+import type { TextFetcher } from './authn/jwt/jwks.js';
 
 export interface ServiceConfig {
   tokenTtlSeconds: number;
@@ -24,6 +27,12 @@ export interface ServiceConfig {
   policyVersionLimit: number;
   authnMaxFailures: number;
   authnFailureWindowMs: number;
+  /** Authenticators enabled by configuration for every account (`authn`, `authn-jwt/<service-id>`). */
+  authenticators: string[];
+  /** Hosts whose JWKS / OIDC discovery URLs may use plain http. */
+  jwtAllowHttpHosts: string[];
+  /** Clock skew allowed when checking a JWT's exp, nbf and iat (0–60 s). */
+  jwtClockSkewSeconds: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -33,6 +42,9 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   policyVersionLimit: 20,
   authnMaxFailures: 10,
   authnFailureWindowMs: 60_000,
+  authenticators: ['authn'],
+  jwtAllowHttpHosts: [],
+  jwtClockSkewSeconds: 30,
 };
 
 export interface ServiceDeps {
@@ -42,6 +54,8 @@ export interface ServiceDeps {
   config: ServiceConfig;
   auditSinks?: AuditSink[];
   onSinkError?: (err: unknown) => void;
+  /** Replaces the JWKS fetcher (tests). */
+  jwksFetchText?: TextFetcher;
 }
 
 export function createServices(deps: ServiceDeps) {
@@ -84,8 +98,23 @@ export function createServices(deps: ServiceDeps) {
     writeSecret: (resourceId, value) => void secrets.writeVersion(resourceId, value),
     versionLimit: config.policyVersionLimit,
   });
+  const jwtAuthn = new JwtAuthnService({
+    store,
+    secrets,
+    authn,
+    audit,
+    authorizer,
+    clock,
+    fetchText: deps.jwksFetchText,
+    config: {
+      enabledByConfig: config.authenticators,
+      allowHttpHosts: config.jwtAllowHttpHosts,
+      clockToleranceSec: config.jwtClockSkewSeconds,
+    },
+  });
   const auditReader = new AuditReader({ store: store.audit, graph: store.graph, authorizer });
-  return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader };
+  const hostFactories = new HostFactoryService({ store, barrier, authorizer, audit, credentials, clock });
+  return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader, jwtAuthn, hostFactories };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import { CliError, processIo, type Io } from './io.js';
 import { cmdAccountCreate, cmdAuditVerifyOffline, cmdKeygen, cmdKeys, cmdServer } from './admin.js';
+import { cmdRun } from './commands/run.js';
+import { cmdProvider } from './commands/provider.js';
 
 const USAGE = `usage: coffer <command> [options]
 
@@ -27,6 +29,7 @@ const SERVER_OPTIONS = {
   'max-token-ttl': { type: 'string' },
   'trusted-proxies': { type: 'string' },
   authenticators: { type: 'string' },
+  'jwt-allow-http-hosts': { type: 'string' },
   'audit-log': { type: 'string' },
   'audit-format': { type: 'string' },
   'new-key-file': { type: 'string' },
@@ -65,6 +68,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         if (positionals[0] === 'verify' && (values['data-dir'] || env.COFFER_DATA_DIR)) return await cmdAuditVerifyOffline(values, env, io);
         throw new CliError('usage: coffer audit verify --data-dir DIR', 2);
       }
+      case 'run':
+        return await cmdRun(rest, env, io);
+      case 'provider':
+        return await cmdProvider(rest, env, io);
       default:
         throw new CliError(`unknown command '${command}'\n${USAGE}`, 2);
     }

@@ -7,6 +7,8 @@ import { renderError } from './errors.js';
 import { clientIp, requestIdFor, type HttpEnv } from './request.js';
 import { registerAudit } from './routes/audit.js';
 import { registerAuthn } from './routes/authn.js';
+import { registerHostFactories } from './routes/host-factories.js';
+import { registerAuthnJwt } from './routes/authn-jwt.js';
 import { registerMisc } from './routes/misc.js';
 import { registerPolicies } from './routes/policies.js';
 import { registerPublicKeys } from './routes/public-keys.js';
@@ -30,11 +32,13 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   const deps = { app, services, config };
   registerMisc(deps);
   registerAuthn(deps);
+  registerAuthnJwt(deps);
   registerPolicies(deps);
   registerResources(deps);
   registerRoles(deps);
   registerSecrets(deps);
   registerPublicKeys(deps);
+  registerHostFactories(deps);
   registerAudit(deps);
 
   app.notFound((c) =>

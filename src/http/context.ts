@@ -10,8 +10,6 @@ export interface HttpConfig {
   policyBodyLimit: number;
   /** CIDRs of proxies whose X-Forwarded-For is believed. */
   trustedProxies: string[];
-  /** Authenticators enabled by configuration (`authn`, `authn-jwt/jenkins`, …). */
-  authenticators: string[];
   version: string;
   /** Logs unexpected errors (never includes request bodies). */
   logError: (err: unknown, requestId?: string) => void;

@@ -141,6 +141,11 @@ export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams
   return params;
 }
 
+/** `Accept-Encoding` lists base64 (comma-split, trimmed, case-insensitive): Conjur clients' way of asking for a base64 token. */
+export function wantsBase64(header: string | undefined): boolean {
+  return (header ?? '').split(',').some((p) => p.trim().toLowerCase() === 'base64');
+}
+
 /** HTTP Basic credentials, or undefined when the header is absent or not Basic. */
 export function basicCredentials(c: Ctx): { login: string; secret: string } | undefined {
   const header = c.req.header('authorization');

@@ -6,8 +6,10 @@
 import { openDatabase, type Db, type OpenOptions } from './db.js';
 import { createAccountsStore } from './accounts.js';
 import { createAuditStore } from './audit.js';
+import { createAuthenticatorsStore } from './authenticators.js';
 import { createCredentialsStore } from './credentials.js';
 import { createGraphStore } from './graph.js';
+import { createHostFactoriesStore } from './host-factories.js';
 import { createKeyringStore } from './keyring.js';
 import { createPolicyVersionsStore } from './policy-versions.js';
 import { createSecretsStore } from './secrets.js';
@@ -18,8 +20,10 @@ export function createStore(db: Db) {
     db,
     accounts: createAccountsStore(db),
     audit: createAuditStore(db),
+    authenticators: createAuthenticatorsStore(db),
     credentials: createCredentialsStore(db),
     graph: createGraphStore(db),
+    hostFactories: createHostFactoriesStore(db),
     keyring: createKeyringStore(db),
     policyVersions: createPolicyVersionsStore(db),
     secrets: createSecretsStore(db),

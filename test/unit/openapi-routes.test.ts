@@ -110,7 +110,6 @@ describe('openapi.yaml documents exactly the routes in the code', () => {
       bodyLimit: 1024,
       policyBodyLimit: 1024,
       trustedProxies: [],
-      authenticators: ['authn'],
       version: 'test',
       logError: () => undefined,
     });
@@ -274,7 +273,9 @@ describe('validateResponse', () => {
     validateResponse('POST', '/policies/acme/policy/root', 422, 'application/json', {
       error: { code: 'validation_failed', message: 'policy_text is not present', details: [{ code: 'validation_failed', target: 'policy_text', message: 'is not present' }] },
     });
-    validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, checked: 2, lastSeq: 2, firstBadSeq: 3, reason: 'event 3 was modified (hash mismatch)' });
+    validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, account: 'acme', events: 2, last_seq: 2, first_bad_seq: 3, reason: 'event 3 was modified (hash mismatch)' });
+    validateResponse('GET', '/audit/acme/verify', 200, 'application/json', { ok: true, account: 'acme', events: 0, last_seq: null });
+    expect(() => validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, checked: 2, lastSeq: 2, firstBadSeq: 3, reason: 'x' })).toThrow();
     const event = {
       seq: 1, time: '2026-01-01T00:00:00.000Z', account: 'acme', action: 'fetch', operation: 'fetch', result: 'success',
       role: 'acme:user:admin', resource: 'acme:variable:x', version: 1, client_ip: '127.0.0.1', request_id: 'r',

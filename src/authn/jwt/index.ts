@@ -52,6 +52,12 @@ export interface AuthenticateJwtInput {
   readonly lookupHostAnnotations: (
     roleId: string,
   ) => Record<string, string> | undefined | Promise<Record<string, string> | undefined>;
+  /**
+   * The server's own checks on the resolved role (the `authenticate`
+   * privilege, `restricted_to`); runs before the jti is consumed so a token
+   * refused here can be retried once the policy is fixed.
+   */
+  readonly authorizeRole?: (roleId: string) => void | Promise<void>;
   /** Clock in epoch milliseconds. */
   readonly now?: () => number;
   /** 0 to 60 seconds; default 0. */
@@ -83,6 +89,7 @@ export async function authenticateJwt(input: AuthenticateJwtInput): Promise<{ ro
   const annotations = await input.lookupHostAnnotations(roleId);
   if (annotations === undefined) throw jwtAuthnError('CONJ00007E', `'${identity.login}' not found`);
   checkHostRestrictions(payload, config, serviceId, annotations);
+  await input.authorizeRole?.(roleId);
   if (input.jtiStore !== undefined) {
     consumeJti(payload, input.jtiStore, `${account}:${serviceId}`, tolerance, input.requireJti ?? false);
   }

@@ -55,6 +55,12 @@ export interface JwtKeyLookup {
 export interface JwtKeySource {
   /** @throws CofferError 401 with a CONJ code when no key can be produced. */
   getKeys(lookup: JwtKeyLookup): Promise<CryptoKey[]>;
+  /**
+   * Makes sure a key set is loaded (fetching only when the cache is cold or
+   * stale) and returns how many keys it holds. Used by the status endpoint.
+   * @throws CofferError 401 with a CONJ code when the keys cannot be loaded.
+   */
+  probe(): Promise<number>;
 }
 
 /** Limits applied to one HTTP fetch. */
@@ -266,9 +272,15 @@ function noMatchingKey(detail = ''): never {
 /** Keys from a static `public-keys` JWKS: no network at all. */
 export class StaticJwksKeySource implements JwtKeySource {
   readonly #set: LocalJWKSet;
+  readonly #keyCount: number;
 
   constructor(jwks: JSONWebKeySet) {
     this.#set = createLocalJWKSet(jwks);
+    this.#keyCount = jwks.keys.length;
+  }
+
+  async probe(): Promise<number> {
+    return this.#keyCount;
   }
 
   async getKeys(lookup: JwtKeyLookup): Promise<CryptoKey[]> {
@@ -308,6 +320,7 @@ export interface RemoteJwksOptions {
 
 interface CachedSet {
   readonly set: LocalJWKSet;
+  readonly keyCount: number;
   readonly fetchedAt: number;
 }
 
@@ -373,6 +386,12 @@ export class RemoteJwksKeySource implements JwtKeySource {
     this.#maxAgeMs = opts.maxAgeMs ?? JWKS_MAX_AGE_MS;
   }
 
+  async probe(): Promise<number> {
+    let cached = this.#cached;
+    if (cached === undefined || this.#now() - cached.fetchedAt >= this.#maxAgeMs) cached = await this.#refreshOrKeepStale(cached);
+    return cached.keyCount;
+  }
+
   /** At most one fetch per call: a cold or stale cache, or else one retry for an unknown key. */
   async getKeys(lookup: JwtKeyLookup): Promise<CryptoKey[]> {
     assertSafeKid(lookup.kid);
@@ -424,7 +443,7 @@ export class RemoteJwksKeySource implements JwtKeySource {
     } catch (error) {
       throw this.#fetchFailed(errorMessage(error), jwksUrl);
     }
-    const cached = { set: parseJwks(body), fetchedAt: this.#now() };
+    const cached = { ...parseJwks(body), fetchedAt: this.#now() };
     this.#cached = cached;
     return cached;
   }
@@ -469,7 +488,7 @@ function errorMessage(error: unknown): string {
 }
 
 /** Parses a fetched JWKS; the response body is never echoed into messages. */
-function parseJwks(body: string): LocalJWKSet {
+function parseJwks(body: string): { set: LocalJWKSet; keyCount: number } {
   let document: unknown;
   try {
     document = JSON.parse(body);
@@ -480,7 +499,7 @@ function parseJwks(body: string): LocalJWKSet {
     throw jwtAuthnError('CONJ00088E', "JWKS not found in response: 'keys' member missing");
   }
   try {
-    return createLocalJWKSet(document as unknown as JSONWebKeySet);
+    return { set: createLocalJWKSet(document as unknown as JSONWebKeySet), keyCount: document['keys'].length };
   } catch (error) {
     throw jwtAuthnError('CONJ00093E', `Failed to convert HTTP response to JWKS type. Reason: '${errorMessage(error)}'`);
   }

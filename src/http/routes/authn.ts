@@ -2,12 +2,7 @@
 import { recordNotFound, unauthorized } from '../../errors.js';
 import { authenticateRequest, presentedToken } from '../auth.js';
 import type { RouteDeps } from '../context.js';
-import { accountSegment, basicCredentials, identifierFrom, queryParam, rawBody, requestInfo } from '../request.js';
-
-/** `Accept-Encoding` lists base64 (comma-split, trimmed, case-insensitive). */
-function wantsBase64(header: string | undefined): boolean {
-  return (header ?? '').split(',').some((p) => p.trim().toLowerCase() === 'base64');
-}
+import { accountSegment, basicCredentials, identifierFrom, queryParam, rawBody, requestInfo, wantsBase64 } from '../request.js';
 
 export function registerAuthn({ app, services, config }: RouteDeps): void {
   const { authn } = services;

@@ -43,9 +43,5 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
     });
   });
 
-  app.get('/authenticators', (c) => {
-    const installed = ['authn', 'authn-jwt'];
-    const configured = config.authenticators;
-    return c.json({ installed, configured, enabled: configured });
-  });
+  app.get('/authenticators', (c) => c.json(services.jwtAuthn.listing()));
 }
