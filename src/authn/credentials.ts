@@ -17,10 +17,16 @@ export class Credentials {
     private readonly clock: Clock,
   ) {}
 
-  /** Gives a new role (user or host) credentials; returns its API key, shown once. */
+  /**
+   * Gives a new role (user or host) credentials; returns its API key, shown
+   * once. Tokens issued before now under the same role id (a deleted role of
+   * that name) stay dead: deletion must not be undone by re-creation.
+   */
   create(roleId: string, restrictedTo: string[]): string {
     const apiKey = generateApiKey();
-    this.store.insert(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), restrictedTo);
+    const now = this.clock.nowMs();
+    this.store.insert(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), restrictedTo, now);
+    this.tokens.setNotBefore(roleId, now);
     return apiKey;
   }
 

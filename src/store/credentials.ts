@@ -15,7 +15,7 @@ export interface CredentialsRow {
 export function createCredentialsStore(db: Db) {
   const get = db.prepare<[string], CredentialsRow>('SELECT * FROM credentials WHERE role_id = ?');
   const insert = db.prepare(
-    'INSERT INTO credentials (role_id, api_key_hash, api_key_sealed, restricted_to, updated_at) VALUES (?, ?, ?, ?, ?)',
+    'INSERT INTO credentials (role_id, api_key_hash, api_key_sealed, restricted_to, updated_at, tokens_not_before) VALUES (?, ?, ?, ?, ?, ?)',
   );
   const setKey = db.prepare(
     'UPDATE credentials SET api_key_hash = ?, api_key_sealed = ?, updated_at = ?, tokens_not_before = ? WHERE role_id = ?',
@@ -31,8 +31,9 @@ export function createCredentialsStore(db: Db) {
   );
   return {
     get: (roleId: string) => get.get(roleId),
-    insert(roleId: string, apiKeyHash: Buffer, apiKeySealed: Buffer, restrictedTo: string[]): void {
-      insert.run(roleId, apiKeyHash, apiKeySealed, JSON.stringify(restrictedTo), new Date().toISOString());
+    /** New credentials; tokens issued before `notBeforeMs` (unix ms) for this role id are refused. */
+    insert(roleId: string, apiKeyHash: Buffer, apiKeySealed: Buffer, restrictedTo: string[], notBeforeMs: number): void {
+      insert.run(roleId, apiKeyHash, apiKeySealed, JSON.stringify(restrictedTo), new Date().toISOString(), notBeforeMs);
     },
     /** Replaces the API key; tokens issued before `notBeforeMs` (unix ms) stop working. */
     setApiKey(roleId: string, apiKeyHash: Buffer, apiKeySealed: Buffer, notBeforeMs: number): void {
