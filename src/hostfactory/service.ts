@@ -195,8 +195,10 @@ export class HostFactoryService {
     const event = { action: 'host-factory', operation: 'create-host', request };
     try {
       const result = this.d.store.tx(() => {
-        const token = this.usableToken(hash, request.clientIp);
+        const token = hash ? this.d.store.hostFactories.byHash(hash) : undefined;
+        if (!token) throw unauthorized('Unauthorized', { auditReason: hash ? 'unknown or revoked host-factory token' : 'missing or malformed host-factory token' });
         factoryId = token.host_factory_id;
+        this.requireUsable(token, request.clientIp);
         const factory = this.d.store.graph.getResource(factoryId);
         if (!factory) throw unauthorized('Unauthorized', { auditReason: 'the token\'s host factory no longer exists' });
         if (factory.kind !== 'host_factory') throw argumentError(`Invalid resource kind: ${factory.kind}`);
@@ -268,10 +270,8 @@ export class HostFactoryService {
     return token;
   }
 
-  /** The token row if the token exists, has not expired and allows the client address; else 401. */
-  private usableToken(hash: Buffer | undefined, clientIp: string | undefined): HostFactoryTokenRow {
-    const row = hash ? this.d.store.hostFactories.byHash(hash) : undefined;
-    if (!row) throw unauthorized('Unauthorized', { auditReason: hash ? 'unknown or revoked host-factory token' : 'missing or malformed host-factory token' });
+  /** 401 unless the token is still valid and allows the client address. */
+  private requireUsable(row: HostFactoryTokenRow, clientIp: string | undefined): void {
     if (row.expires_at <= this.d.clock.nowMs()) {
       throw unauthorized('Unauthorized', { auditReason: `host-factory token expired at ${formatExpiration(row.expires_at)}` });
     }
@@ -279,7 +279,6 @@ export class HostFactoryService {
     if (cidrs.length > 0 && !(clientIp !== undefined && cidrs.some((c) => cidrContains(c, clientIp)))) {
       throw unauthorized('Unauthorized', { auditReason: `origin ${clientIp ?? 'unknown'} is outside the token's cidr ${cidrs.join(',')}` });
     }
-    return row;
   }
 
   /**

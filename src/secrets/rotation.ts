@@ -7,6 +7,7 @@
  */
 import type { Services } from '../services.js';
 import { SERVER_SECRET_NAMES } from './barrier.js';
+import { HOST_FACTORY_PEPPER } from '../hostfactory/service.js';
 import { secretAd } from './service.js';
 
 const BATCH = 1000;
@@ -16,6 +17,7 @@ export interface RotationReport {
   secrets: number;
   signingKeys: number;
   apiKeys: number;
+  hostFactoryTokens: number;
   retiredKeyVersions: number[];
 }
 
@@ -47,9 +49,10 @@ export function rotateDataKey(s: Services): RotationReport {
       signingKeys++;
     }
     const apiKeys = s.credentials.reencryptAll();
-    barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES]);
+    const hostFactoryTokens = s.hostFactories.reencryptAll();
+    barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES, HOST_FACTORY_PEPPER]);
     for (const version of before) barrier.retireDataKey(version);
-    return { newKeyVersion, secrets, signingKeys, apiKeys, retiredKeyVersions: before };
+    return { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, retiredKeyVersions: before };
   });
 }
 
