@@ -24,18 +24,18 @@ export class Credentials {
    */
   create(roleId: string, restrictedTo: string[]): string {
     const apiKey = generateApiKey();
-    const now = this.clock.nowMs();
-    this.store.insert(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), restrictedTo, now);
-    this.tokens.setNotBefore(roleId, now);
+    const notBefore = this.tokens.nextNotBefore(roleId, this.clock.nowMs());
+    this.store.insert(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), restrictedTo, notBefore);
+    this.tokens.setNotBefore(roleId, notBefore);
     return apiKey;
   }
 
   /** Replaces the role's API key at once; tokens issued before now stop working. */
   rotate(roleId: string): string {
     const apiKey = generateApiKey();
-    const now = this.clock.nowMs();
-    this.store.setApiKey(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), now);
-    this.tokens.setNotBefore(roleId, now);
+    const notBefore = this.tokens.nextNotBefore(roleId, this.clock.nowMs());
+    this.store.setApiKey(roleId, this.hasher.hash(apiKey), this.seal(roleId, apiKey), notBefore);
+    this.tokens.setNotBefore(roleId, notBefore);
     return apiKey;
   }
 

@@ -216,7 +216,17 @@ export class TokenService {
     }
   }
 
-  /** Records that tokens of `roleId` issued before `atMs` are invalid (key rotation, role deletion). */
+  /**
+   * The "not before" to record for a credential change of `roleId` now. A
+   * token is stamped max(now, previous not-before + 1), so with a clock that
+   * has not moved since the last change, now alone would not cover it.
+   */
+  nextNotBefore(roleId: string, nowMs: number): number {
+    const current = this.notBefore.get(roleId);
+    return current === undefined ? nowMs : Math.max(nowMs, current + 1);
+  }
+
+  /** Records that tokens of `roleId` issued at or before `atMs` are invalid (key rotation, role re-creation). */
   setNotBefore(roleId: string, atMs: number): void {
     this.notBefore.set(roleId, atMs);
   }
