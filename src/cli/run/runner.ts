@@ -13,7 +13,7 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { access, chmod, mkdtemp, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,10 @@ export interface RunOptions {
    * Run the child in its own session and process group (default true) so that
    * timeouts and forwarded signals reach its whole tree. The price: the child
    * has no controlling terminal, so programs that open /dev/tty (ssh, sudo,
-   * password prompts) fail. Pass false for interactive use.
+   * password prompts) fail. Pass false for interactive use (see
+   * {@link hasControllingTerminal}); then SIGINT and SIGQUIT are not forwarded,
+   * because the terminal already delivers them to the child, and a timeout
+   * can only kill the child itself, not its descendants.
    */
   detached?: boolean;
 }
@@ -101,6 +104,13 @@ const MIN_SCRUB_LENGTH = 4;
 
 /** A failure of the runner itself: one `coffer run:` line and exit 127. */
 class RunFailure extends Error {}
+
+/** A signal arrived before the child started: clean up and exit 128+n. */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal} before the command started`);
+  }
+}
 
 /** Files created for one run, removed together. */
 interface Workspace {
@@ -131,16 +141,44 @@ interface RunState {
  */
 export async function runWithSecrets(opts: RunOptions): Promise<number> {
   const state: RunState = { secrets: [] };
+  // Listening from the start: a signal during the fetch must not kill the
+  // runner before it has removed its files and revoked its token.
+  const relay = new SignalRelay(opts.signalSource ?? process, opts.detached ?? true);
   try {
     validate(opts);
     const values = await resolveValues(opts, state);
+    relay.throwIfInterrupted();
     const { env, argv } = await prepareChild(opts, values, state);
-    return await runChild(opts, argv, { ...(opts.baseEnv ?? process.env), ...env });
+    relay.throwIfInterrupted();
+    return await runChild(opts, argv, { ...(opts.baseEnv ?? process.env), ...env }, relay);
   } catch (err) {
+    if (err instanceof Interrupted) {
+      opts.stderr.write(`coffer run: ${err.message}\n`);
+      return 128 + signalNumber(err.signal);
+    }
     opts.stderr.write(`coffer run: ${scrub(oneLine(messageOf(err)), state.secrets)}\n`);
     return EXIT_RUNNER_FAILURE;
   } finally {
     await cleanUp(opts, state);
+    relay.stop();
+  }
+}
+
+/**
+ * Whether this process has a controlling terminal, i.e. is used
+ * interactively. This, not `process.stdin.isTTY`, decides whether the child
+ * may keep the terminal: `coffer run -- ssh host < script` has a piped stdin
+ * but ssh still prompts on /dev/tty, and a CI agent without a terminal can
+ * have a TTY-like stdin.
+ */
+export function hasControllingTerminal(): boolean {
+  if (process.platform === 'win32') return false;
+  try {
+    // Opening /dev/tty fails (ENXIO) exactly when there is no controlling terminal.
+    closeSync(openSync('/dev/tty', fsConstants.O_RDONLY | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -299,32 +337,38 @@ async function defaultTmpRoot(stderr: Writer): Promise<string> {
 
 // --- the child --------------------------------------------------------------
 
-async function runChild(opts: RunOptions, argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function runChild(opts: RunOptions, argv: string[], env: NodeJS.ProcessEnv, relay: SignalRelay): Promise<number> {
   const [file = '', ...args] = argv;
   const detached = opts.detached ?? true;
-  const { child, exited } = await startChild(file, args, env, detached);
-  const target = new ChildTarget(child, detached);
-  const stopForwarding = forwardSignals(opts.signalSource ?? process, target);
+  const { target, exited } = await startChild(file, args, env, detached, (started) => relay.attach(started));
   const timeout = startTimeout(opts, target);
   try {
     const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
+    // The pid may be reused from now on: stop signalling it.
+    relay.detach();
     if (!timeout.fired()) return code ?? 128 + signalNumber(signal);
     await timeout.settle();
     opts.stderr.write(`coffer run: command timed out after ${opts.timeoutMs} ms\n`);
     return EXIT_TIMEOUT;
   } finally {
     timeout.cancel();
-    stopForwarding();
+    relay.detach();
   }
 }
 
 interface Started {
-  child: ChildProcess;
+  target: ChildTarget;
   /** Resolves with the arguments of the child's 'exit' event. */
   exited: Promise<unknown[]>;
 }
 
-async function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, detached: boolean): Promise<Started> {
+async function startChild(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  detached: boolean,
+  onSpawned: (target: ChildTarget) => void,
+): Promise<Started> {
   let child: ChildProcess;
   try {
     child = spawn(file, args, { env, stdio: 'inherit', detached });
@@ -333,11 +377,14 @@ async function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, 
   }
   // Listen before yielding so a quick exit cannot be missed.
   const exited = once(child, 'exit');
+  const target = new ChildTarget(child, detached);
+  // Signals that arrive from now on go to the child (spawn() has run synchronously).
+  if (child.pid !== undefined) onSpawned(target);
   const failure = await Promise.race([once(child, 'spawn').then(() => undefined), once(child, 'error')]);
   if (failure !== undefined) throw new RunFailure(spawnErrorMessage(file, failure[0]));
   // Later 'error' events (a failed kill) must not crash the runner.
   child.on('error', () => undefined);
-  return { child, exited };
+  return { target, exited };
 }
 
 function spawnErrorMessage(file: string, err: unknown): string {
@@ -379,12 +426,54 @@ class ChildTarget {
   }
 }
 
-function forwardSignals(source: SignalSource, target: ChildTarget): () => void {
-  const handlers = FORWARDED_SIGNALS.map((sig) => [sig, () => target.signal(sig)] as const);
-  for (const [sig, handler] of handlers) source.on(sig, handler);
-  return () => {
-    for (const [sig, handler] of handlers) source.removeListener(sig, handler);
-  };
+/**
+ * The runner's handler of INT, TERM, HUP, QUIT, USR1 and USR2 for the whole
+ * run: before the child exists a signal is remembered (the run stops before
+ * starting it), while it runs the signal is forwarded, after it exited the
+ * signal is ignored so that cleanup completes.
+ */
+class SignalRelay {
+  private pending: NodeJS.Signals | undefined;
+  private target: ChildTarget | undefined;
+  private childGone = false;
+  private readonly handlers: (readonly [NodeJS.Signals, () => void])[];
+
+  constructor(
+    private readonly source: SignalSource,
+    detached: boolean,
+  ) {
+    // A child in our own process group gets the terminal's INT and QUIT
+    // directly; forwarding them would deliver them twice (and e.g. terraform
+    // takes a second Ctrl-C as "abort at once").
+    const forwarded = new Set<NodeJS.Signals>(detached ? FORWARDED_SIGNALS : FORWARDED_SIGNALS.filter((s) => s !== 'SIGINT' && s !== 'SIGQUIT'));
+    this.handlers = FORWARDED_SIGNALS.map((sig) => [sig, () => this.onSignal(sig, forwarded.has(sig))] as const);
+    for (const [sig, handler] of this.handlers) source.on(sig, handler);
+  }
+
+  attach(target: ChildTarget): void {
+    this.target = target;
+  }
+
+  detach(): void {
+    this.target = undefined;
+    this.childGone = true;
+  }
+
+  throwIfInterrupted(): void {
+    if (this.pending !== undefined) throw new Interrupted(this.pending);
+  }
+
+  stop(): void {
+    for (const [sig, handler] of this.handlers) this.source.removeListener(sig, handler);
+  }
+
+  private onSignal(sig: NodeJS.Signals, forward: boolean): void {
+    if (this.target) {
+      if (forward) this.target.signal(sig);
+    } else if (!this.childGone) {
+      this.pending ??= sig;
+    }
+  }
 }
 
 interface Timeout {
