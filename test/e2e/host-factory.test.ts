@@ -1,10 +1,13 @@
 /** End to end: host factories — tokens, host enrolment, revocation, visibility, audit (issue 4 §2, reference §1.9, §8 items 42–44). */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import Database from 'better-sqlite3';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client, type Reply } from '../helpers/http.js';
 import { rotateDataKey } from '../../src/secrets/rotation.js';
+import { createAccountIn } from '../../src/server.js';
 
 let srv: TestServer;
 let api: Client;
@@ -512,5 +515,50 @@ describe('deleting the factory', () => {
     expect((await enrol(token, 'id=ci/exec-orphan')).status).toBe(401);
     const revoke = await api.request('DELETE', `/host_factory_tokens/${token}`, { token: admin });
     expect(revoke.status).toBe(404);
+  });
+});
+
+describe('policy-examples/host-factory', () => {
+  it('runs the README\'s calls: autoscaler mints a token, an executor enrols, authenticates and fetches', async () => {
+    const example = new Client(srv.url, 'example');
+    const adminKey = createAccountIn(srv.server.vault, 'example').api_key;
+    const exAdmin = await example.login('admin', adminKey);
+    const policy = readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../policy-examples/host-factory/policy.yml'), 'utf8');
+    const loaded = await example.loadPolicy(exAdmin, 'POST', 'root', policy);
+    expect(loaded.status).toBe(201);
+    expect((await example.setSecret(exAdmin, 'ci/secrets/test-db-password', 's3cret')).status).toBe(201);
+    const autoscaler = await example.login('host/autoscaler', loaded.json.created_roles['example:host:autoscaler'].api_key);
+
+    const mint = (cidr: string) =>
+      example.request('POST', '/host_factory_tokens', {
+        token: autoscaler,
+        headers: FORM,
+        body: `host_factory=${encodeURIComponent('example:host_factory:ci/executors')}&expiration=${encodeURIComponent(new Date(srv.clock.nowMs() + 3600_000).toISOString().replace(/\.\d{3}Z$/, 'Z'))}&cidr[]=${encodeURIComponent(cidr)}`,
+      });
+    const subnetOnly = await mint('10.20.0.0/16');
+    expect(subnetOnly.status).toBe(200);
+    const local = await mint('127.0.0.0/8');
+    const hfToken = local.json[0].token as string;
+    issuedTokens.push(subnetOnly.json[0].token, hfToken);
+
+    const body = `id=${encodeURIComponent('ci/executors/runner-1')}&${encodeURIComponent('annotations[launched-by]')}=autoscaler`;
+    expect((await enrol(subnetOnly.json[0].token, body)).status).toBe(401);
+    const enrolled = await enrol(hfToken, body);
+    expect(enrolled.status).toBe(201);
+    expect(enrolled.json).toMatchObject({ id: 'example:host:ci/executors/runner-1', owner: 'example:host_factory:ci/executors' });
+    const executor = await example.login('host/ci/executors/runner-1', enrolled.json.api_key);
+    expect((await example.getSecret(executor, 'ci/secrets/test-db-password')).text).toBe('s3cret');
+    expect((await example.getSecret(executor, 'ci/secrets/artifact-repo-token')).status).toBe(404); // no value yet
+
+    // The autoscaler sees expirations and CIDRs, not values, and cannot revoke; the policy owner (admin) can.
+    const seen = await example.request('GET', '/resources/example/host_factory/ci/executors', { token: autoscaler });
+    expect(seen.json.tokens).toHaveLength(2);
+    expect(seen.text).not.toContain(hfToken);
+    expect((await example.request('DELETE', `/host_factory_tokens/${hfToken}`, { token: autoscaler })).status).toBe(403);
+    expect((await example.request('DELETE', `/host_factory_tokens/${hfToken}`, { token: exAdmin })).status).toBe(204);
+
+    const removed = await example.loadPolicy(exAdmin, 'PATCH', 'ci', '- !delete { record: !host executors/runner-1 }\n');
+    expect(removed.status).toBe(201);
+    expect((await example.request('POST', '/authn/example/host%2Fci%2Fexecutors%2Frunner-1/authenticate', { body: enrolled.json.api_key })).status).toBe(401);
   });
 });
