@@ -271,8 +271,9 @@ describe('authn-jwt: a CI job authenticates with its signed JWT', () => {
     const ok = await api.request('GET', `/audit/${A()}?action=authn&result=success&limit=1`, { token: admin });
     expect(ok.json.events[0]).toMatchObject({
       role: `${A()}:host:jenkins/jobs/build-app`,
-      details: { authenticator: 'authn-jwt', service: `${A()}:webservice:conjur/authn-jwt/jenkins` },
+      details: { authenticator: 'authn-jwt', service: `${A()}:webservice:conjur/authn-jwt/jenkins`, jwt: { iss: ISSUER, sub: 'build-app' } },
     });
+    expect(typeof ok.json.events[0].details.jwt.jti).toBe('string');
     expect(JSON.stringify(ok.json)).not.toContain(b.text);
   });
 

@@ -69,7 +69,7 @@ export interface AuthenticateJwtInput {
  * identity configuration, token verification, enforced claims, role lookup,
  * host restrictions; then Coffer's replay check.
  *
- * @returns the full role id to issue an access token for.
+ * @returns the full role id to issue an access token for, and the verified claims.
  * @throws CofferError 401 (`unauthorized`) with the CONJ code in `auditReason`.
  * @example
  * const { roleId } = await authenticateJwt({
@@ -77,7 +77,7 @@ export interface AuthenticateJwtInput {
  *   lookupHostAnnotations: (id) => db.annotationsOf(id),
  * });
  */
-export async function authenticateJwt(input: AuthenticateJwtInput): Promise<{ roleId: string }> {
+export async function authenticateJwt(input: AuthenticateJwtInput): Promise<{ roleId: string; claims: JWTPayload }> {
   const { config, account, serviceId, urlHostId } = input;
   const now = input.now ?? Date.now;
   const tolerance = input.clockToleranceSec ?? 0;
@@ -93,7 +93,7 @@ export async function authenticateJwt(input: AuthenticateJwtInput): Promise<{ ro
   if (input.jtiStore !== undefined) {
     consumeJti(payload, input.jtiStore, `${account}:${serviceId}`, tolerance, input.requireJti ?? false);
   }
-  return { roleId };
+  return { roleId, claims: payload };
 }
 
 /** Done last, so tokens refused for other reasons do not use up their jti. */

@@ -131,8 +131,11 @@ export class JwtAuthnService {
       });
       roleId = result.roleId;
       const { json } = this.d.authn.issueToken(account, roleId);
+      const { iss, sub, jti } = result.claims;
       await this.d.audit.record({
         ...event(),
+        // Which job this was: the registered claims only (never the JWT itself).
+        details: { ...event().details, jwt: { iss, sub, jti } },
         result: 'success',
         message: `${roleId} successfully authenticated with authenticator authn-jwt service ${webserviceId}`,
       });
