@@ -87,6 +87,11 @@ export interface CreatedHost {
   created: boolean;
 }
 
+/** Events about a factory belong to its account (so that account's auditors see them), whoever acted. */
+function accountOf<T extends string | null>(factoryId: string | undefined, fallback: T): string | T {
+  return (factoryId === undefined ? undefined : parseFullId(factoryId)?.account) ?? fallback;
+}
+
 const sealAd = (factoryId: string, hash: Buffer) => `host-factory-token:${factoryId}:${hash.toString('hex')}`;
 
 export class HostFactoryService {
@@ -131,6 +136,7 @@ export class HostFactoryService {
         const rows = this.d.audit.recordInTransaction([
           {
             ...event,
+            account: accountOf(id, actor.account),
             result: 'success',
             resourceId: id,
             details: { tokens: ids, expiration: formatExpiration(rules.expiresAt), cidr: rules.cidr },
@@ -142,7 +148,12 @@ export class HostFactoryService {
       this.d.audit.publish(rows);
       return issued;
     } catch (err) {
-      await this.auditFailure(err, { ...event, resourceId: factoryId ?? null, message: `${actor.roleId} failed to create host-factory tokens for ${factoryId ?? 'a host factory'}` });
+      await this.auditFailure(err, {
+        ...event,
+        account: accountOf(factoryId, actor.account),
+        resourceId: factoryId ?? null,
+        message: `${actor.roleId} failed to create host-factory tokens for ${factoryId ?? 'a host factory'}`,
+      });
       throw err;
     }
   }
@@ -172,12 +183,17 @@ export class HostFactoryService {
           throw notFound('Host factory token not found', { target: 'host_factory_token', auditReason: 'already revoked' });
         }
         return this.d.audit.recordInTransaction([
-          { ...event, result: 'success', resourceId: fid, message: `${actor.roleId} revoked host-factory token ${id} of ${fid}` },
+          { ...event, account: accountOf(fid, actor.account), result: 'success', resourceId: fid, message: `${actor.roleId} revoked host-factory token ${id} of ${fid}` },
         ]);
       });
       this.d.audit.publish(rows);
     } catch (err) {
-      await this.auditFailure(err, { ...event, resourceId: factoryId ?? null, message: `${actor.roleId} failed to revoke host-factory token ${id}` });
+      await this.auditFailure(err, {
+        ...event,
+        account: accountOf(factoryId, actor.account),
+        resourceId: factoryId ?? null,
+        message: `${actor.roleId} failed to revoke host-factory token ${id}`,
+      });
       throw err;
     }
   }
@@ -229,7 +245,7 @@ export class HostFactoryService {
       this.d.authorizer.invalidate();
       await this.auditFailure(err, {
         ...event,
-        account: factoryId ? parseFullId(factoryId)?.account ?? null : null,
+        account: accountOf(factoryId, null),
         roleId: factoryId ?? null,
         resourceId: hostId ?? factoryId ?? null,
         details: { token: id },
