@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import { CliError, processIo, type Io } from './io.js';
 import { cmdAccountCreate, cmdAuditVerifyOffline, cmdKeygen, cmdKeys, cmdServer } from './admin.js';
+import { CLIENT_COMMANDS, CLIENT_USAGE } from './commands/index.js';
+import { makeCtx } from './commands/context.js';
 import { cmdRun } from './commands/run.js';
 import { cmdProvider } from './commands/provider.js';
 
@@ -14,6 +16,8 @@ Server and data directory:
   keys rotate --data-dir DIR
   keys rekey --data-dir DIR --new-key-file F
   audit verify --data-dir DIR
+
+${CLIENT_USAGE}
 
 Run 'coffer <command> --help' for details.`;
 
@@ -64,16 +68,21 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         return await cmdKeys(positionals[0], values, env, io);
       }
       case 'audit': {
-        const { values, positionals } = admin();
-        if (positionals[0] === 'verify' && (values['data-dir'] || env.COFFER_DATA_DIR)) return await cmdAuditVerifyOffline(values, env, io);
-        throw new CliError('usage: coffer audit verify --data-dir DIR', 2);
+        // Offline verification reads the data directory; everything else asks the server.
+        const offline = rest[0] === 'verify' && (rest.some((a) => a === '--data-dir' || a.startsWith('--data-dir=')) || env.COFFER_DATA_DIR);
+        if (!offline) return await CLIENT_COMMANDS.audit!(rest, makeCtx(env, io));
+        const { values } = admin();
+        return await cmdAuditVerifyOffline(values, env, io);
       }
       case 'run':
         return await cmdRun(rest, env, io);
       case 'provider':
         return await cmdProvider(rest, env, io);
-      default:
+      default: {
+        const client = CLIENT_COMMANDS[command];
+        if (client) return await client(rest, makeCtx(env, io));
         throw new CliError(`unknown command '${command}'\n${USAGE}`, 2);
+      }
     }
   } catch (err) {
     if (err instanceof CliError) {
