@@ -41,9 +41,13 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   registerHostFactories(deps);
   registerAudit(deps);
 
-  app.notFound((c) =>
-    c.json({ error: { code: 'not_found', message: `No route matches ${c.req.method} ${new URL(c.req.url).pathname}` } }, 404),
-  );
+  app.notFound((c) => {
+    // Only the first path segment is echoed: the rest may be a credential
+    // (a host-factory token in a mistyped DELETE /host_factory_tokens/<token>/…).
+    const [first, ...rest] = new URL(c.req.url).pathname.split('/').filter(Boolean);
+    const shown = `/${first ?? ''}${rest.length > 0 ? '/…' : ''}`;
+    return c.json({ error: { code: 'not_found', message: `No route matches ${c.req.method} ${shown}` } }, 404);
+  });
   app.onError((err, c) => {
     const res = renderError(c, err instanceof CofferError ? err : err, (e) => config.logError(e, c.get('requestId')));
     res.headers.set('X-Request-Id', c.get('requestId') ?? '');

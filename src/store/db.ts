@@ -42,11 +42,14 @@ interface Migration {
 }
 
 export function listMigrations(dir: string): Migration[] {
-  return readdirSync(dir)
+  const list = readdirSync(dir)
     .map((file) => /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ version: Number(m[1]), name: m[2]!, file: join(dir, m[0]) }))
     .sort((a, b) => a.version - b.version);
+  const dup = list.find((m, i) => i > 0 && list[i - 1]!.version === m.version);
+  if (dup) throw new SchemaError(`Two migrations share version ${dup.version} in ${dir}: renumber one of them.`);
+  return list;
 }
 
 export class SchemaError extends Error {}
@@ -67,13 +70,18 @@ export function migrate(db: Db, dir: string, readonly = false): void {
         'upgrade Coffer before opening this database.',
     );
   }
+  // Applied by version, not by "above the highest": a migration that reached
+  // a database after a later one (two branches merged) is still applied.
+  const applied = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+  const pending = migrations.filter((m) => !applied.has(m.version));
   if (readonly) {
-    if (current < latest) throw new SchemaError(`The database schema is at version ${current}; start the server once to migrate it to ${latest}.`);
+    if (pending.length > 0) {
+      throw new SchemaError(`The database schema lacks migration ${pending[0]!.version} (${pending[0]!.name}); start the server once to migrate it to ${latest}.`);
+    }
     return;
   }
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-  for (const m of migrations) {
-    if (m.version <= current) continue;
+  for (const m of pending) {
     const sql = readFileSync(m.file, 'utf8');
     db.transaction(() => {
       db.exec(sql);

@@ -386,6 +386,11 @@ describe('DELETE /host_factory_tokens/{token}', () => {
     expect(again.status).toBe(404);
     expect(again.json.error).toEqual({ code: 'not_found', message: 'Host factory token not found', target: 'host_factory_token' });
     expect(again.text).not.toContain(token);
+    // A mistyped path under the token is an unknown route; its 404 does not echo the token either.
+    const stray = await api.request('DELETE', `${path}/junk`, { token: operator, skipContract: true });
+    expect(stray.status).toBe(404);
+    expect(stray.json.error).toEqual({ code: 'not_found', message: 'No route matches DELETE /host_factory_tokens/…' });
+    expect(stray.text).not.toContain(token);
     expect((await enrol(token, 'id=ci/exec-after-revoke')).status).toBe(401);
     expect(await exists('host', 'ci/exec-after-revoke')).toBe(false);
     // Hosts created before the revocation keep working.

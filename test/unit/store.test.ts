@@ -47,12 +47,39 @@ describe('store: opening the database', () => {
     const migrations = join(dir, 'migrations');
     mkdirSync(migrations);
     cpSync(MIGRATIONS_DIR, migrations, { recursive: true });
-    writeFileSync(join(migrations, '0002_broken.sql'), 'CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;');
+    writeFileSync(join(migrations, '0098_broken.sql'), 'CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;');
     const file = join(dir, 'c.db');
     expect(() => openDatabase(file, { migrationsDir: migrations })).toThrow(/no_such_table/);
     const db = openDatabase(file);
     expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeUndefined();
     db.close();
+  });
+
+  it('applies a migration that arrived after a later one (applied by version, not by maximum)', () => {
+    const dir = tmp();
+    const early = join(dir, 'early');
+    mkdirSync(early);
+    cpSync(MIGRATIONS_DIR, early, { recursive: true });
+    writeFileSync(join(early, '0097_late_table.sql'), 'CREATE TABLE late_table (x INTEGER);');
+    const file = join(dir, 'c.db');
+    openDatabase(file, { migrationsDir: early }).close();
+    const merged = join(dir, 'merged');
+    mkdirSync(merged);
+    cpSync(early, merged, { recursive: true });
+    writeFileSync(join(merged, '0096_gap_table.sql'), 'CREATE TABLE gap_table (x INTEGER);');
+    const db = openDatabase(file, { migrationsDir: merged });
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'gap_table'").get()).toEqual({ name: 'gap_table' });
+    expect(db.prepare('SELECT version FROM schema_migrations WHERE version = 96').get()).toEqual({ version: 96 });
+    db.close();
+  });
+
+  it('refuses two migrations with the same version', () => {
+    const dir = tmp();
+    const migrations = join(dir, 'migrations');
+    mkdirSync(migrations);
+    cpSync(MIGRATIONS_DIR, migrations, { recursive: true });
+    writeFileSync(join(migrations, '0001_again.sql'), 'SELECT 1;');
+    expect(() => openDatabase(join(dir, 'c.db'), { migrationsDir: migrations })).toThrow(/share version 1/);
   });
 
   it('refuses UPDATE and DELETE on audit_events', () => {
