@@ -11,7 +11,8 @@ export function createAuthenticatorsStore(db: Db) {
     'SELECT resource_id FROM authenticator_configs WHERE enabled = 1 ORDER BY resource_id',
   );
   const jwtWebservices = db.prepare<[], { resource_id: string }>(
-    "SELECT resource_id FROM resources WHERE kind = 'webservice' AND identifier LIKE 'conjur/authn-jwt/%' ORDER BY resource_id",
+    // A range rather than LIKE (case-insensitive, so no index range): '0' follows '/'.
+    "SELECT resource_id FROM resources WHERE kind = 'webservice' AND identifier >= 'conjur/authn-jwt/' AND identifier < 'conjur/authn-jwt0' ORDER BY resource_id",
   );
   // Inserts, or takes over a row whose token has expired; a live row is left
   // alone, so `changes` is 1 exactly when this use is the first.
