@@ -31,27 +31,45 @@ export interface VerifyResult {
   reason?: string;
 }
 
+/**
+ * Checks the chain one event at a time, so a caller can feed it page by page
+ * (the online verify yields to the event loop between pages). After the first
+ * break it accepts nothing more.
+ */
+export class ChainVerifier {
+  private prev: Buffer = GENESIS_HASH;
+  private expectedSeq = 1;
+  private checked = 0;
+  private lastSeq = 0;
+  private broken?: { firstBadSeq: number; reason: string };
+
+  /** Checks the next event in sequence order; false once the chain is broken. */
+  push(row: AuditRow): boolean {
+    if (this.broken) return false;
+    const { prev_hash, hash, ...rest } = row;
+    if (row.seq !== this.expectedSeq) {
+      this.broken = { firstBadSeq: this.expectedSeq, reason: `event ${this.expectedSeq} is missing (next is ${row.seq})` };
+    } else if (!this.prev.equals(prev_hash)) {
+      this.broken = { firstBadSeq: row.seq, reason: `event ${row.seq} does not link to event ${row.seq - 1}` };
+    } else if (!chainHash(this.prev, rest).equals(hash)) {
+      this.broken = { firstBadSeq: row.seq, reason: `event ${row.seq} was modified (hash mismatch)` };
+    }
+    if (this.broken) return false;
+    this.prev = hash;
+    this.expectedSeq++;
+    this.checked++;
+    this.lastSeq = row.seq;
+    return true;
+  }
+
+  result(): VerifyResult {
+    return { ok: !this.broken, checked: this.checked, lastSeq: this.lastSeq, ...this.broken };
+  }
+}
+
 /** Walks the chain in sequence order and reports the first break. */
 export function verifyChain(rows: Iterable<AuditRow>): VerifyResult {
-  let prev: Buffer = GENESIS_HASH;
-  let expectedSeq = 1;
-  let checked = 0;
-  let lastSeq = 0;
-  for (const row of rows) {
-    const { prev_hash, hash, ...rest } = row;
-    if (row.seq !== expectedSeq) {
-      return { ok: false, checked, lastSeq, firstBadSeq: expectedSeq, reason: `event ${expectedSeq} is missing (next is ${row.seq})` };
-    }
-    if (!prev.equals(prev_hash)) {
-      return { ok: false, checked, lastSeq, firstBadSeq: row.seq, reason: `event ${row.seq} does not link to event ${row.seq - 1}` };
-    }
-    if (!chainHash(prev, rest).equals(hash)) {
-      return { ok: false, checked, lastSeq, firstBadSeq: row.seq, reason: `event ${row.seq} was modified (hash mismatch)` };
-    }
-    prev = hash;
-    expectedSeq++;
-    checked++;
-    lastSeq = row.seq;
-  }
-  return { ok: true, checked, lastSeq };
+  const verifier = new ChainVerifier();
+  for (const row of rows) if (!verifier.push(row)) break;
+  return verifier.result();
 }

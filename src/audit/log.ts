@@ -9,7 +9,7 @@
 import type { AuditRow, AuditStore } from '../store/audit.js';
 import { CofferError } from '../errors.js';
 import { GENESIS_HASH, chainHash, type UnhashedRow } from './chain.js';
-import { formatRfc5424 } from './rfc5424.js';
+import { formatRfc5424Lines } from './rfc5424.js';
 
 /** Who made the request, as the HTTP layer saw it. */
 export interface RequestInfo {
@@ -35,8 +35,11 @@ export interface AuditEvent {
   request?: RequestInfo;
 }
 
+/** Receives each committed event, after its commit; must not throw for long or block. */
 export interface AuditSink {
   write(row: AuditRow): void;
+  /** Flushes and releases the sink (server shutdown). */
+  close?(): Promise<void>;
 }
 
 /** Public JSON form of an event (the API and the JSON-lines sink). */
@@ -66,9 +69,9 @@ export function jsonLinesSink(write: (line: string) => void): AuditSink {
   return { write: (row) => write(`${JSON.stringify(auditEventJson(row))}\n`) };
 }
 
-/** Writes each committed event as an RFC 5424 line in Conjur's format. */
+/** Writes each committed event as RFC 5424 lines in Conjur's format (a policy load: one line per change). */
 export function rfc5424Sink(write: (line: string) => void): AuditSink {
-  return { write: (row) => write(`${formatRfc5424(row)}\n`) };
+  return { write: (row) => write(formatRfc5424Lines(row).map((l) => `${l}\n`).join('')) };
 }
 
 interface Pending {
@@ -137,6 +140,12 @@ export class AuditLog {
   drain(): Promise<void> {
     if (this.queue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Drains the queue, then flushes and closes the sinks (server shutdown). */
+  async close(): Promise<void> {
+    await this.drain();
+    await Promise.all((this.deps.sinks ?? []).map((sink) => sink.close?.()));
   }
 
   private flush(): void {

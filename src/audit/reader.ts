@@ -2,14 +2,15 @@
  * Reading the audit log for auditors. A role may read the events about a
  * resource (or a role) when it holds `audit` on that resource or on any
  * policy containing it — policies nest by path, so `audit` on `ci` covers
- * `ci/…` and users `name@ci`, and `audit` on root (held by admin, its owner)
- * covers the whole account.
+ * `ci/…` and the users of `ci` and of the policies beneath it (`name@ci`,
+ * `name@ci-sub`), and `audit` on root (held by admin, its owner) covers the
+ * whole account.
  */
 import type { AuditFilter, AuditRow, AuditScope, AuditStore } from '../store/audit.js';
 import type { GraphStore } from '../store/graph.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import { fullId } from '../ids.js';
-import { verifyChain, type VerifyResult } from './chain.js';
+import { ChainVerifier } from './chain.js';
 import { forbidden } from '../errors.js';
 
 export interface AuditReaderDeps {
@@ -20,17 +21,44 @@ export interface AuditReaderDeps {
 
 export type AuditQuery = Omit<AuditFilter, 'account' | 'scopes'>;
 
+/**
+ * The online verification as one account sees it. The chain is server-wide
+ * (one sequence for all accounts), so the walk checks every event, but the
+ * counts name only this account's events: another account's activity volume
+ * is not this account's business.
+ */
+export interface AccountChainReport {
+  ok: boolean;
+  account: string;
+  /** This account's events among those verified (all of them when intact). */
+  events: number;
+  /** Sequence number of this account's last verified event, if any. */
+  lastSeq: number | null;
+  /** First bad sequence number of the server-wide chain. */
+  firstBadSeq?: number;
+  reason?: string;
+}
+
+/** Events verified between two turns of the event loop, so a long walk does not stall fetches. */
+const VERIFY_PAGE = 5000;
+
 export class AuditReader {
   constructor(private readonly d: AuditReaderDeps) {}
 
   /** The scopes of events `roleId` may read in `account`. */
   scopesFor(account: string, roleId: string): AuditScope[] {
     const { authorizer, graph } = this.d;
-    if (authorizer.can(roleId, 'audit', fullId(account, 'policy', 'root'))) return [{ type: 'all', account }];
+    if (this.canAuditAccount(account, roleId)) return [{ type: 'all', account }];
     const scopes: AuditScope[] = [];
-    for (const policy of graph.policiesOfAccount(account)) {
-      if (authorizer.canOn(roleId, 'audit', policy)) {
-        scopes.push({ type: 'subtree', account, path: policy.identifier, userSuffix: policy.identifier.replace(/\//g, '-') });
+    const policies = graph.policiesOfAccount(account);
+    for (const policy of policies) {
+      if (!authorizer.canOn(roleId, 'audit', policy)) continue;
+      const path = policy.identifier;
+      scopes.push({ type: 'subtree', account, path });
+      for (const p of policies) {
+        if (p.identifier === path || p.identifier.startsWith(`${path}/`)) {
+          scopes.push({ type: 'users', account, suffix: p.identifier.replace(/\//g, '-') });
+        }
       }
     }
     const roles = [...authorizer.allRoles(roleId)];
@@ -42,11 +70,38 @@ export class AuditReader {
     return this.d.store.query({ ...q, account, scopes: this.scopesFor(account, roleId) });
   }
 
-  /** Whole-chain verification; only for roles that may audit the whole account. */
-  verify(account: string, roleId: string): VerifyResult {
-    if (!this.d.authorizer.can(roleId, 'audit', fullId(account, 'policy', 'root'))) {
+  /**
+   * Verifies the whole chain up to its current head, for a role that may
+   * audit the whole account, and reports it in this account's terms.
+   */
+  async verify(account: string, roleId: string): Promise<AccountChainReport> {
+    if (!this.canAuditAccount(account, roleId)) {
       throw forbidden('audit privilege on the root policy is required to verify the audit chain');
     }
-    return verifyChain(this.d.store.iterate());
+    const head = this.d.store.head()?.seq ?? 0;
+    const verifier = new ChainVerifier();
+    let events = 0;
+    let lastSeq: number | null = null;
+    let after = 0;
+    walk: while (after < head) {
+      const rows = this.d.store.page(after, VERIFY_PAGE);
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        if (row.seq > head) break walk;
+        if (!verifier.push(row)) break walk;
+        if (row.account === account) {
+          events++;
+          lastSeq = row.seq;
+        }
+      }
+      after = rows[rows.length - 1]!.seq;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const { ok, firstBadSeq, reason } = verifier.result();
+    return { ok, account, events, lastSeq, ...(ok ? {} : { firstBadSeq, reason }) };
+  }
+
+  private canAuditAccount(account: string, roleId: string): boolean {
+    return this.d.authorizer.can(roleId, 'audit', fullId(account, 'policy', 'root'));
   }
 }

@@ -3,15 +3,16 @@
  * keygen, keys rotate/rekey, offline audit verify. Everything else in the
  * CLI is an HTTP client.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadServerConfig } from '../config.js';
 import { verifyChain } from '../audit/chain.js';
 import { CofferError } from '../errors.js';
 import { decodeMasterKey, DataKeyMismatchError, generateMasterKey } from '../secrets/barrier.js';
 import { rekeyMaster, rotateDataKey } from '../secrets/rotation.js';
-import { SchemaError } from '../store/db.js';
-import { createAccountIn, devMasterKey, LOCK_FILE, openVault, readMasterKey, startServer } from '../server.js';
+import { createAuditStore } from '../store/audit.js';
+import { openDatabase, SchemaError } from '../store/db.js';
+import { createAccountIn, DB_FILE, devMasterKey, LOCK_FILE, openVault, readMasterKey, startServer } from '../server.js';
 import { CliError, type Io } from './io.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -29,19 +30,65 @@ function masterKeyOf(flags: Flags, env: NodeJS.ProcessEnv, dataDir: string): Buf
   throw new CliError('a data key is required: set COFFER_DATA_KEY or pass --data-key-file', 2);
 }
 
-/** Refuses to work on a data directory a running server holds (its keys would go stale). */
-function requireServerStopped(dataDir: string): void {
-  const lock = join(dataDir, LOCK_FILE);
-  if (!existsSync(lock)) return;
-  const pid = Number(readFileSync(lock, 'utf8').trim());
-  let alive = false;
+/** The live process (other than this one) that holds the data directory's lock file, if any. */
+function lockHolder(dataDir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dataDir, LOCK_FILE), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
   try {
     process.kill(pid, 0);
-    alive = Number.isInteger(pid) && pid > 0;
-  } catch {
-    alive = false;
+    return pid;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else — still a holder.
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
-  if (alive) throw new CliError(`the server (pid ${pid}) is running on ${dataDir}; stop it before changing keys`, 1);
+}
+
+/**
+ * Refuses to work on a data directory another process holds: a running server
+ * keeps the data keys in memory, so rotating or rekeying under it would make it
+ * write values under a destroyed key. A lock left by a crashed process (its pid
+ * is gone) is taken over.
+ */
+function requireServerStopped(dataDir: string, doing: string): void {
+  const pid = lockHolder(dataDir);
+  if (pid !== undefined) {
+    throw new CliError(
+      `a Coffer process (pid ${pid}) holds ${dataDir} (${LOCK_FILE}); stop it before ${doing}. ` +
+        `If no Coffer process runs there, delete ${join(dataDir, LOCK_FILE)}.`,
+      1,
+    );
+  }
+}
+
+/** Holds the data directory for a key command, so that a server started meanwhile refuses to start. */
+function claimDataDir(dataDir: string, doing: string): () => void {
+  requireServerStopped(dataDir, doing);
+  const lock = join(dataDir, LOCK_FILE);
+  rmSync(lock, { force: true }); // a stale lock (its process is gone)
+  try {
+    writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+  } catch {
+    throw new CliError(`another Coffer process claimed ${dataDir} at the same moment; try again`, 1);
+  }
+  return () => {
+    try {
+      if (readFileSync(lock, 'utf8').trim() === String(process.pid)) rmSync(lock, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+}
+
+/** Key and audit commands work on an existing database only; a mistyped directory must not become a new vault. */
+function requireDatabase(dataDir: string): string {
+  const file = join(dataDir, DB_FILE);
+  if (!existsSync(file)) throw new CliError(`no Coffer database at ${file} (check --data-dir)`, 1);
+  return file;
 }
 
 function explainOpenError(err: unknown): never {
@@ -67,6 +114,7 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     io.err('  ************************************************************************');
     io.err('');
   }
+  requireServerStopped(resolve(config.dataDir), 'starting another server on it');
   let server;
   try {
     server = await startServer(config, { log: (l) => io.err(l) });
@@ -118,41 +166,79 @@ export function cmdKeygen(io: Io): number {
   return 0;
 }
 
-export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
-  if (sub !== 'rotate' && sub !== 'rekey') throw new CliError('usage: coffer keys rotate|rekey --data-dir DIR', 2);
-  const dataDir = dataDirOf(flags, env);
-  requireServerStopped(dataDir);
-  const vault = await openVault({ dataDir, masterKey: masterKeyOf(flags, env, dataDir) }).catch(explainOpenError);
+/** Reads and checks the new master key before anything is opened, so a bad file changes nothing. */
+function newMasterKeyOf(flags: Flags): Buffer {
+  const file = flags['new-key-file'];
+  if (typeof file !== 'string') throw new CliError('coffer keys rekey needs --new-key-file FILE (generate the key with `coffer keygen`)', 2);
+  let text: string;
   try {
-    if (sub === 'rotate') {
-      const r = rotateDataKey(vault.services);
-      io.out(
-        `Rotated to data key version ${r.newKeyVersion}: re-encrypted ${r.secrets} secret versions, ${r.signingKeys} signing keys, ` +
-          `${r.apiKeys} API keys; retired key versions ${r.retiredKeyVersions.join(', ') || 'none'}.`,
-      );
-    } else {
-      const file = flags['new-key-file'];
-      if (typeof file !== 'string') throw new CliError('coffer keys rekey needs --new-key-file FILE', 2);
-      const newKey = decodeMasterKey(readFileSync(file, 'utf8'), `new key file ${file}`);
-      rekeyMaster(vault.services, newKey);
-      io.out('Re-wrapped the keyring under the new master key. Start the server with the new key from now on.');
-    }
-    return 0;
-  } finally {
-    vault.close();
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read the new key file: ${(err as Error).message}`, 1);
+  }
+  try {
+    return decodeMasterKey(text, `new key file ${file}`);
+  } catch (err) {
+    throw new CliError((err as Error).message, 1);
   }
 }
 
+export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  if (sub !== 'rotate' && sub !== 'rekey') throw new CliError('usage: coffer keys rotate|rekey --data-dir DIR', 2);
+  const dataDir = dataDirOf(flags, env);
+  requireDatabase(dataDir);
+  const masterKey = masterKeyOf(flags, env, dataDir);
+  const newKey = sub === 'rekey' ? newMasterKeyOf(flags) : undefined;
+  const release = claimDataDir(dataDir, sub === 'rotate' ? 'rotating the data key' : 'rekeying');
+  try {
+    const vault = await openVault({ dataDir, masterKey }).catch(explainOpenError);
+    try {
+      if (newKey) {
+        rekeyMaster(vault.services, newKey);
+        io.out('Re-wrapped the keyring under the new master key. Start the server with the new key from now on; the old key no longer opens this database.');
+      } else {
+        // Progress goes to stderr as each batch is done: a long rotation shows it is alive.
+        const r = rotateDataKey(vault.services, (done, total) => io.err(`re-encrypted ${done}/${total} secret versions`));
+        io.out(
+          `Rotated to data key version ${r.newKeyVersion}: re-encrypted ${r.secrets} secret versions, ${r.signingKeys} signing keys, ` +
+            `${r.apiKeys} API keys, ${r.hostFactoryTokens} host-factory tokens; retired key versions ${r.retiredKeyVersions.join(', ') || 'none'}.`,
+        );
+      }
+      return 0;
+    } finally {
+      vault.close();
+    }
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Walks the server-wide chain, read-only and without the data key (the chain
+ * holds no ciphertext), so it may run on a copy of the database, or beside a
+ * running server. Exit 0 when intact, 3 when broken.
+ */
 export async function cmdAuditVerifyOffline(flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
   const dataDir = dataDirOf(flags, env);
-  const vault = await openVault({ dataDir, masterKey: masterKeyOf(flags, env, dataDir) }).catch(explainOpenError);
+  const file = requireDatabase(dataDir);
+  let db;
   try {
-    const result = verifyChain(vault.services.store.audit.iterate());
-    if (flags.json) io.out(JSON.stringify(result));
-    else if (result.ok) io.out(`audit chain OK: ${result.checked} events verified (last seq ${result.lastSeq})`);
-    else io.out(`audit chain BROKEN at seq ${result.firstBadSeq}: ${result.reason}`);
-    return result.ok ? 0 : 3;
+    db = openDatabase(file, { readonly: true });
+  } catch (err) {
+    if (err instanceof SchemaError) throw new CliError(err.message, 1);
+    throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
+  }
+  try {
+    const r = verifyChain(createAuditStore(db).iterate());
+    if (flags.json) {
+      io.out(JSON.stringify({ ok: r.ok, events: r.checked, last_seq: r.lastSeq, ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason }) }));
+    } else if (r.ok) {
+      io.out(`audit chain OK: ${r.checked} events verified (last seq ${r.lastSeq})`);
+    } else {
+      io.out(`audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason} (${r.checked} events before it verified)`);
+    }
+    return r.ok ? 0 : 3;
   } finally {
-    vault.close();
+    db.close();
   }
 }

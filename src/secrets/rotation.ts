@@ -2,8 +2,14 @@
  * Key rotation. `rotateDataKey` creates a new data-encryption key and
  * re-encrypts every stored secret under it in one transaction, then destroys
  * the old keys: a crash at any point leaves either the old state or the new
- * one, never a value that cannot be read. `rekeyMaster` only re-wraps the
- * keyring under a new master key.
+ * one, never a value that cannot be read (SQLite rolls the unfinished
+ * transaction back on the next open, so a rerun starts from scratch).
+ * `rekeyMaster` only re-wraps the keyring under a new master key.
+ *
+ * Every kind of sealed value must be re-encrypted here before the old keys
+ * are destroyed: variable values, token signing keys, sealed API keys,
+ * host-factory tokens and the server secrets. A new kind of sealed value
+ * needs a line here too.
  */
 import type { Services } from '../services.js';
 import { SERVER_SECRET_NAMES } from './barrier.js';
@@ -11,6 +17,9 @@ import { HOST_FACTORY_PEPPER } from '../hostfactory/service.js';
 import { secretAd } from './service.js';
 
 const BATCH = 1000;
+
+/** Called after each batch of re-encrypted secret versions (the CLI prints it for long rotations). */
+export type RotationProgress = (done: number, total: number) => void;
 
 export interface RotationReport {
   newKeyVersion: number;
@@ -21,10 +30,11 @@ export interface RotationReport {
   retiredKeyVersions: number[];
 }
 
-export function rotateDataKey(s: Services): RotationReport {
+export function rotateDataKey(s: Services, onProgress?: RotationProgress): RotationReport {
   const { store, barrier } = s;
-  return store.tx(() => {
+  const report = store.tx(() => {
     const before = store.keyring.listKeys().filter((k) => k.state !== 'retired').map((k) => k.version);
+    const total = before.reduce((n, v) => n + store.secrets.countUnderKey(v), 0);
     const newKeyVersion = barrier.addDataKey();
     let secrets = 0;
     for (;;) {
@@ -38,6 +48,7 @@ export function rotateDataKey(s: Services): RotationReport {
         store.secrets.reseal(row.resource_id, row.version, sealed.keyVersion, sealed.nonce, sealed.ciphertext);
         secrets++;
       }
+      onProgress?.(secrets, total);
     }
     let signingKeys = 0;
     for (const key of store.secrets.allSigningKeys()) {
@@ -51,11 +62,45 @@ export function rotateDataKey(s: Services): RotationReport {
     const apiKeys = s.credentials.reencryptAll();
     const hostFactoryTokens = s.hostFactories.reencryptAll();
     barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES, HOST_FACTORY_PEPPER]);
+    // Destroying a key that a stored value still uses would lose that value: refuse (and roll back) instead.
+    for (const version of before) {
+      const left = store.secrets.countUnderKey(version) + store.secrets.allSigningKeys().filter((k) => k.key_version === version).length;
+      if (left > 0) throw new Error(`key rotation stopped: ${left} stored values still use data key version ${version}; nothing was changed`);
+    }
     for (const version of before) barrier.retireDataKey(version);
-    return { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, retiredKeyVersions: before };
+    const result = { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, retiredKeyVersions: before };
+    const rows = s.audit.recordInTransaction([
+      {
+        account: null,
+        action: 'keys',
+        operation: 'rotate',
+        result: 'success',
+        message:
+          `coffer keys rotate: data key version ${newKeyVersion} is active; re-encrypted ${secrets} secret versions, ` +
+          `${signingKeys} signing keys, ${apiKeys} API keys, ${hostFactoryTokens} host-factory tokens; ` +
+          `retired data key versions ${before.join(', ') || 'none'}`,
+        details: result,
+      },
+    ]);
+    return { result, rows };
   });
+  s.audit.publish(report.rows);
+  return report.result;
 }
 
+/** Re-wraps the keyring under a new master key; values are not touched. */
 export function rekeyMaster(s: Services, newMasterKey: Buffer): void {
-  s.store.tx(() => s.barrier.rewrap(newMasterKey));
+  const rows = s.store.tx(() => {
+    s.barrier.rewrap(newMasterKey);
+    return s.audit.recordInTransaction([
+      {
+        account: null,
+        action: 'keys',
+        operation: 'rekey',
+        result: 'success',
+        message: 'coffer keys rekey: the keyring is now wrapped by a new master key',
+      },
+    ]);
+  });
+  s.audit.publish(rows);
 }

@@ -21,11 +21,12 @@ export interface AuditRow {
   hash: Buffer;
 }
 
-/** One OR-clause of the auditor's scope: a resource id, or a policy subtree. */
+/** One OR-clause of the auditor's scope: the whole account, a resource id, a policy subtree, or a policy's users. */
 export type AuditScope =
   | { type: 'all'; account: string }
   | { type: 'resource'; resourceId: string }
-  | { type: 'subtree'; account: string; path: string; userSuffix: string };
+  | { type: 'subtree'; account: string; path: string }
+  | { type: 'users'; account: string; suffix: string };
 
 export interface AuditFilter {
   account: string;
@@ -45,6 +46,13 @@ export interface AuditFilter {
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
+/**
+ * Ids are compared with `substr`/`=` rather than LIKE: SQLite's LIKE ignores
+ * ASCII case (policy `CI` is not `ci`), and a `%` standing for the kind would
+ * also swallow the `:` an identifier may contain (`other/x:ci/y` is not under
+ * `ci`). Lengths come from SQLite's own length() so that they count the same
+ * characters substr does.
+ */
 function scopeSql(scope: AuditScope, params: unknown[]): string {
   switch (scope.type) {
     case 'all':
@@ -54,11 +62,22 @@ function scopeSql(scope: AuditScope, params: unknown[]): string {
       params.push(scope.resourceId);
       return 'resource_id = ?';
     case 'subtree': {
-      // Resources of kind K under policy P have ids "acct:K:P/…"; users are
-      // renamed "name@P-with-dashes"; the policy itself is "acct:policy:P".
-      const a = escapeLike(scope.account);
-      params.push(`${a}:%:${escapeLike(scope.path)}/%`, `${a}:user:%@${escapeLike(scope.userSuffix)}`, `${scope.account}:policy:${scope.path}`);
-      return "(resource_id LIKE ? ESCAPE '\\' OR resource_id LIKE ? ESCAPE '\\' OR resource_id = ?)";
+      // "acct:KIND:PATH/…" (KIND has no ':'), or the policy "acct:policy:PATH" itself.
+      const prefix = `${scope.account}:`;
+      const under = `${scope.path}/`;
+      params.push(prefix, prefix, prefix, prefix, under, under, `${scope.account}:policy:${scope.path}`);
+      return (
+        '((substr(resource_id, 1, length(?)) = ? AND ' +
+        "substr(resource_id, length(?) + instr(substr(resource_id, length(?) + 1), ':') + 1, length(?)) = ?) " +
+        'OR resource_id = ?)'
+      );
+    }
+    case 'users': {
+      // Users defined in policy P are named "name@P-with-dashes" (Conjur's rule).
+      const prefix = `${scope.account}:user:`;
+      const suffix = `@${scope.suffix}`;
+      params.push(prefix, prefix, prefix, suffix, suffix, suffix);
+      return '(substr(resource_id, 1, length(?)) = ? AND length(resource_id) > length(?) + length(?) AND substr(resource_id, -length(?)) = ?)';
     }
   }
 }
@@ -74,12 +93,15 @@ export function createAuditStore(db: Db) {
     'SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1',
   );
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
+  const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
 
   return {
     head: () => head.get(),
     insert: (row: AuditRow) => void insert.run(row),
     /** Iterates events in sequence order, starting after `afterSeq`. */
     iterate: (afterSeq = 0) => walk.iterate(afterSeq) as IterableIterator<AuditRow>,
+    /** Up to `limit` events after `afterSeq`, in sequence order (a walk that can pause between pages). */
+    page: (afterSeq: number, limit: number): AuditRow[] => page.all(afterSeq, limit),
     query(f: AuditFilter): AuditRow[] {
       const { sql, params } = buildQuery(f);
       return db.prepare(sql).all(...params) as AuditRow[];

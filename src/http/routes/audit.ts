@@ -50,11 +50,18 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
 }
 
 export function registerAudit({ app, services }: RouteDeps): void {
-  app.get('/audit/:account/verify', (c) => {
+  app.get('/audit/:account/verify', async (c) => {
     const actor = authenticateRequest(c, services.tokens, services.store.graph);
     const account = accountSegment(c, 1);
-    const result = services.auditReader.verify(account, actor.roleId);
-    return c.json(result, result.ok ? 200 : 409);
+    const r = await services.auditReader.verify(account, actor.roleId);
+    const body = {
+      ok: r.ok,
+      account: r.account,
+      events: r.events,
+      last_seq: r.lastSeq,
+      ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason }),
+    };
+    return c.json(body, r.ok ? 200 : 409);
   });
 
   app.get('/audit/:account', (c) => {
