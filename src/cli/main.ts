@@ -19,6 +19,10 @@ Server and data directory:
 
 ${CLIENT_USAGE}
 
+Secrets into a process (Summon-compatible; exit 127 on its own failures, else the command's code):
+  run [-f secrets.yml] [--up] [-e ENV] [-D K=V]… [--yaml TEXT] [-i K]… [-I] [--timeout D] [--] COMMAND [ARGS…]
+  provider VARIABLE-ID                (also the coffer-provider bin, for summon -p coffer-provider)
+
 Run 'coffer <command> --help' for details.`;
 
 const SERVER_OPTIONS = {
