@@ -34,11 +34,8 @@ const POLICY_HELP: Help = {
 
 export async function cmdPolicy(args: string[], ctx: Ctx): Promise<number> {
   const [mode, ...rest] = args;
-  if (mode === undefined || mode === '-h' || mode === '--help') {
-    parseFlags(ctx, ['--help'], {}, POLICY_HELP);
-    return mode === undefined ? EXIT.USAGE : EXIT.OK;
-  }
-  if (!(mode in MODES)) throw usageError(`unknown policy command '${mode}'`, POLICY_HELP);
+  if (mode === '-h' || mode === '--help') return parseFlags(ctx, ['--help'], {}, POLICY_HELP), EXIT.OK;
+  if (mode === undefined || !(mode in MODES)) throw usageError(mode ? `unknown policy command '${mode}'` : 'policy needs load, update or replace', POLICY_HELP);
   const m = mode as keyof typeof MODES;
   const help = helpFor(m);
   const p = parseFlags(ctx, rest, { branch: { type: 'string', short: 'b' }, file: { type: 'string', short: 'f' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, help);
