@@ -285,6 +285,20 @@ describe('coffer api-key rotate', () => {
     expect((await api.request('POST', `/authn/${srv.account}/host%2Fci%2Fexecutor-1/authenticate`, { body: r.out.trim() })).status).toBe(200);
   });
 
+  it('rotating your own key taken from the environment prints the new key once (it is stored nowhere else)', async () => {
+    const key = (await api.request('PUT', `/authn/${srv.account}/api_key?role=host:ci/executor-1`, { token: admin })).text;
+    const env = { HOME: home(), CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: srv.account, CONJUR_AUTHN_LOGIN: 'host/ci/executor-1', CONJUR_AUTHN_API_KEY: key };
+    const r = await runCli(['api-key', 'rotate'], { env });
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("New API key of 'host/ci/executor-1' (the key in CONJUR_AUTHN_API_KEY no longer works) — shown only once");
+    const fresh = r.out.trim();
+    expect(fresh).toMatch(/^[0-9a-z]{40,}$/);
+    expect(r.out + r.err).not.toContain(key);
+    const again = await runCli(['whoami'], { env });
+    expect(again.code).toBe(6);
+    expect((await runCli(['whoami'], { env: { ...env, CONJUR_AUTHN_API_KEY: fresh } })).code).toBe(0);
+  });
+
   it('fails clearly: self-rotation with only a token (6), a role you may not update (4), not a role (2)', async () => {
     const token = await api.login('alice', aliceKey);
     const base = { HOME: home(), CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: srv.account };

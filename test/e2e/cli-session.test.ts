@@ -120,3 +120,100 @@ describe('openSession', () => {
     await s.close();
   });
 });
+
+describe('authn-jwt credentials (CONJUR_AUTHN_JWT_SERVICE_ID + JWT_TOKEN_PATH, or ~/.conjurrc authn_type: jwt)', () => {
+  let jwtSrv: TestServer;
+  let key: import('jose').CryptoKey;
+  let jwtHome: string;
+  const ISSUER = 'https://ci.example';
+
+  beforeAll(async () => {
+    const { exportJWK, generateKeyPair } = await import('jose');
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    key = pair.privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256' };
+    jwtSrv = await startTestServer({ flags: { authenticators: 'authn,authn-jwt/ci' } });
+    jwtHome = mkdtempSync(join(tmpdir(), 'coffer-jwt-home-'));
+    const s = await openSession({ HOME: jwtHome, CONJUR_APPLIANCE_URL: jwtSrv.url, CONJUR_ACCOUNT: jwtSrv.account, CONJUR_AUTHN_LOGIN: 'admin', CONJUR_AUTHN_API_KEY: jwtSrv.adminKey }, { warn });
+    const policy = `
+- !policy
+  id: conjur/authn-jwt/ci
+  body:
+  - !webservice
+  - !variable public-keys
+  - !variable issuer
+  - !group apps
+  - !permit
+    role: !group apps
+    privilege: [ read, authenticate ]
+    resource: !webservice
+- !host
+  id: ci/runner
+  annotations:
+    authn-jwt/ci/repository: acme/app
+- !grant
+  role: !group conjur/authn-jwt/ci/apps
+  member: !host ci/runner
+`;
+    expect((await s.request('POST', `/policies/${jwtSrv.account}/policy/root`, { body: policy })).status).toBe(201);
+    for (const [id, value] of [['public-keys', JSON.stringify({ type: 'jwks', value: { keys: [jwk] } })], ['issuer', ISSUER]]) {
+      expect((await s.request('POST', `/secrets/${jwtSrv.account}/variable/${encodeURIComponent(`conjur/authn-jwt/ci/${id}`)}`, { body: value })).status).toBe(201);
+    }
+    await s.close();
+  });
+  afterAll(async () => {
+    await jwtSrv.close();
+    rmSync(jwtHome, { recursive: true, force: true });
+  });
+
+  async function jwtFile(name: string, claims: Record<string, unknown> = {}): Promise<string> {
+    const { SignJWT } = await import('jose');
+    const now = Math.floor(jwtSrv.clock.nowMs() / 1000);
+    const jwt = await new SignJWT({ iss: ISSUER, repository: 'acme/app', iat: now, exp: now + 120, ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(key);
+    const path = join(jwtHome, name);
+    writeFileSync(path, `${jwt}\n`);
+    return path;
+  }
+
+  it('authenticates with the job JWT from the environment and revokes the token on close', async () => {
+    const env = {
+      HOME: jwtHome,
+      CONJUR_APPLIANCE_URL: jwtSrv.url,
+      CONJUR_ACCOUNT: jwtSrv.account,
+      CONJUR_AUTHN_JWT_SERVICE_ID: 'ci',
+      JWT_TOKEN_PATH: await jwtFile('job.jwt'),
+      CONJUR_AUTHN_JWT_HOST_ID: 'host/ci/runner',
+    };
+    const s = await openSession(env, { warn });
+    expect(s.config.login).toBe('host/ci/runner');
+    const who = await s.request('GET', '/whoami');
+    expect(JSON.parse(who.body.toString()).username).toBe('host/ci/runner');
+    const header = await s.authorization();
+    await s.close();
+    expect((await fetch(`${jwtSrv.url}/whoami`, { headers: { Authorization: header } })).status).toBe(401);
+  });
+
+  it('reads the JWT settings the Go CLI writes to ~/.conjurrc', async () => {
+    writeFileSync(
+      join(jwtHome, '.conjurrc'),
+      `account: ${jwtSrv.account}\nappliance_url: ${jwtSrv.url}\nauthn_type: jwt\nservice_id: ci\njwt_file: ${await jwtFile('rc.jwt')}\njwt_host_id: host/ci/runner\n`,
+    );
+    const s = await openSession({ HOME: jwtHome }, { warn });
+    expect((await s.request('GET', '/whoami')).status).toBe(200);
+    await s.close();
+    rmSync(join(jwtHome, '.conjurrc'));
+  });
+
+  it('a JWT the server refuses, or a missing JWT file, is exit 6 and names neither the token nor its claims', async () => {
+    const base = { HOME: jwtHome, CONJUR_APPLIANCE_URL: jwtSrv.url, CONJUR_ACCOUNT: jwtSrv.account, CONJUR_AUTHN_JWT_SERVICE_ID: 'ci', CONJUR_AUTHN_JWT_HOST_ID: 'host/ci/runner' };
+    const wrong = await jwtFile('wrong.jwt', { repository: 'evil/app' });
+    const s = await openSession({ ...base, JWT_TOKEN_PATH: wrong }, { warn });
+    const err = await failure(s.request('GET', '/whoami'));
+    expect(err.exitCode).toBe(6);
+    expect(err.message).toBe(`JWT authentication with authn-jwt/ci failed: the server did not accept the token in ${wrong}`);
+    expect(err.message).not.toContain(readFileSync(wrong, 'utf8').trim());
+    const none = await openSession({ ...base, JWT_TOKEN_PATH: join(jwtHome, 'absent.jwt') }, { warn });
+    const e2 = await failure(none.authorization());
+    expect([e2.exitCode, e2.message]).toEqual([6, expect.stringContaining('cannot read the JWT file')]);
+  });
+});

@@ -3,7 +3,8 @@ import { describe, it, expect, vi } from 'vitest';
 import { findEntry, parseNetrc, removeEntries, upsertEntry } from '../../src/cli/client/netrc.js';
 import { changes, renderPlan } from '../../src/cli/commands/plan.js';
 import { makeCtx, type CliIo } from '../../src/cli/commands/context.js';
-import { startProgress, table } from '../../src/cli/commands/ui.js';
+import { readSecret, startProgress, table } from '../../src/cli/commands/ui.js';
+import { PassThrough } from 'node:stream';
 import { httpError, sanitize } from '../../src/cli/client/errors.js';
 import { parseId } from '../../src/cli/commands/ids.js';
 import { parseDuration, parseTime } from '../../src/cli/commands/time.js';
@@ -167,5 +168,36 @@ describe('ids, durations, tokens, URLs', () => {
     expect(normalizeApplianceUrl('https://c.example/', 'x')).toBe('https://c.example');
     expect(normalizeApplianceUrl(' https://c.example/conjur// ', 'x')).toBe('https://c.example/conjur');
     expect(() => normalizeApplianceUrl('https://c.example/?a=1', 'x')).toThrow(/query/);
+  });
+});
+
+describe('reading a secret on a terminal', () => {
+  it('prompts on stderr, echoes nothing, honours backspace, restores the terminal mode', async () => {
+    const stdin = Object.assign(new PassThrough(), { isTTY: true, modes: [] as boolean[], setRawMode(m: boolean) { this.modes.push(m); return this; } });
+    const err: string[] = [];
+    const out: string[] = [];
+    const io: CliIo = { out: (l) => void out.push(l), err: (l) => void err.push(l), writeErr: (c) => void err.push(c), stdin, stdinIsTTY: true };
+    const c = makeCtx({}, io);
+    const pending = readSecret(c, 'Password: ');
+    stdin.write('hunter2x');
+    stdin.write('\u007f');
+    stdin.write('\r');
+    expect(await pending).toBe('hunter2');
+    expect(err.join('')).toBe('Password: \n');
+    expect(out).toEqual([]);
+    expect(stdin.modes).toEqual([true, false]);
+  });
+
+  it('Ctrl-C aborts with exit 130', async () => {
+    const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin });
+    const c = makeCtx({}, { out: () => undefined, err: () => undefined, writeErr: () => undefined, stdin, stdinIsTTY: true } as CliIo);
+    const pending = readSecret(c, 'Password: ');
+    stdin.write('ab\u0003');
+    await expect(pending).rejects.toMatchObject({ exitCode: 130, message: 'interrupted' });
+  });
+
+  it('without a terminal reads all of stdin and drops one trailing newline only', async () => {
+    const c = makeCtx({}, { out: () => undefined, err: () => undefined, stdin: PassThrough.from(['key\n\n']) } as unknown as CliIo);
+    expect(await readSecret(c, 'x')).toBe('key\n');
   });
 });
