@@ -9,7 +9,7 @@ import type { ClientSession } from '../client/session.js';
 import { CliError } from '../io.js';
 import { intFlag, parseFlags, str, usageError, withSession, type Ctx, type Help } from './context.js';
 import { parseDuration, parseTime } from './time.js';
-import { columnWidths, formatRow, paint } from './ui.js';
+import { columnWidths, formatRow, paint, startProgress } from './ui.js';
 
 interface AuditEvent {
   seq: number;
@@ -154,16 +154,21 @@ async function auditQuery(args: string[], ctx: Ctx): Promise<number> {
     let lastSeq = 0;
     let cursor: string | undefined;
     let next: string | null = null;
-    while (fetched < limit) {
-      const got = await page(s, filters, { limit: String(Math.min(PAGE, limit - fetched)), cursor });
-      fetched += got.events.length;
-      for (const e of got.events) lastSeq = Math.max(lastSeq, e.seq);
-      // NDJSON exports can be large: print each page as it comes instead of holding them all.
-      if (v.ndjson) for (const e of got.events) ctx.out(JSON.stringify(e));
-      else events.push(...got.events);
-      next = got.next_cursor;
-      if (!next) break;
-      cursor = next;
+    const progress = v.ndjson ? startProgress(ctx, 'Exporting audit events') : undefined;
+    try {
+      while (fetched < limit) {
+        const got = await page(s, filters, { limit: String(Math.min(PAGE, limit - fetched)), cursor });
+        fetched += got.events.length;
+        for (const e of got.events) lastSeq = Math.max(lastSeq, e.seq);
+        // NDJSON exports can be large: print each page as it comes instead of holding them all.
+        if (v.ndjson) for (const e of got.events) ctx.out(JSON.stringify(e));
+        else events.push(...got.events);
+        next = got.next_cursor;
+        if (!next) break;
+        cursor = next;
+      }
+    } finally {
+      progress?.stop();
     }
     const account = s.config.account;
     if (v.json) {

@@ -46,6 +46,8 @@ export async function cmdList(args: string[], ctx: Ctx): Promise<number> {
       });
       for (const l of table(ctx, ['KIND', 'ID', 'OWNER'], rows)) ctx.out(l);
     }
+    // The server answers at most 1000 resources when no page is asked for; say so rather than look complete.
+    if (limit === undefined && offset === undefined && items.length >= 1000) ctx.err(`coffer: showing the first ${items.length} resources; page with --limit and --offset`);
     return EXIT.OK;
   });
 }
