@@ -40,7 +40,7 @@ export interface AccountChainReport {
 }
 
 /** Events verified between two turns of the event loop, so a long walk does not stall fetches. */
-const VERIFY_PAGE = 5000;
+const VERIFY_PAGE = 1000;
 
 export class AuditReader {
   constructor(private readonly d: AuditReaderDeps) {}
