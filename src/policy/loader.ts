@@ -173,6 +173,9 @@ export class PolicyLoader {
       pending.push(...rows.resources.map((r) => r.resource_id), ...rows.roles.map((r) => r.role_id));
       for (const m of rows.memberships) ids.add(m.role_id).add(m.member_id);
       for (const p of rows.permissions) ids.add(p.role_id).add(p.resource_id);
+      // An annotation this policy put on another policy's record (a shadowed
+      // PATCH) goes with the replace: that record is updated, not created.
+      for (const a of rows.annotations) ids.add(a.resource_id);
     }
     const expanded = new Set<string>();
     while (pending.length > 0) {

@@ -229,6 +229,19 @@ describe('policy loading and RBAC', () => {
     expect((await api.request('GET', `/resources/${srv.account}/variable/ci/db-password`, { token: admin })).status).toBe(200);
   });
 
+  it('a PUT dry run shows a shadowed record losing this policy\'s annotation as updated, not created', async () => {
+    expect((await api.loadPolicy(admin, 'POST', 'root', '- !policy\n  id: shadow\n  body:\n  - !variable pw\n')).status).toBe(201);
+    expect((await api.loadPolicy(admin, 'PATCH', 'shadow', '- !variable\n  id: pw\n  annotations:\n    x: y\n')).status).toBe(201);
+    const dry = await api.loadPolicy(admin, 'PUT', 'shadow', '- !variable keep\n', '?dryRun=true');
+    expect(dry.status).toBe(200);
+    const ids = (items: { id: string }[]) => items.map((i) => i.id);
+    expect(ids(dry.json.created.items)).toEqual(['shadow/keep']);
+    expect(ids(dry.json.updated.before.items)).toEqual(['shadow/pw']);
+    expect(dry.json.updated.before.items[0].annotations).toEqual({ x: 'y' });
+    expect(dry.json.updated.after.items[0].annotations).toEqual({});
+    expect(dry.json.deleted.items).toEqual([]);
+  });
+
   it('policy versions: 21 loads keep the 20 newest, visible in the policy resource', async () => {
     for (let i = 0; i < 21; i++) await api.loadPolicy(admin, 'POST', 'ci', `- !variable v${i}\n`);
     const r = await api.request('GET', `/resources/${srv.account}/policy/ci`, { token: admin });
