@@ -3,7 +3,7 @@
  * keygen, keys rotate/rekey, offline audit verify. Everything else in the
  * CLI is an HTTP client.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadServerConfig } from '../config.js';
 import { verifyChain } from '../audit/chain.js';
@@ -114,11 +114,16 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     io.err('  ************************************************************************');
     io.err('');
   }
-  requireServerStopped(resolve(config.dataDir), 'starting another server on it');
+  // Claimed (O_EXCL) before anything is opened, so a key command started at the same moment cannot slip in;
+  // the running server keeps the same pid in the file and removes it when it stops.
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const release = claimDataDir(dataDir, 'starting another server on it');
   let server;
   try {
     server = await startServer(config, { log: (l) => io.err(l) });
   } catch (err) {
+    release();
     explainOpenError(err);
   }
   if (server.devAdmin) {
