@@ -40,7 +40,7 @@ let work: string;
 let home: string;
 
 beforeAll(async () => {
-  ensureBuilt();
+  await ensureBuilt();
   srv = await startTestServer();
   api = new Client(srv.url, srv.account);
   proxy = await startRecordingProxy(srv.url);

@@ -178,7 +178,7 @@ describe('docs/jenkins.md', () => {
   }
 
   beforeAll(async () => {
-    ensureBuilt();
+    await ensureBuilt();
     signing = await keyPair('jenkins-1');
     jwksServer = createServer((req, res) => {
       if (req.url !== '/jwtauth/conjur-jwk-set') return void res.writeHead(404).end();
@@ -284,7 +284,7 @@ describe('docs/github-actions.md', () => {
   let tokensIssued = 0;
 
   beforeAll(async () => {
-    ensureBuilt();
+    await ensureBuilt();
     signing = await keyPair('gh-1');
     // GitHub's OIDC issuer as a runner sees it: the JWKS, and the token endpoint behind ACTIONS_ID_TOKEN_REQUEST_URL.
     idp = createServer((req, res) => {

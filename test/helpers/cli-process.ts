@@ -1,41 +1,19 @@
 /**
  * Runs the real `coffer` binaries (bin/*.js over dist/) as child processes,
- * the way a CI job does: no terminal, own session, output captured.
+ * the way a CI job does: no terminal, own session, stdout kept as bytes
+ * (provider output may be binary). test/helpers/coffer-process.ts has the
+ * build step and helpers for server processes.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const COFFER_BIN = join(ROOT, 'bin/coffer.js');
 export const PROVIDER_BIN = join(ROOT, 'bin/coffer-provider.js');
 
-function newestMtime(dir: string, ext: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path, ext));
-    else if (entry.name.endsWith(ext)) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/**
- * Compiles src/ to dist/ (`tsc -p tsconfig.json`, as `npm test` does first)
- * when a source file is newer than the compiled CLI. Type errors elsewhere in
- * the tree do not stop tsc from emitting; only a missing output fails.
- */
-export function ensureBuilt(): void {
-  const marker = join(ROOT, 'dist/cli/main.js');
-  const stale = !existsSync(marker) || newestMtime(join(ROOT, 'src'), '.ts') > newestMtime(join(ROOT, 'dist'), '.js');
-  if (stale) {
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json')], { cwd: ROOT, stdio: 'ignore' });
-  }
-  for (const file of ['dist/cli/main.js', 'dist/cli/commands/run.js', 'dist/cli/commands/provider.js']) {
-    if (!existsSync(join(ROOT, file))) throw new Error(`${relative(ROOT, join(ROOT, file))} missing after tsc`);
-  }
-}
+/** Rebuilds dist/ when it is older than src/ (one build at a time across test workers). */
+export { ensureBuilt } from './coffer-process.js';
 
 export interface Finished {
   code: number | null;
