@@ -69,12 +69,13 @@ export function batchFetcher(session: ClientSession): FetchValues {
     for (let start = 0; start < ids.length; start += BATCH_LIMIT) {
       const chunk = ids.slice(start, start + BATCH_LIMIT);
       const reply = await postBatch(session, account, chunk);
+      const inBase64 = new Set(reply.base64);
       for (const id of chunk) {
         const failure = reply.errors[id];
         const value = reply.values[id];
         for (const path of pathsById.get(id) ?? []) {
-          if (value !== undefined && failure === undefined) {
-            out.set(path, Buffer.from(value, reply.base64.includes(id) ? 'base64' : 'utf8'));
+          if (typeof value === 'string' && failure === undefined) {
+            out.set(path, Buffer.from(value, inBase64.has(id) ? 'base64' : 'utf8'));
           } else if (!hints.ignorable.has(path)) {
             const message = typeof failure?.message === 'string' ? sanitize(failure.message) : `the server returned no value for ${id}`;
             throw new VariableFetchError(path, message);
