@@ -194,6 +194,28 @@ function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boolean, po
   }
 }
 
+/**
+ * A host enrolled through a host factory belongs to no policy and is owned by
+ * the factory, whose token holders know its API key and may re-key it. A
+ * policy that declared the same id would silently adopt it — grants and
+ * permits landing on a role an enrolment-token holder controls — so the load
+ * is refused until the operator deletes the enrolled host (Conjur adopts it).
+ */
+function refuseEnrolledHost(g: GraphStore, r: RecordStatement): void {
+  if (!r.hasRole) return;
+  const role = g.getRole(r.id);
+  if (!role || role.policy_id !== null) return;
+  const owner = g.getResource(r.id)?.owner_id;
+  if (owner === undefined || parseFullId(owner)?.kind !== 'host_factory') return;
+  const p = parseFullId(r.id)!;
+  throw new PolicyError(
+    'policy_invalid',
+    `${kindTitle(p.kind)} '${p.identifier}' was enrolled through host factory '${parseFullId(owner)!.identifier}' and cannot be ` +
+      'declared by a policy: delete it first (its API key is known to whoever held an enrolment token)',
+    r.position,
+  );
+}
+
 /** Conjur: "User 'bob' not found in account 'acme'" for any reference to a missing record. */
 function missing(id: string, position?: { line: number; column: number }): PolicyError {
   const p = parseFullId(id);
@@ -205,6 +227,7 @@ function checkReferences(g: GraphStore, statements: Statement[], records: Record
   const roleExists = (id: string) => g.getRole(id) !== undefined;
   const resourceExists = (id: string) => g.getResource(id) !== undefined;
   for (const r of records) {
+    refuseEnrolledHost(g, r);
     if (!roleExists(r.owner)) throw missing(r.owner, r.position);
     for (const layer of r.layers ?? []) if (!roleExists(layer)) throw missing(layer, r.position);
   }

@@ -368,6 +368,40 @@ describe('POST /host_factories/hosts', () => {
   });
 });
 
+describe('an enrolled host cannot be adopted by a policy', () => {
+  it('a policy declaring the id of a host the factory enrolled is refused (no grant lands on a role a token holder controls)', async () => {
+    const token = await oneToken();
+    const enrolled = await enrol(token, 'id=ci/deploy-bot');
+    expect(enrolled.status).toBe(201);
+    const holderKey = enrolled.json.api_key as string;
+    const load = await api.loadPolicy(admin, 'POST', 'ci', `
+- !host
+  id: deploy-bot
+  restricted_to: 10.99.0.0/16
+- !variable deploy-only
+- !permit
+  role: !host deploy-bot
+  privilege: [ read, execute ]
+  resource: !variable deploy-only
+`);
+    expect(load.status).toBe(422);
+    expect(load.json.error.code).toBe('policy_invalid');
+    expect(load.json.error.message).toContain("Host 'ci/deploy-bot' was enrolled through host factory 'ci/executors'");
+    // Nothing was written: no variable, no permit, the enrolled host unchanged.
+    expect(await exists('variable', 'ci/deploy-only')).toBe(false);
+    expect((await api.request('POST', `/authn/${A()}/host%2Fci%2Fdeploy-bot/authenticate`, { body: holderKey })).status).toBe(200);
+    const owner = (await api.request('GET', `/resources/${A()}/host/ci%2Fdeploy-bot`, { token: admin })).json.owner;
+    expect(owner).toBe(HF());
+
+    // Deleting the enrolled host first makes the id free for the policy, with a fresh key.
+    expect((await api.loadPolicy(admin, 'PATCH', 'ci', '- !delete\n  record: !host deploy-bot\n')).status).toBe(201);
+    const again = await api.loadPolicy(admin, 'POST', 'ci', '- !host deploy-bot\n');
+    expect(again.status).toBe(201);
+    expect(again.json.created_roles[`${A()}:host:ci/deploy-bot`].api_key).not.toBe(holderKey);
+    expect((await api.request('POST', `/authn/${A()}/host%2Fci%2Fdeploy-bot/authenticate`, { body: holderKey })).status).toBe(401);
+  });
+});
+
 describe('DELETE /host_factory_tokens/{token}', () => {
   it('needs update on the factory: 404 when invisible, 403 with execute only; revoke is 204, then 404; the token stops working', async () => {
     const token = await oneToken();
