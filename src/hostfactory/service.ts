@@ -148,9 +148,13 @@ export class HostFactoryService {
       this.d.audit.publish(rows);
       return issued;
     } catch (err) {
+      // The factory id is the caller's input: the failure goes to another
+      // account's log only when that factory exists and the caller can see it.
+      const factory = factoryId === undefined ? undefined : this.d.store.graph.getResource(factoryId);
+      const visible = factory !== undefined && this.d.authorizer.isVisible(actor.roleId, factory);
       await this.auditFailure(err, {
         ...event,
-        account: accountOf(factoryId, actor.account),
+        account: visible ? accountOf(factoryId, actor.account) : actor.account,
         resourceId: factoryId ?? null,
         message: `${actor.roleId} failed to create host-factory tokens for ${factoryId ?? 'a host factory'}`,
       });

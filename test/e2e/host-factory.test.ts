@@ -494,6 +494,26 @@ describe('audit', () => {
   });
 });
 
+describe('audit: whose log a failure lands in', () => {
+  it('a request naming another account\'s (invisible or missing) factory is logged in the caller\'s account only', async () => {
+    createAccountIn(srv.server.vault, 'victim');
+    const count = () => {
+      const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+      const n = (db.prepare("SELECT count(*) AS n FROM audit_events WHERE account = 'victim' AND action = 'host-factory'").get() as { n: number }).n;
+      db.close();
+      return n;
+    };
+    const before = count();
+    for (const factory of ['victim:host_factory:ci/executors', 'victim:host_factory:made-up-by-the-caller']) {
+      const r = await createTokens(stranger, `host_factory=${encodeURIComponent(factory)}&expiration=${FUTURE}`);
+      expect(r.status).toBe(404);
+    }
+    expect(count()).toBe(before);
+    const mine = await hfEvents('&result=failure');
+    expect(mine.some((e) => e.resource === 'victim:host_factory:made-up-by-the-caller' && e.role === `${A()}:user:stranger`)).toBe(true);
+  });
+});
+
 describe('thundering herd', () => {
   it('200 concurrent enrolments, each followed by authentication, all succeed without duplicates', async () => {
     const r = await createTokens(admin, `host_factory=${encodeURIComponent(`${A()}:host_factory:fleet/executors`)}&expiration=${FUTURE}`);
