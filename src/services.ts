@@ -31,6 +31,8 @@ export interface ServiceConfig {
   authenticators: string[];
   /** Hosts whose JWKS / OIDC discovery URLs may use plain http. */
   jwtAllowHttpHosts: string[];
+  /** Hosts whose JWKS / OIDC discovery URLs may resolve to non-public addresses. */
+  jwtAllowPrivateHosts: string[];
   /** Clock skew allowed when checking a JWT's exp, nbf and iat (0–60 s). */
   jwtClockSkewSeconds: number;
 }
@@ -44,6 +46,7 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   authnFailureWindowMs: 60_000,
   authenticators: ['authn'],
   jwtAllowHttpHosts: [],
+  jwtAllowPrivateHosts: [],
   jwtClockSkewSeconds: 30,
 };
 
@@ -109,6 +112,7 @@ export function createServices(deps: ServiceDeps) {
     config: {
       enabledByConfig: config.authenticators,
       allowHttpHosts: config.jwtAllowHttpHosts,
+      allowPrivateHosts: config.jwtAllowPrivateHosts,
       clockToleranceSec: config.jwtClockSkewSeconds,
     },
   });

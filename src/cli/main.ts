@@ -38,6 +38,7 @@ const SERVER_OPTIONS = {
   'trusted-proxies': { type: 'string' },
   authenticators: { type: 'string' },
   'jwt-allow-http-hosts': { type: 'string' },
+  'jwt-allow-private-hosts': { type: 'string' },
   'audit-log': { type: 'string' },
   'audit-format': { type: 'string' },
   'new-key-file': { type: 'string' },

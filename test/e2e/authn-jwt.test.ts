@@ -6,6 +6,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHmac, randomUUID } from 'node:crypto';
@@ -165,6 +167,13 @@ const POLICY = `
   body:
   - !webservice
 - !policy
+  id: conjur/authn-jwt/ssrf
+  body:
+  - !webservice
+  - !webservice status
+  - !variable jwks-uri
+  - !variable token-app-property
+- !policy
   id: jenkins/jobs
   body:
   - !host
@@ -227,7 +236,7 @@ beforeAll(async () => {
   attacker = await countingServer(JSON.stringify({ keys: [await exportJWK((await generateKeyPair('RS256', { extractable: true })).publicKey)] }));
   srv = await startTestServer({
     keepDataDir: true,
-    flags: { authenticators: 'authn,authn-jwt/jenkins,authn-jwt/static,authn-jwt/unconfigured', 'jwt-allow-http-hosts': '127.0.0.1' },
+    flags: { authenticators: 'authn,authn-jwt/jenkins,authn-jwt/static,authn-jwt/unconfigured,authn-jwt/ssrf', 'jwt-allow-http-hosts': '127.0.0.1' },
   });
   api = new Client(srv.url, srv.account);
   admin = await api.login('admin', srv.adminKey);
@@ -243,6 +252,8 @@ beforeAll(async () => {
   await set('conjur/authn-jwt/jenkins/identity-path', 'jenkins/jobs');
   await set('conjur/authn-jwt/jenkins/enforced-claims', 'jenkins_parent_full_name');
   await set('conjur/authn-jwt/jenkins/claim-aliases', 'folder:jenkins_parent_full_name');
+  await set('conjur/authn-jwt/ssrf/jwks-uri', `https://localhost:${new URL(attacker.url).port}/jwks`);
+  await set('conjur/authn-jwt/ssrf/token-app-property', 'sub');
   await set('conjur/authn-jwt/static/public-keys', staticJwks);
   await set('conjur/authn-jwt/static/issuer', 'https://static.example');
   await set('conjur/authn-jwt/gitlab/public-keys', staticJwks);
@@ -376,6 +387,19 @@ describe('authn-jwt: attack matrix (each 401, audited, and no connection to anyt
   });
 });
 
+describe('authn-jwt: no fetch from non-public addresses unless the operator names the host', () => {
+  it('a jwks-uri resolving to loopback is never connected to, on authenticate or status', async () => {
+    const before = attacker.connections;
+    const r = await authn('ssrf', await sign(jenkinsClaims()));
+    expect(r.status).toBe(401);
+    expect(await lastFailureReason()).toMatch(/^CONJ00087E.*localhost/);
+    const status = await api.request('GET', `/authn-jwt/ssrf/${A()}/status`, { token: admin });
+    expect(status.status).toBe(500);
+    expect(status.json.error).toMatch(/^CONJ00087E/);
+    expect(attacker.connections).toBe(before);
+  });
+});
+
 describe('authn-jwt: the host and the service must allow it', () => {
   it('unknown or not enabled service → CONJ00004E; enabled but not in policy → CONJ00005E', async () => {
     expect((await authn('nope', await sign(jenkinsClaims()))).status).toBe(401);
@@ -490,6 +514,27 @@ describe('authn-jwt: status, enabling, listing', () => {
     expect((await patch('jenkins', 'enabled=true', host)).status).toBe(403);
     expect((await patch('nope', 'enabled=true')).status).toBe(404);
     expect((await patch('nope', 'enabled=true', '')).status).toBe(401);
+  });
+});
+
+describe('authn-jwt: enabling is audited or not done', () => {
+  it('PATCH fails closed: when the audit event cannot be written the answer is 503 and nothing changed', async () => {
+    const db = new Database(join(srv.dataDir, 'coffer.db'));
+    const enabledRow = () => db.prepare("SELECT enabled FROM authenticator_configs WHERE resource_id = ?").get(`${A()}:webservice:conjur/authn-jwt/gitlab`);
+    const before = enabledRow();
+    db.exec("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
+    try {
+      const r = await api.request('PATCH', `/authn-jwt/gitlab/${A()}`, {
+        token: admin,
+        body: 'enabled=true',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      });
+      expect(r.status).toBe(503);
+      expect(enabledRow()).toEqual(before);
+    } finally {
+      db.exec('DROP TRIGGER fail_audit');
+      db.close();
+    }
   });
 });
 

@@ -27,6 +27,8 @@ export interface JwtServiceConfig {
   allowHttpHosts: readonly string[];
   /** Allowed clock skew for exp/nbf/iat, 0–60 s. */
   clockToleranceSec: number;
+  /** Hosts whose JWKS / discovery URLs may resolve to loopback, private or link-local addresses. */
+  allowPrivateHosts: readonly string[];
 }
 
 export interface JwtServiceDeps {
@@ -203,12 +205,14 @@ export class JwtAuthnService {
           `authn-jwt/${serviceId} is enabled by the server configuration (COFFER_AUTHENTICATORS); remove it there to disable it`,
         );
       }
-      this.d.store.authenticators.setEnabled(webserviceId, enabled, nowIso(this.d.clock));
-      await this.d.audit.record({
-        ...event,
-        result: 'success',
-        message: `${actor.roleId} ${enabled ? 'enabled' : 'disabled'} authenticator authn-jwt/${serviceId}`,
+      // The change and its audit event commit together: no unaudited switch.
+      const rows = this.d.store.tx(() => {
+        this.d.store.authenticators.setEnabled(webserviceId, enabled, nowIso(this.d.clock));
+        return this.d.audit.recordInTransaction([
+          { ...event, result: 'success', message: `${actor.roleId} ${enabled ? 'enabled' : 'disabled'} authenticator authn-jwt/${serviceId}` },
+        ]);
       });
+      this.d.audit.publish(rows);
     } catch (err) {
       const reason = err instanceof CofferError ? (err.auditReason ?? err.message) : 'internal error';
       await this.d.audit.record({
@@ -242,13 +246,30 @@ export class JwtAuthnService {
     return parseJwtAuthenticatorConfig(values, { account, serviceId, allowHttpHosts: this.d.config.allowHttpHosts });
   }
 
+  /**
+   * Whoever can write a service's jwks-uri could otherwise make the server
+   * connect to loopback, private or link-local addresses (cloud metadata, an
+   * internal admin port) on every unauthenticated authenticate call. Only
+   * hosts the operator named may resolve there: COFFER_JWT_ALLOW_PRIVATE_HOSTS,
+   * or COFFER_JWT_ALLOW_HTTP_HOSTS (a host allowed plain http is internal).
+   */
+  private mayReachPrivateAddresses(config: JwtAuthenticatorConfig): boolean {
+    if (config.signingKey.type === 'public-keys') return true;
+    const host = new URL(config.signingKey.uri).hostname.toLowerCase().replace(/^\[|\]$/g, '');
+    return this.d.config.allowPrivateHosts.includes(host) || config.allowHttpHosts.includes(host);
+  }
+
   /** One key source per service, rebuilt when its key settings change (the JWKS cache lives in it). */
   private keySourceFor(account: string, serviceId: string, config: JwtAuthenticatorConfig): JwtKeySource {
     const key = `${account}\u0000${serviceId}`;
     const fingerprint = keySourceFingerprint(config);
     const cached = this.#sources.get(key);
     if (cached?.fingerprint === fingerprint) return cached.source;
-    const source = createJwtKeySource(config, { fetchText: this.d.fetchText, now: () => this.d.clock.nowMs() });
+    const source = createJwtKeySource(config, {
+      fetchText: this.d.fetchText,
+      now: () => this.d.clock.nowMs(),
+      denyPrivateAddresses: !this.mayReachPrivateAddresses(config),
+    });
     this.#sources.set(key, { fingerprint, source });
     return source;
   }
