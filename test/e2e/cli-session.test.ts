@@ -51,6 +51,15 @@ describe('openSession', () => {
     expect(after.status).toBe(401);
   });
 
+  it('close() during authentication waits for the token and revokes it too', async () => {
+    const s = await openSession(baseEnv({ CONJUR_AUTHN_LOGIN: 'admin', CONJUR_AUTHN_API_KEY: srv.adminKey }), { warn });
+    const obtaining = s.authorization();
+    await s.close();
+    const header = await obtaining;
+    const after = await fetch(`${srv.url}/whoami`, { headers: { Authorization: header } });
+    expect(after.status).toBe(401);
+  });
+
   it('uses a ready token from CONJUR_AUTHN_TOKEN (JSON or base64) and never revokes it', async () => {
     const r = await fetch(`${srv.url}/authn/${srv.account}/admin/authenticate`, { method: 'POST', body: srv.adminKey });
     const tokenJson = await r.text();

@@ -93,9 +93,13 @@ export class Session implements ClientSession {
   }
 
   async close(): Promise<void> {
+    // A token still being obtained (close during a signal, mid-authentication)
+    // is waited for and revoked too, rather than left alive on the server.
+    let inFlight: Held | undefined;
+    if (this.pending) inFlight = await this.pending.catch(() => undefined);
     const held = this.held;
     this.held = undefined;
-    if (held?.own) await this.revoke(held.token.header);
+    for (const h of new Set([held, inFlight])) if (h?.own) await this.revoke(h.token.header);
   }
 
   private async revoke(header: string): Promise<void> {
