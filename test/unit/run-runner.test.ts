@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -563,5 +564,26 @@ describe('runWithSecrets: temporary directory', () => {
       expect(errors[0]).toMatch(/warning: \/dev\/shm is not usable/);
     }
     expect(existsSync(path)).toBe(false);
+  });
+
+  it('Should remove the workspaces of SIGKILLed runners of this pid namespace, and nothing else', async () => {
+    const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]!;
+    // A pid that is surely not running: a child that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const make = (name: string) => {
+      mkdirSync(join(shm, name));
+      writeFileSync(join(shm, name, 'secret-0'), CANARY, { mode: 0o600 });
+      return join(shm, name);
+    };
+    const abandoned = make(`coffer-run-${ns}-${dead}-AbC123`);
+    const live = make(`coffer-run-${ns}-${process.ppid}-XyZ789`);
+    const otherNamespace = make(`coffer-run-1-${dead}-QwE456`);
+    const unrelated = make('not-coffer');
+    const code = await run({ specs: [literal('F', 'x', { toFile: true })], command: node('0') });
+    expect(code).toBe(0);
+    expect(existsSync(abandoned)).toBe(false);
+    for (const kept of [live, otherNamespace, unrelated]) expect(readFileSync(join(kept, 'secret-0'), 'utf8')).toBe(CANARY);
+    // And its own workspace is gone as usual.
+    expect(readdirSync(shm).sort()).toEqual([live, otherNamespace, unrelated].map((d) => d.slice(shm.length + 1)).sort());
   });
 });

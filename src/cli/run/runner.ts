@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { constants as fsConstants } from 'node:fs';
-import { access, chmod, mkdtemp, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants, readlinkSync } from 'node:fs';
+import { access, chmod, lstat, mkdtemp, open, readdir, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Interrupted, SignalRelay, signalNumber, startChild, startTimeout, type SignalSource } from './child.js';
@@ -284,9 +284,66 @@ async function writeSecretFile(opts: RunOptions, state: RunState, data: Buffer):
 
 async function createWorkspace(opts: RunOptions): Promise<Workspace> {
   const root = opts.tmpRoot ?? (await defaultTmpRoot(opts.stderr));
-  const dir = await mkdtemp(join(root, 'coffer-run-'));
+  const owner = runnerTag();
+  if (owner) await sweepAbandoned(root, owner.namespace);
+  // The pid (and its namespace) in the name let a later run recognise a workspace whose runner was SIGKILLed.
+  const dir = await mkdtemp(join(root, owner ? `coffer-run-${owner.namespace}-${process.pid}-` : 'coffer-run-'));
   await chmod(dir, 0o700);
   return { dir, files: [] };
+}
+
+/**
+ * This process's pid namespace (Linux). A /dev/shm shared between containers
+ * (`--ipc=host`) holds workspaces of runners whose pids mean nothing here, so
+ * only workspaces of our own namespace are ever judged. Elsewhere: no sweep.
+ */
+function runnerTag(): { namespace: string } | undefined {
+  try {
+    const m = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'));
+    return m ? { namespace: m[1]! } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A runner killed with SIGKILL cannot clean up, and /dev/shm lives until
+ * reboot. Each run therefore removes (zeroing first) the workspaces of dead
+ * runners: only real directories (not symlinks) owned by this user, named
+ * `coffer-run-<our pid namespace>-<pid>-…`, whose pid is not running. A
+ * reused pid keeps its directory until a later run: safe, if late.
+ */
+async function sweepAbandoned(root: string, namespace: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const m = /^coffer-run-(\d+)-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+    if (!m || m[1] !== namespace || Number(m[2]) === process.pid || processAlive(Number(m[2]))) continue;
+    const dir = join(root, name);
+    try {
+      const info = await lstat(dir);
+      if (!info.isDirectory() || (uid !== undefined && info.uid !== uid)) continue;
+      const files = (await readdir(dir)).map((f) => join(dir, f));
+      await removeWorkspace({ dir, files });
+    } catch {
+      // Someone else's, or gone already: leave it.
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function defaultTmpRoot(stderr: Writer): Promise<string> {
