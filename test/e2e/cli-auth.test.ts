@@ -209,6 +209,14 @@ describe('files as the Conjur CLIs write them, and precedence', () => {
     expect(JSON.parse(r.out).username).toBe('alice');
   });
 
+  it('reads a Python-CLI 7.0/7.1 ~/.conjurrc (conjur_url, conjur_account)', async () => {
+    const h = home();
+    writeFileSync(join(h, '.conjurrc'), `---\nconjur_account: ${srv.account}\nconjur_url: ${srv.url}\ncert_file: ''\n`);
+    writeFileSync(join(h, '.netrc'), `machine ${srv.url}/authn\nlogin alice\npassword ${aliceKey}\n`, { mode: 0o600 });
+    const r = await runCli(['whoami', '--json'], { env: { HOME: h } });
+    expect([r.code, JSON.parse(r.out).username]).toEqual([0, 'alice']);
+  });
+
   it('reads a Go-CLI ~/.conjurrc with netrc_path, and the netrc on one line', async () => {
     const h = home();
     mkdirSync(join(h, 'conf'));

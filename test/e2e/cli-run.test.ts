@@ -10,7 +10,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -444,6 +444,45 @@ describe('coffer run: exit codes, signals and timeout', () => {
     expect(existsSync(readFileSync(`${pidFile}.path`, 'utf8').trim())).toBe(false);
     expect(requestsOfThisTest()).toEqual([AUTHENTICATE, BATCH, REVOKE]);
     await expectRevoked(tokenOfThisTest());
+  });
+
+  it('survives a closed output pipe (`coffer run … 2>&1 | head -1`): still exits 124 on timeout, removes its files, revokes', async () => {
+    const pathFile = join(work, 'epipe-path');
+    const runner = [process.execPath, COFFER_BIN, 'run', '--timeout', '2s', '--yaml', 'B: !var:file ci/tls/key', '--', 'sh', '-c', `echo "$B" > '${pathFile}'; echo l1; sleep 5`]
+      .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+      .join(' ');
+    // Asynchronously: the server lives in this process and must keep answering.
+    const bash = spawn('bash', ['--norc', '-c', `${runner} 2>&1 | head -1; echo "rc=\${PIPESTATUS[0]}" >&2`], { env: { ...jobEnv(), SHLVL: '2' }, detached: true });
+    let out = '';
+    let err = '';
+    bash.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    bash.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    await new Promise((r) => bash.on('close', r));
+    expect(out).toBe('l1\n');
+    expect(err).toContain('rc=124');
+    expect(existsSync(readFileSync(pathFile, 'utf8').trim())).toBe(false);
+    expect(requestsOfThisTest()).toEqual([AUTHENTICATE, BATCH, REVOKE]);
+    await expectRevoked(tokenOfThisTest());
+  });
+
+  it('is not stalled by a command that replaces its secret file with a FIFO', async () => {
+    const started = Date.now();
+    const res = await run(['--yaml', 'B: !var:file ci/tls/key', '--', 'sh', '-c', 'rm "$B"; mkfifo "$B"; echo "$B"']);
+    expect(res.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(existsSync(res.stdout.toString().trim())).toBe(false);
+    expect(requestsOfThisTest()).toEqual([AUTHENTICATE, BATCH, REVOKE]);
+  });
+
+  it('does not point the command at the runner\'s token file or JWT file', async () => {
+    const tokenJson = await api.login('host/ci/executor', hostKey);
+    const tokenFile = join(work, 'runner-token.json');
+    writeFileSync(tokenFile, tokenJson, { mode: 0o600 });
+    const env = jobEnv({ CONJUR_AUTHN_TOKEN_FILE: tokenFile, JWT_TOKEN_PATH: join(work, 'job.jwt'), COFFER_TOKEN_FILE: tokenFile });
+    delete env.CONJUR_AUTHN_API_KEY;
+    const res = await finish(startRun(['--yaml', 'A: !var ci/db/user', '--', 'sh', '-c', 'echo "${CONJUR_AUTHN_TOKEN_FILE:-none} ${COFFER_TOKEN_FILE:-none} ${JWT_TOKEN_PATH:-none} $A"'], { env }), { stdoutMayHoldSecrets: true });
+    expect(res.code).toBe(0);
+    expect(res.stdout.toString()).toBe('none none none deploy\n');
   });
 
   it('keeps the terminal for the command when run interactively, and takes it away in CI', async () => {

@@ -83,6 +83,10 @@ export function readConjurrc(path: string): Conjurrc {
     const v = (doc as Record<string, unknown>)[key];
     if (v !== undefined && v !== null && v !== '') rc[key] = String(v);
   }
+  // The Python CLI 7.0–7.1 wrote conjur_url / conjur_account; cyberark's own loaders still accept them.
+  const legacy = doc as Record<string, unknown>;
+  if (rc.appliance_url === undefined && typeof legacy['conjur_url'] === 'string' && legacy['conjur_url'] !== '') rc.appliance_url = legacy['conjur_url'];
+  if (rc.account === undefined && typeof legacy['conjur_account'] === 'string' && legacy['conjur_account'] !== '') rc.account = legacy['conjur_account'];
   return rc;
 }
 

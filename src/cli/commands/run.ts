@@ -49,7 +49,18 @@ Example:
  * script can only use the secrets its secrets.yml grants (a deliberate
  * difference from Summon, which passes its whole environment on).
  */
-export const CREDENTIAL_ENV_VARS = ['CONJUR_AUTHN_API_KEY', 'COFFER_API_KEY', 'CONJUR_AUTHN_TOKEN', 'COFFER_TOKEN'] as const;
+export const CREDENTIAL_ENV_VARS = [
+  'CONJUR_AUTHN_API_KEY',
+  'COFFER_API_KEY',
+  'CONJUR_AUTHN_TOKEN',
+  'COFFER_TOKEN',
+  // Paths to credentials: the files stay readable by the same user, but the
+  // child is not pointed at them.
+  'CONJUR_AUTHN_TOKEN_FILE',
+  'COFFER_TOKEN_FILE',
+  'JWT_TOKEN_PATH',
+  'COFFER_JWT_FILE',
+] as const;
 
 /** Test and embedding hooks; the CLI uses the defaults. */
 export interface RunCommandDeps {

@@ -82,7 +82,13 @@ async function variableGet(args: string[], ctx: Ctx): Promise<number> {
       headers: { 'Content-Type': 'application/json' },
     });
     if (res.status !== 200) throw httpError(res, 'fetching variables');
-    const result = JSON.parse(res.body.toString('utf8')) as { values: Record<string, string>; base64?: string[]; errors?: Record<string, { code: string; message: string }> };
+    let result: { values: Record<string, string>; base64?: string[]; errors?: Record<string, { code: string; message: string }> };
+    try {
+      result = JSON.parse(res.body.toString('utf8')) as typeof result;
+    } catch {
+      // Never quote the body: it holds secret values.
+      throw new CliError('the server\'s answer to the batch fetch is not valid JSON', EXIT.FAILURE);
+    }
     const errors = Object.entries(result.errors ?? {});
     if (errors.length) {
       // All or nothing on stdout: a script must not mistake a partial answer for a complete one.

@@ -409,8 +409,10 @@ async function removeWorkspace(ws: Workspace): Promise<void> {
 async function zeroFile(path: string): Promise<void> {
   let handle: FileHandle | undefined;
   try {
-    // O_NOFOLLOW: the child could have swapped the file for a symlink to something else.
-    handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW);
+    // The child may have swapped the file for a symlink (O_NOFOLLOW) or a FIFO,
+    // whose open would block forever with no reader (lstat first, O_NONBLOCK).
+    if (!(await lstat(path)).isFile()) return;
+    handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     const info = await handle.stat();
     if (!info.isFile()) return;
     const chunk = Buffer.alloc(Math.min(info.size, 64 * 1024));
