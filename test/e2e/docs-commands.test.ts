@@ -224,9 +224,9 @@ describe('docs/jenkins.md', () => {
     await runPipeline('payments/deploy', { 'coffer-jwt': () => buildJwt() });
     const migrate = ws.report('migrate');
     expect(migrate.env).toMatchObject({ PGHOST: 'db.payments.internal', PGUSER: 'payments', PGPASSWORD: VALUES['db-password.txt'] });
-    expect(Object.keys(migrate.env).sort()).toEqual(['JWT_TOKEN_PATH', 'PGHOST', 'PGPASSWORD', 'PGUSER']);
+    expect(Object.keys(migrate.env).sort()).toEqual(['PGHOST', 'PGPASSWORD', 'PGUSER']);
     const deploy = ws.report('deploy');
-    expect(Object.keys(deploy.env).sort()).toEqual(['JWT_TOKEN_PATH', 'STRIPE_API_KEY_FILE']);
+    expect(Object.keys(deploy.env).sort()).toEqual(['STRIPE_API_KEY_FILE']);
     const keyFile = deploy.files.STRIPE_API_KEY_FILE!;
     expect(keyFile.text).toBe(VALUES['stripe-api-key.txt']);
     expect(keyFile.mode).toBe(0o600);
@@ -364,9 +364,9 @@ describe('docs/github-actions.md', () => {
     expect(tokensIssued - before).toBe(2);
     const migrate = ws.report('migrate');
     expect(migrate.env.PGPASSWORD).toBe(VALUES['payments-db-password.txt']);
-    expect(Object.keys(migrate.env).sort()).toEqual(['JWT_TOKEN_PATH', 'PGPASSWORD']);
+    expect(Object.keys(migrate.env).sort()).toEqual(['PGPASSWORD']);
     const deploy = ws.report('deploy');
-    expect(Object.keys(deploy.env).sort()).toEqual(['JWT_TOKEN_PATH', 'PAYMENTS_API_KEY']);
+    expect(Object.keys(deploy.env).sort()).toEqual(['PAYMENTS_API_KEY']);
     expect(deploy.env.PAYMENTS_API_KEY).toBe(VALUES['payments-api-key.txt']);
   });
 
