@@ -99,6 +99,24 @@ try {
   time('resource filter', { order: 'desc', limit: 100, resource: `${account}:variable:app7/secret1207` });
   time('role + result=failure', { order: 'desc', limit: 100, role: `${account}:host:h17`, result: 'failure' });
   time('action=authn, since 1h ago', { order: 'desc', limit: 100, action: 'authn', since: new Date(Date.now() - 3600_000).toISOString() });
+
+  // Auditors scoped to a policy (not admin): events under app7/ are 1 in 100;
+  // those under rare/ do not exist, the worst case (every event is looked at).
+  admin = await login('admin', api_key);
+  await call('POST', `/policies/${account}/policy/root`, {
+    token: admin,
+    body: `- !policy app7\n- !policy rare\n- !user auditor7\n- !user auditor-rare\n- !permit\n  role: !user auditor7\n  privilege: [ read, audit ]\n  resource: !policy app7\n- !permit\n  role: !user auditor-rare\n  privilege: [ read, audit ]\n  resource: !policy rare\n`,
+  });
+  const timeAs = (label, roleId, q) => {
+    reader.query(account, roleId, q);
+    const t = performance.now();
+    const reps = 5;
+    let rows = 0;
+    for (let i = 0; i < reps; i++) rows = reader.query(account, roleId, q).length;
+    console.log(`audit query ${label.padEnd(40)} ${((performance.now() - t) / reps).toFixed(2)} ms (${rows} rows; target well under 100 ms)`);
+  };
+  timeAs('auditor of app7 (1% of events), newest', `${account}:user:auditor7`, { order: 'desc', limit: 100 });
+  timeAs('auditor of rare (no events), newest', `${account}:user:auditor-rare`, { order: 'desc', limit: 100 });
 } finally {
   await server.close();
   rmSync(dataDir, { recursive: true, force: true });
