@@ -80,21 +80,9 @@ export const unprocessable = (message: string, opts?: CofferErrorOptions) =>
 export const argumentError = (message: string, opts?: CofferErrorOptions) =>
   new CofferError('argument_error', message, opts);
 
-const KIND_TITLES: Record<string, string> = {
-  user: 'User',
-  host: 'Host',
-  group: 'Group',
-  layer: 'Layer',
-  policy: 'Policy',
-  variable: 'Variable',
-  webservice: 'Webservice',
-  host_factory: 'Host factory',
-  public_key: 'Public key',
-};
-
 /** "Variable" for variable, "Host factory" for host_factory, capitalised otherwise. */
 export function kindTitle(kind: string): string {
-  return KIND_TITLES[kind] ?? kind.charAt(0).toUpperCase() + kind.slice(1).replace(/_/g, ' ');
+  return kind.charAt(0).toUpperCase() + kind.slice(1).replace(/_/g, ' ');
 }
 
 /**

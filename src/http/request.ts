@@ -141,9 +141,19 @@ export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams
   return params;
 }
 
-/** `Accept-Encoding` lists base64 (comma-split, trimmed, case-insensitive): Conjur clients' way of asking for a base64 token. */
-export function wantsBase64(header: string | undefined): boolean {
-  return (header ?? '').split(',').some((p) => p.trim().toLowerCase() === 'base64');
+/**
+ * An issued access token as every authenticator answers it: the token JSON,
+ * or its strict base64 with `Content-Encoding: base64` when `Accept-Encoding`
+ * lists base64 (comma-split, trimmed, case-insensitive) — Conjur clients' way
+ * of asking for a header-ready token.
+ */
+export function accessTokenResponse(c: Ctx, token: string): Response {
+  const wantsBase64 = (c.req.header('accept-encoding') ?? '').split(',').some((p) => p.trim().toLowerCase() === 'base64');
+  if (wantsBase64) {
+    c.header('Content-Encoding', 'base64');
+    return c.text(Buffer.from(token).toString('base64'));
+  }
+  return c.body(token, 200, { 'Content-Type': 'application/json' });
 }
 
 /** HTTP Basic credentials, or undefined when the header is absent or not Basic. */

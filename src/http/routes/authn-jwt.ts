@@ -3,7 +3,7 @@ import { argumentError, badRequest, CofferError } from '../../errors.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import type { Ctx } from '../request.js';
-import { accountSegment, formOrJson, identifierFrom, rawBody, requestInfo, segment, wantsBase64 } from '../request.js';
+import { accessTokenResponse, accountSegment, formOrJson, identifierFrom, rawBody, requestInfo, segment } from '../request.js';
 
 /** The `jwt` form field of the body. Never read from the query string: URLs end up in logs. */
 async function jwtField(c: Ctx, limit: number): Promise<string> {
@@ -23,11 +23,7 @@ export function registerAuthnJwt({ app, services, config }: RouteDeps): void {
     const account = accountSegment(c, 2);
     const jwt = await jwtField(c, config.bodyLimit);
     const token = await jwtAuthn.authenticate({ serviceId, account, urlHostId, jwt, request: requestInfo(c) });
-    if (wantsBase64(c.req.header('accept-encoding'))) {
-      c.header('Content-Encoding', 'base64');
-      return c.text(Buffer.from(token).toString('base64'));
-    }
-    return c.body(token, 200, { 'Content-Type': 'application/json' });
+    return accessTokenResponse(c, token);
   };
 
   app.post('/authn-jwt/:service_id/:account/authenticate', (c) => authenticate(c, undefined));

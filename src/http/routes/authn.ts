@@ -2,7 +2,7 @@
 import { recordNotFound, unauthorized } from '../../errors.js';
 import { authenticateRequest, presentedToken } from '../auth.js';
 import type { RouteDeps } from '../context.js';
-import { accountSegment, basicCredentials, identifierFrom, queryParam, rawBody, requestInfo, wantsBase64 } from '../request.js';
+import { accessTokenResponse, accountSegment, basicCredentials, identifierFrom, queryParam, rawBody, requestInfo } from '../request.js';
 
 export function registerAuthn({ app, services, config }: RouteDeps): void {
   const { authn } = services;
@@ -24,11 +24,7 @@ export function registerAuthn({ app, services, config }: RouteDeps): void {
     const apiKey = body.toString('utf8');
     body.fill(0);
     const token = await authn.authenticate(account, login, apiKey, requestInfo(c));
-    if (wantsBase64(c.req.header('accept-encoding'))) {
-      c.header('Content-Encoding', 'base64');
-      return c.text(Buffer.from(token).toString('base64'));
-    }
-    return c.body(token, 200, { 'Content-Type': 'application/json' });
+    return accessTokenResponse(c, token);
   });
 
   app.put('/authn/:account/password', async (c) => {
