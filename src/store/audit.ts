@@ -1,4 +1,5 @@
 /** The append-only audit_events table. */
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { KNOWN_KINDS } from '../ids.js';
 
@@ -96,6 +97,17 @@ export function createAuditStore(db: Db) {
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
+  // Query texts repeat (one per filter combination and scope shape): compile each once.
+  const statements = new Map<string, Statement>();
+  const prepared = (sql: string): Statement => {
+    let st = statements.get(sql);
+    if (!st) {
+      if (statements.size >= 256) statements.clear();
+      st = db.prepare(sql);
+      statements.set(sql, st);
+    }
+    return st;
+  };
 
   /**
    * A page for an auditor scoped to resources and policies. One OR over
@@ -110,7 +122,7 @@ export function createAuditStore(db: Db) {
     const bySeq = new Map<number, AuditRow>();
     for (const range of f.scopes.flatMap((sc) => scopeRanges(sc, f.account, kinds))) {
       const { sql, params } = buildQuery(f, range);
-      for (const row of db.prepare(sql).all(...params) as AuditRow[]) bySeq.set(row.seq, row);
+      for (const row of prepared(sql).all(...params) as AuditRow[]) bySeq.set(row.seq, row);
     }
     const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? b.seq - a.seq : a.seq - b.seq));
     return rows.slice(0, f.limit);
@@ -126,10 +138,11 @@ export function createAuditStore(db: Db) {
     query(f: AuditFilter): AuditRow[] {
       if (f.limit !== undefined && f.scopes.length > 0 && !f.scopes.some((sc) => sc.type === 'all')) return scopedPage(f);
       const { sql, params } = buildQuery(f);
-      return db.prepare(sql).all(...params) as AuditRow[];
+      return prepared(sql).all(...params) as AuditRow[];
     },
     iterateQuery(f: AuditFilter): IterableIterator<AuditRow> {
       const { sql, params } = buildQuery(f);
+      // Its own statement: an export may still be iterating when another request runs the same query.
       return db.prepare(sql).iterate(...params) as IterableIterator<AuditRow>;
     },
   };
