@@ -1,0 +1,42 @@
+// @ts-check
+/**
+ * Mutation testing of the security-critical modules (issue 13 item 5).
+ * Run through `npm run mutation [-- --module <name>]` (scripts/mutation.mjs),
+ * which sets MUTATION_MODULE for each module in scripts/mutation-modules.mjs.
+ * Not part of CI: on two cores the whole run takes a long time.
+ *
+ * Stryker works in its sandbox (.stryker-tmp/, never in place), so a run
+ * does not touch the working tree.
+ */
+import { MODULES, reportDir } from './scripts/mutation-modules.mjs';
+
+const module = process.env.MUTATION_MODULE ?? 'audit';
+const mutate = MODULES[module];
+if (!mutate) throw new Error(`unknown mutation module "${module}" (known: ${Object.keys(MODULES).join(', ')})`);
+const dir = reportDir(module);
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  testRunner: 'vitest',
+  vitest: { configFile: 'vitest.mutation.config.ts', related: true },
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.json',
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  mutate,
+  coverageAnalysis: 'perTest',
+  // Per module, so running one module keeps the others' results.
+  incremental: true,
+  incrementalFile: `${dir}/stryker-incremental.json`,
+  reporters: ['json', 'html', 'progress'],
+  jsonReporter: { fileName: `${dir}/mutation.json` },
+  htmlReporter: { fileName: `${dir}/mutation.html` },
+  // Two shared cores.
+  concurrency: 1,
+  timeoutMS: 20_000,
+  timeoutFactor: 2,
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+  ignorePatterns: ['dist', 'reports', '.coffer-dev', 'coverage', 'bench', 'docs'],
+  thresholds: { high: 90, low: 85, break: null },
+};

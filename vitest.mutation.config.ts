@@ -1,0 +1,28 @@
+/**
+ * The test set Stryker runs (`npm run mutation`, stryker.config.mjs): the
+ * whole suite minus the tests that exercise the built binary (bin/ → dist/)
+ * in child processes. Those cannot see a mutant (it lives in Stryker's
+ * instrumented copy of src/, not in dist/), so they would only cost time.
+ */
+import { defineConfig, mergeConfig } from 'vitest/config';
+import base from './vitest.config.js';
+
+export default mergeConfig(
+  base,
+  defineConfig({
+    test: {
+      exclude: [
+        '**/node_modules/**',
+        // Spawn bin/coffer.js or bin/coffer-provider.js (dist/).
+        'test/e2e/cli-binary.test.ts',
+        'test/e2e/cli-run.test.ts',
+        'test/e2e/admin-cli.test.ts',
+        'test/e2e/audit-sinks.test.ts',
+        'test/e2e/docs-commands.test.ts',
+        // Child-process runners for `coffer run`; nothing under the mutated modules.
+        'test/unit/run-runner.test.ts',
+        'test/unit/run-runner-signals.test.ts',
+      ],
+    },
+  }),
+);
