@@ -25,14 +25,28 @@ export function parsePaging(c: Ctx, defaultLimit: number | undefined): Paging {
     }
   }
   if (rawOffset !== undefined) {
-    if (!/^\d+$/.test(rawOffset)) {
-      throw unprocessable("'offset' contains an invalid value. 'offset' must be an integer greater than or equal to 0.");
+    if (!/^\d+$/.test(rawOffset) || !Number.isSafeInteger(Number(rawOffset))) {
+      throw unprocessable(
+        `'offset' contains an invalid value. 'offset' must be an integer greater than or equal to 0 and at most ${Number.MAX_SAFE_INTEGER}.`,
+      );
     }
     offset = Number(rawOffset);
   }
   if (limit === undefined && offset === undefined) limit = defaultLimit;
   else if (limit === undefined) limit = 10;
   return { limit, offset };
+}
+
+/**
+ * A whole-number query parameter from `min` to `max` (both safe integers):
+ * digits only, so `1e3`, `0x10`, `-1`, `1.0`, ` 1` and values past
+ * Number.MAX_SAFE_INTEGER are refused with `message` (422) instead of
+ * reaching SQLite as a float or a rounded number.
+ */
+export function integerParam(raw: string, min: number, max: number, message: string): number {
+  const n = /^\d{1,20}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw unprocessable(message);
+  return n;
 }
 
 export function page<T>(items: T[], p: Paging): T[] {

@@ -6,6 +6,7 @@ import { makeFullId } from '../../ids.js';
 import type { AuditQuery } from '../../audit/reader.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
+import { integerParam } from '../paging.js';
 import { accountSegment, queryParam, type Ctx } from '../request.js';
 
 const DEFAULT_LIMIT = 100;
@@ -32,7 +33,7 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
     throw unprocessable(`'limit' must be an integer from 1 to ${MAX_LIMIT}`);
   }
   const rawCursor = queryParam(c, 'cursor');
-  if (rawCursor !== undefined && !/^\d+$/.test(rawCursor)) throw unprocessable("'cursor' must be the next_cursor of a previous page");
+  const cursor = rawCursor === undefined ? undefined : integerParam(rawCursor, 0, Number.MAX_SAFE_INTEGER, "'cursor' must be the next_cursor of a previous page");
   const resource = queryParam(c, 'resource');
   const role = queryParam(c, 'role');
   return {
@@ -43,7 +44,7 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
     since: isoParam(c, 'since'),
     until: isoParam(c, 'until'),
     q: queryParam(c, 'q'),
-    cursor: rawCursor === undefined ? undefined : Number(rawCursor),
+    cursor,
     order,
     limit: rawLimit === undefined ? DEFAULT_LIMIT : Number(rawLimit),
   };

@@ -4,6 +4,7 @@ import { makeFullId } from '../../ids.js';
 import { Barrier } from '../../secrets/barrier.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
+import { integerParam } from '../paging.js';
 import { accountSegment, hasQueryFlag, identifierFrom, queryParam, rawBody, segment, type Ctx } from '../request.js';
 
 const SETTABLE_KINDS = new Set(['variable', 'public_key']);
@@ -28,8 +29,7 @@ function mimeBase64(value: Buffer): string {
 
 function parseVersion(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw)) throw unprocessable(`'version' must be a positive integer, got '${raw}'`);
-  return Number(raw);
+  return integerParam(raw, 0, Number.MAX_SAFE_INTEGER, `'version' must be a positive integer, got '${raw.length > 40 ? `${raw.slice(0, 40)}…` : raw}'`);
 }
 
 export function registerSecrets({ app, services, config }: RouteDeps): void {
