@@ -3,13 +3,30 @@ import { loginFromRoleId } from '../../ids.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 
+/**
+ * The Conjur OSS release whose REST API Coffer implements, reported by `GET /`
+ * as Conjur reports its own version. conjur-api-go (the Go CLI, Terraform)
+ * refuses `policy load --dry-run` and `policy fetch` below 1.21.1; Coffer has
+ * both. Later releases add the v2 APIs (`/branches`, `/groups/…/members`,
+ * `/authenticators/{account}` CRUD, `/issuers`) that Coffer does not
+ * implement, so claiming one of them would send clients to routes that 404.
+ */
+export const CONJUR_API_VERSION = '1.21.1';
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
 export function registerMisc({ app, services, config }: RouteDeps): void {
   app.get('/', (c) => {
     const accept = c.req.header('accept') ?? '';
-    if (accept.includes('application/json')) return c.json({ version: config.version });
+    // Conjur answers JSON whenever Accept mentions it (conjur-api-go sends "application/json, text/html").
+    if (accept.includes('application/json')) return c.json({ version: CONJUR_API_VERSION, coffer_version: config.version });
+    // Conjur's status page lists its version as `<dd>Version X</dd>`, which conjur-api-go parses;
+    // Coffer's own version is a separate entry that does not start with "Version".
     return c.html(
-      `<!doctype html><html><head><title>Coffer</title></head><body><h1>Coffer ${config.version}</h1>` +
-        '<p>Policy-as-code secrets vault (Conjur-compatible API). Status: OK.</p></body></html>',
+      `<!doctype html><html><head><title>Coffer</title></head><body><h1>Coffer ${escapeHtml(config.version)}</h1>` +
+        '<p>Policy-as-code secrets vault (Conjur-compatible API). Status: OK.</p>' +
+        `<dl><dt>Details:</dt><dd>Version ${CONJUR_API_VERSION}</dd><dd>Coffer ${escapeHtml(config.version)}</dd></dl>` +
+        '</body></html>',
     );
   });
 
