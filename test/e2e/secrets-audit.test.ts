@@ -201,8 +201,28 @@ describe('audit', () => {
 
   it('verifies the chain and detects tampering', async () => {
     const ok = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
+    expect(ok.status).toBe(200);
     expect(ok.json).toMatchObject({ ok: true });
     expect((await api.request('GET', `/audit/${A()}/verify`, { token: auditor })).status).toBe(403);
+    // Edit one event's message in the live database (the append-only trigger dropped for it), then put it back.
+    const db = new Database(join(srv.dataDir, 'coffer.db'));
+    const target = (db.prepare("SELECT seq, message FROM audit_events WHERE action = 'fetch' AND result = 'failure' ORDER BY seq LIMIT 1").get()) as { seq: number; message: string };
+    const setMessage = (m: string) => {
+      db.exec('DROP TRIGGER audit_events_no_update');
+      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(m, target.seq);
+      db.exec("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END");
+    };
+    try {
+      setMessage(target.message.replace('tried to fetch', 'fetched').replace(': Forbidden', ''));
+      expect(db.prepare('SELECT message FROM audit_events WHERE seq = ?').pluck().get(target.seq)).not.toBe(target.message);
+      const broken = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
+      expect(broken.status).toBe(409);
+      expect(broken.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} was modified (hash mismatch)` });
+    } finally {
+      setMessage(target.message);
+      db.close();
+    }
+    expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).json).toMatchObject({ ok: true });
   });
 
   it('fails closed: when the audit write fails, a fetch is 503 with no value bytes', async () => {
