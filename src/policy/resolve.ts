@@ -15,6 +15,7 @@
  */
 import { normalizeCidr } from '../cidr.js';
 import { CofferError, PolicyError } from '../errors.js';
+import { validateIdentifier } from '../ids.js';
 import { isResourceTag, isRoleTag, recordTypeName } from './parse.js';
 import type {
   ParsedDocument,
@@ -68,6 +69,7 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
   checkDuplicates(flat, ctx.account);
   const ordered = sortRecordsFirst(flat, wrapper, ctx.account);
   checkAbsoluteIds(ordered);
+  checkAddressableIds(ordered, wrapper);
 
   const out: Statement[] = [];
   for (const item of ordered) {
@@ -364,6 +366,38 @@ function checkAbsoluteIds(items: ParsedStatement[]): void {
       if (id.startsWith('/')) throw resolveError(`Illegal absolute id: ${id}`, subject.position);
     }
   }
+}
+
+/**
+ * 9. A declared id must be one a request can name: requests reach a record by
+ * its URL path, where `a//b`, `a/` (trailing slash), `.` and `..` segments are
+ * normalised away or refused, and ids are at most 4,096 characters
+ * (validateIdentifier, the rule every path, host-factory host id and JWT
+ * identity already follows). Nesting counts: `!variable ../x` in policy `a`
+ * declares `a/../x`. References and `!delete` are not checked, so a record
+ * stored before this rule can still be named and removed.
+ */
+function checkAddressableIds(items: ParsedStatement[], wrapper: ParsedRecord | undefined): void {
+  for (const item of items) {
+    if (item.node !== 'record' || item === wrapper) continue;
+    const id = idOf(item);
+    try {
+      validateIdentifier(id, `${snakeTypeName(item.tag)} id`);
+    } catch (err) {
+      if (err instanceof CofferError) throw resolveError(`Invalid id '${clipId(id)}': ${err.message}`, item.position);
+      throw err;
+    }
+    const bad = id.split('/').find((seg) => seg === '' || seg === '.' || seg === '..');
+    if (bad !== undefined) {
+      const what = bad === '' ? 'an empty path segment (a leading, doubled or trailing slash)' : `a '${bad}' path segment`;
+      throw resolveError(`Invalid id '${clipId(id)}': it has ${what}, so no request could address it`, item.position);
+    }
+  }
+}
+
+/** Ids in messages are cut to a readable length (the limit itself is 4,096). */
+function clipId(id: string): string {
+  return id.length > 200 ? `${id.slice(0, 200)}…` : id;
 }
 
 function subjects(item: ParsedStatement): ParsedRecord[] {
