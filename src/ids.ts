@@ -70,15 +70,18 @@ export function isRoleKind(kind: string): boolean {
 }
 
 /**
- * Validates a path identifier taken from a URL or a policy. Rejects control
- * characters (NUL included) and over-long ids; everything else Conjur accepts
- * is accepted.
+ * Validates a path identifier taken from a URL, a policy, a request body or
+ * a JWT claim. Rejects control characters (NUL included), ill-formed Unicode
+ * (a lone UTF-16 surrogate, which a JSON or YAML `\ud800` escape can make:
+ * no UTF-8 store can hold it, so the stored id would not be the one asked
+ * for) and over-long ids; everything else Conjur accepts is accepted.
  */
 export function validateIdentifier(identifier: string, what = 'id'): string {
   if (identifier.length === 0) throw argumentError(`${what} must not be empty`);
   if (identifier.length > MAX_ID_LENGTH) throw argumentError(`${what} is longer than ${MAX_ID_LENGTH} characters`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(identifier)) throw argumentError(`${what} contains a control character`);
+  if (!identifier.isWellFormed()) throw argumentError(`${what} contains ill-formed Unicode (a lone UTF-16 surrogate)`);
   return identifier;
 }
 

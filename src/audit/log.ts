@@ -8,7 +8,7 @@
  */
 import type { AuditRow, AuditStore } from '../store/audit.js';
 import { CofferError } from '../errors.js';
-import { GENESIS_HASH, chainHash, type UnhashedRow } from './chain.js';
+import { GENESIS_HASH, canonicalText, chainHash, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
 
 /** Who made the request, as the HTTP layer saw it. */
@@ -91,7 +91,10 @@ export interface AuditLogDeps {
 }
 
 const MAX_FIELD = 2048;
+/** Request-supplied text, at most MAX_FIELD UTF-16 units (a cut surrogate pair becomes U+FFFD below). */
 const clip = (s: string | undefined | null) => (s == null ? null : s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+/** A field as it is hashed and stored (see canonicalText). */
+const text = (s: string | undefined | null) => canonicalText(s ?? null);
 
 export class AuditLog {
   private queue: Pending[] = [];
@@ -184,18 +187,19 @@ export class AuditLog {
       const base: UnhashedRow = {
         seq,
         time,
-        account: e.account,
-        action: e.action,
-        operation: e.operation,
+        account: text(e.account),
+        action: canonicalText(e.action),
+        operation: canonicalText(e.operation),
         result: e.result,
-        role_id: e.roleId ?? null,
-        resource_id: e.resourceId ?? null,
+        role_id: text(e.roleId),
+        resource_id: text(e.resourceId),
         version: e.version ?? null,
-        client_ip: clip(e.request?.clientIp),
-        request_id: clip(e.request?.requestId),
-        user_agent: clip(e.request?.userAgent),
-        reason: clip(e.reason),
-        message: e.message,
+        client_ip: text(clip(e.request?.clientIp)),
+        request_id: text(clip(e.request?.requestId)),
+        user_agent: text(clip(e.request?.userAgent)),
+        reason: text(clip(e.reason)),
+        message: canonicalText(e.message),
+        // JSON.stringify already escapes a lone surrogate as \udXXX, so details are ASCII-safe there.
         details: e.details === undefined ? null : JSON.stringify(e.details),
       };
       const hash = chainHash(prev, base);

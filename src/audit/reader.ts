@@ -21,6 +21,9 @@ export interface AuditReaderDeps {
 
 export type AuditQuery = Omit<AuditFilter, 'account' | 'scopes'>;
 
+/** Shortest `q` the full-text index serves (the API refuses shorter ones). */
+export { MIN_Q_CHARS } from '../store/audit.js';
+
 /**
  * The online verification as one account sees it. The chain is server-wide
  * (one sequence for all accounts), so the walk checks every event, but the
@@ -30,13 +33,17 @@ export type AuditQuery = Omit<AuditFilter, 'account' | 'scopes'>;
 export interface AccountChainReport {
   ok: boolean;
   account: string;
-  /** This account's events among those verified (all of them when intact). */
+  /** This account's events among those read. */
   events: number;
-  /** Sequence number of this account's last verified event, if any. */
+  /** Sequence number of this account's last event read, if any. */
   lastSeq: number | null;
   /** First bad sequence number of the server-wide chain. */
   firstBadSeq?: number;
   reason?: string;
+  /** Broken sequence numbers of the server-wide chain (the first MAX_LISTED_BAD_SEQS). */
+  badSeqs: number[];
+  /** How many sequence numbers are broken in all. */
+  badCount: number;
 }
 
 /** Events verified between two turns of the event loop, so a long walk does not stall fetches. */
@@ -66,8 +73,19 @@ export class AuditReader {
     return scopes;
   }
 
-  query(account: string, roleId: string, q: AuditQuery): AuditRow[] {
-    return this.d.store.query({ ...q, account, scopes: this.scopesFor(account, roleId) });
+  /**
+   * A page of the events `roleId` may read. Runs in bounded slices of the
+   * store's indexes (AUDIT_SCAN_SLICE entries each) and lets the event loop
+   * turn between them, so a query that has to walk many events does not
+   * hold up other requests.
+   */
+  async query(account: string, roleId: string, q: AuditQuery): Promise<AuditRow[]> {
+    const slices = this.d.store.querySlices({ ...q, account, scopes: this.scopesFor(account, roleId) });
+    for (;;) {
+      const step = slices.next();
+      if (step.done) return step.value;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /**
@@ -88,7 +106,7 @@ export class AuditReader {
       if (rows.length === 0) break;
       for (const row of rows) {
         if (row.seq > head) break walk;
-        if (!verifier.push(row)) break walk;
+        verifier.push(row);
         if (row.account === account) {
           events++;
           lastSeq = row.seq;
@@ -97,8 +115,8 @@ export class AuditReader {
       after = rows[rows.length - 1]!.seq;
       await new Promise((resolve) => setImmediate(resolve));
     }
-    const { ok, firstBadSeq, reason } = verifier.result();
-    return { ok, account, events, lastSeq, ...(ok ? {} : { firstBadSeq, reason }) };
+    const { ok, firstBadSeq, reason, badSeqs, badCount } = verifier.result();
+    return { ok, account, events, lastSeq, ...(ok ? {} : { firstBadSeq, reason }), badSeqs, badCount };
   }
 
   private canAuditAccount(account: string, roleId: string): boolean {

@@ -13,6 +13,7 @@ import { rekeyMaster, rotateDataKey } from '../secrets/rotation.js';
 import { createAuditStore } from '../store/audit.js';
 import { openDatabase, SchemaError } from '../store/db.js';
 import { createAccountIn, DB_FILE, devMasterKey, LOCK_FILE, openVault, readMasterKey, startServer } from '../server.js';
+import { brokenSeqsLine } from './audit-report.js';
 import { CliError, type Io } from './io.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -236,11 +237,17 @@ export async function cmdAuditVerifyOffline(flags: Flags, env: NodeJS.ProcessEnv
   try {
     const r = verifyChain(createAuditStore(db).iterate());
     if (flags.json) {
-      io.out(JSON.stringify({ ok: r.ok, events: r.checked, last_seq: r.lastSeq, ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason }) }));
+      io.out(JSON.stringify({
+        ok: r.ok,
+        events: r.checked,
+        last_seq: r.lastSeq,
+        ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason, bad_seqs: r.badSeqs, bad_count: r.badCount }),
+      }));
     } else if (r.ok) {
       io.out(`audit chain OK: ${r.checked} events verified (last seq ${r.lastSeq})`);
     } else {
-      io.out(`audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason} (${r.checked} events before it verified)`);
+      io.out(`audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason}`);
+      io.out(brokenSeqsLine(r.badSeqs, r.badCount, r.checked));
     }
     return r.ok ? 0 : 3;
   } finally {

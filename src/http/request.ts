@@ -2,7 +2,7 @@
 import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { CofferError, argumentError, badRequest } from '../errors.js';
+import { CofferError, argumentError, badRequest, unprocessable } from '../errors.js';
 import { validateIdentifier } from '../ids.js';
 import type { RequestInfo } from '../audit/log.js';
 import { cidrContains } from '../cidr.js';
@@ -115,6 +115,32 @@ function tooLarge(limit: number) {
   return new CofferError('payload_too_large', `Request body is larger than the limit of ${limit} bytes`);
 }
 
+/**
+ * A JSON request body, parsed. Text decoded from bytes is always well-formed,
+ * but a JSON `\ud800` escape makes a lone UTF-16 surrogate, which no UTF-8
+ * store (SQLite, the audit chain's canonical bytes) can hold as it is: such a
+ * body is refused here, once, for every route that takes JSON.
+ */
+export function parseJsonBody(body: Buffer, notJson: () => CofferError): unknown {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw notJson();
+  }
+  // Iterative walk: JSON.parse accepts nesting deeper than the call stack.
+  const pending: unknown[] = [json];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'string') {
+      if (!v.isWellFormed()) throw unprocessable('Request body contains ill-formed Unicode (a lone UTF-16 surrogate escape such as \\ud800)');
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) pending.push(k, item);
+    }
+  }
+  return json;
+}
+
 /** Form (urlencoded) or JSON body as a flat map of single values and `name[]`/`name[k]` groups. */
 export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams> {
   const body = await rawBody(c, limit);
@@ -122,12 +148,7 @@ export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams
   if (body.length === 0) return params;
   const type = (c.req.header('content-type') ?? '').toLowerCase();
   if (type.includes('application/json')) {
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw badRequest('Request body is not valid JSON');
-    }
+    const json = parseJsonBody(body, () => badRequest('Request body is not valid JSON'));
     if (json && typeof json === 'object' && !Array.isArray(json)) {
       for (const [k, v] of Object.entries(json)) {
         if (Array.isArray(v)) for (const item of v) params.append(`${k}[]`, String(item));

@@ -6,6 +6,7 @@
 import { EXIT } from '../client/exit-codes.js';
 import { httpError, sanitize } from '../client/errors.js';
 import type { ClientSession } from '../client/session.js';
+import { brokenSeqsLine } from '../audit-report.js';
 import { CliError } from '../io.js';
 import { intFlag, parseFlags, str, usageError, withSession, type Ctx, type Help } from './context.js';
 import { parseDuration, parseTime } from './time.js';
@@ -226,8 +227,12 @@ async function auditVerify(args: string[], ctx: Ctx): Promise<number> {
     }
     const ok = r.ok === true && res.status === 200;
     if (p.values.json) ctx.out(body);
-    else if (ok) ctx.out(`audit chain OK: ${r.checked ?? r.events} events verified (last seq ${r.lastSeq ?? r.last_seq})`);
-    else ctx.out(`audit chain BROKEN at seq ${r.firstBadSeq ?? r.first_bad_seq}: ${sanitize(String(r.reason ?? 'unknown reason'))}`);
+    else if (ok) ctx.out(`audit chain OK: ${Number(r.events)} events verified (last seq ${Number(r.last_seq)})`);
+    else {
+      ctx.out(`audit chain BROKEN at seq ${Number(r.first_bad_seq)}: ${sanitize(String(r.reason ?? 'unknown reason'))}`);
+      const badSeqs = Array.isArray(r.bad_seqs) ? r.bad_seqs.filter((n): n is number => Number.isSafeInteger(n)) : [];
+      if (badSeqs.length > 0) ctx.out(brokenSeqsLine(badSeqs, Number(r.bad_count ?? badSeqs.length), Number(r.events ?? 0)));
+    }
     return ok ? EXIT.OK : EXIT.AUDIT_BROKEN;
   });
 }

@@ -3,7 +3,7 @@ import { stream } from 'hono/streaming';
 import { unprocessable } from '../../errors.js';
 import { auditEventJson } from '../../audit/log.js';
 import { makeFullId } from '../../ids.js';
-import type { AuditQuery } from '../../audit/reader.js';
+import { MIN_Q_CHARS, type AuditQuery } from '../../audit/reader.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import { integerParam } from '../paging.js';
@@ -19,6 +19,20 @@ function isoParam(c: Ctx, name: string): string | undefined {
   const t = Date.parse(raw);
   if (Number.isNaN(t)) throw unprocessable(`'${name}' must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z`);
   return new Date(t).toISOString();
+}
+
+/**
+ * `q`: a literal, ASCII-case-insensitive substring of the message, served
+ * by the trigram index, which needs at least MIN_Q_CHARS characters: a
+ * shorter q would have to read every event, so it is refused. An empty q
+ * filters nothing (as before).
+ */
+function qParam(c: Ctx): string | undefined {
+  const q = queryParam(c, 'q');
+  if (q === undefined || q === '') return undefined;
+  if ([...q].length < MIN_Q_CHARS) throw unprocessable(`'q' must be at least ${MIN_Q_CHARS} characters (it is a substring search served by a trigram index)`);
+  if (q.includes('\u0000')) throw unprocessable("'q' must not contain NUL characters");
+  return q;
 }
 
 function parseQuery(c: Ctx, account: string): AuditQuery {
@@ -43,7 +57,7 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
     result: result as 'success' | 'failure' | undefined,
     since: isoParam(c, 'since'),
     until: isoParam(c, 'until'),
-    q: queryParam(c, 'q'),
+    q: qParam(c),
     cursor,
     order,
     limit: rawLimit === undefined ? DEFAULT_LIMIT : Number(rawLimit),
@@ -60,22 +74,22 @@ export function registerAudit({ app, services }: RouteDeps): void {
       account: r.account,
       events: r.events,
       last_seq: r.lastSeq,
-      ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason }),
+      ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason, bad_seqs: r.badSeqs, bad_count: r.badCount }),
     };
     return c.json(body, r.ok ? 200 : 409);
   });
 
-  app.get('/audit/:account', (c) => {
+  app.get('/audit/:account', async (c) => {
     const actor = authenticateRequest(c, services.tokens, services.store.graph);
     const account = accountSegment(c, 1);
     const query = parseQuery(c, account);
     if ((c.req.header('accept') ?? '').includes('application/x-ndjson')) {
       c.header('Content-Type', 'application/x-ndjson');
       return stream(c, async (s) => {
-        // Pages are read synchronously one at a time so no statement stays open across awaits.
+        // Pages are read one at a time (each in bounded slices) so no statement stays open across awaits.
         let cursor = query.cursor;
         for (;;) {
-          const rows = services.auditReader.query(account, actor.roleId, { ...query, cursor, limit: EXPORT_PAGE });
+          const rows = await services.auditReader.query(account, actor.roleId, { ...query, cursor, limit: EXPORT_PAGE });
           if (rows.length === 0) break;
           await s.write(rows.map((r) => `${JSON.stringify(auditEventJson(r))}\n`).join(''));
           cursor = rows[rows.length - 1]!.seq;
@@ -83,7 +97,7 @@ export function registerAudit({ app, services }: RouteDeps): void {
         }
       });
     }
-    const rows = services.auditReader.query(account, actor.roleId, query);
+    const rows = await services.auditReader.query(account, actor.roleId, query);
     const next = rows.length === query.limit ? String(rows[rows.length - 1]!.seq) : null;
     return c.json({ events: rows.map(auditEventJson), next_cursor: next });
   });

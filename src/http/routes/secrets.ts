@@ -1,11 +1,11 @@
 /** Secrets (reference §1.5) plus Coffer's per-variable batch endpoint. */
 import { CofferError, argumentError, recordNotFound, unprocessable } from '../../errors.js';
-import { makeFullId } from '../../ids.js';
+import { makeFullId, validateIdentifier } from '../../ids.js';
 import { Barrier } from '../../secrets/barrier.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import { integerParam } from '../paging.js';
-import { accountSegment, hasQueryFlag, identifierFrom, queryParam, rawBody, segment, type Ctx } from '../request.js';
+import { accountSegment, hasQueryFlag, identifierFrom, parseJsonBody, queryParam, rawBody, segment, type Ctx } from '../request.js';
 
 const SETTABLE_KINDS = new Set(['variable', 'public_key']);
 export const BATCH_MAX_IDS = 1000;
@@ -40,16 +40,13 @@ export function registerSecrets({ app, services, config }: RouteDeps): void {
     const actor = auth(c);
     const account = accountSegment(c, 1);
     const body = await rawBody(c, config.bodyLimit);
-    let ids: unknown;
-    try {
-      ids = (JSON.parse(body.toString('utf8')) as { ids?: unknown }).ids;
-    } catch {
-      throw unprocessable('Request body must be JSON: {"ids": ["account:variable:id", …]}');
-    }
+    const json = parseJsonBody(body, () => unprocessable('Request body must be JSON: {"ids": ["account:variable:id", …]}'));
+    const ids = json !== null && typeof json === 'object' ? (json as { ids?: unknown }).ids : undefined;
     if (!Array.isArray(ids) || ids.length === 0 || ids.some((i) => typeof i !== 'string' || i.trim() === '')) {
       throw unprocessable("'ids' must be a non-empty array of variable ids");
     }
     if (ids.length > BATCH_MAX_IDS) throw unprocessable(`'ids' may list at most ${BATCH_MAX_IDS} variables, got ${ids.length}`);
+    (ids as string[]).forEach((id, n) => validateIdentifier(id, `ids[${n}]`));
     const fullIds = (ids as string[]).map((i) => (i.includes(':') ? makeFullId(i, account) : `${account}:variable:${i}`));
     const outcomes = await secrets.fetchEach(actor, fullIds);
     const allBase64 = (c.req.header('accept-encoding') ?? '').trim().toLowerCase() === 'base64';

@@ -1,0 +1,131 @@
+/**
+ * Whatever text a request carries — ids, logins, JSON and YAML strings, headers
+ * — the audit chain stays verifiable: ill-formed Unicode is refused at the
+ * boundary with a clear error, and whatever still reaches an event is hashed
+ * exactly as it is stored (issue 9, item 1).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Client } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+let server: TestServer;
+let api: Client;
+let admin: string;
+let host: string;
+
+async function verifyChain(): Promise<void> {
+  const r = await api.request('GET', `/audit/${api.account}/verify`, { token: admin });
+  expect(r.json).toMatchObject({ ok: true });
+  expect(r.status).toBe(200);
+}
+
+const tableCount = (table: string) =>
+  (server.server.vault.services.store.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+
+/** Text with lone surrogates, NUL, controls and astral characters, from raw UTF-16 code units. */
+const illFormed = fc
+  .tuple(fc.string({ maxLength: 8 }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.string({ maxLength: 8 }))
+  .map(([a, s, b]) => `${a}${String.fromCharCode(s)}${b}`)
+  .filter((s) => !s.isWellFormed());
+const anyUnits = fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, maxLength: 24 }).map((u) => String.fromCharCode(...u));
+
+beforeAll(async () => {
+  server = await startTestServer();
+  api = new Client(server.url, server.account);
+  admin = await api.login('admin', server.adminKey);
+  const loaded = await api.loadPolicy(admin, 'POST', 'root', '- !host nobody\n- !variable db/password\n');
+  expect(loaded.status).toBe(201);
+  host = await api.login('host/nobody', loaded.json.created_roles[`${api.account}:host:nobody`].api_key);
+});
+afterAll(() => server.close());
+
+describe('ill-formed Unicode at the boundary', () => {
+  it('the probe’s example: a lone surrogate in a batch id is refused with 422 and the chain stays intact', async () => {
+    const r = await api.request('POST', `/secrets/${api.account}/batch`, {
+      token: host,
+      body: '{"ids":["\\ud800"]}',
+      headers: { 'Content-Type': 'application/json' },
+    });
+    expect(r.status).toBe(422);
+    expect(r.json.error.message).toMatch(/ill-formed Unicode/);
+    await verifyChain();
+  });
+
+  it('any JSON string with a lone surrogate, anywhere in a batch body, is refused; the chain stays intact', async () => {
+    const before = tableCount('audit_events');
+    await fc.assert(
+      fc.asyncProperty(illFormed, fc.constantFrom('id', 'key', 'nested'), async (text, where) => {
+        const body =
+          where === 'id' ? { ids: [`variable:${text}`] } : where === 'key' ? { ids: ['variable:db/password'], [text]: 1 } : { ids: ['variable:db/password'], x: [{ y: text }] };
+        const r = await api.request('POST', `/secrets/${api.account}/batch`, {
+          token: host,
+          body: JSON.stringify(body),
+          headers: { 'Content-Type': 'application/json' },
+        });
+        expect(r.status).toBe(422);
+        expect(r.json.error.code).toBeDefined();
+      }),
+      { numRuns: 40 },
+    );
+    // Refused before anything was looked up: no fetch was recorded for them.
+    expect(tableCount('audit_events')).toBe(before);
+    await verifyChain();
+  });
+
+  it('any well-formed or ill-formed text in batch ids, path ids, logins and headers leaves a verifiable chain', async () => {
+    await fc.assert(
+      fc.asyncProperty(anyUnits, async (text) => {
+        const wellFormed = text.toWellFormed();
+        const headers = { 'Content-Type': 'application/json', 'User-Agent': `ua ${Buffer.from(wellFormed, 'utf8').toString('latin1').replace(/[\u0000-\u001f\u007f]/g, '').trim()}` };
+        const batch = await api.request('POST', `/secrets/${api.account}/batch`, { token: host, body: JSON.stringify({ ids: [text] }), headers, skipContract: true });
+        expect([200, 422]).toContain(batch.status);
+        if (text.isWellFormed() && batch.status === 422) expect(batch.json.error.message).not.toMatch(/ill-formed/);
+        const fetched = await api.request('GET', `/secrets/${api.account}/variable/${encodeURIComponent(wellFormed)}`, { token: host, headers, skipContract: true });
+        expect([400, 404, 422]).toContain(fetched.status);
+        const authn = await api.request('POST', `/authn/${api.account}/${encodeURIComponent(wellFormed)}/authenticate`, { body: 'not-a-key', headers, skipContract: true });
+        expect([400, 401, 404, 422]).toContain(authn.status);
+      }),
+      { numRuns: 40 },
+    );
+    await verifyChain();
+  });
+
+  it('a percent-encoded lone surrogate (invalid UTF-8) in a path is a 400, not an event', async () => {
+    const before = tableCount('audit_events');
+    for (const path of [`/secrets/${api.account}/variable/%ED%A0%80`, `/authn/${api.account}/%ED%A0%80/authenticate`, `/resources/${api.account}/variable/a%C0%AF`]) {
+      const r = await api.request(path.startsWith('/authn') ? 'POST' : 'GET', path, { token: host, body: path.startsWith('/authn') ? 'x' : undefined, skipContract: true });
+      expect(r.status).toBe(400);
+      expect(r.json.error.message).toMatch(/percent-encoding/);
+    }
+    expect(tableCount('audit_events')).toBe(before);
+    await verifyChain();
+  });
+
+  it('a lone surrogate in a host-factory JSON body is refused and nothing is created', async () => {
+    const tokens = tableCount('host_factory_tokens');
+    const r = await api.request('POST', '/host_factory_tokens', {
+      token: admin,
+      body: '{"host_factory":"host_factory:x\\udc00","expiration":"2099-01-01T00:00:00Z"}',
+      headers: { 'Content-Type': 'application/json' },
+    });
+    expect(r.status).toBe(422);
+    expect(r.json.error.message).toMatch(/ill-formed Unicode/);
+    expect(tableCount('host_factory_tokens')).toBe(tokens);
+    await verifyChain();
+  });
+
+  it('a lone surrogate escape in a policy id or annotation is refused with its line and nothing is loaded', async () => {
+    const resources = tableCount('resources');
+    const annotations = tableCount('annotations');
+    for (const yaml of ['- !variable\n  id: "bad\\ud800"\n', '- !variable\n  id: fine\n  annotations:\n    note: "x\\udfffy"\n']) {
+      const r = await api.loadPolicy(admin, 'POST', 'root', yaml);
+      expect(r.status).toBe(422);
+      expect(r.json.error.message).toMatch(/ill-formed Unicode/);
+      expect(r.json.error.message).toMatch(/line \d+/);
+    }
+    expect(tableCount('resources')).toBe(resources);
+    expect(tableCount('annotations')).toBe(annotations);
+    await verifyChain();
+  });
+});
