@@ -84,6 +84,37 @@ function scopeSql(scope: AuditScope, params: unknown[]): string {
   }
 }
 
+/**
+ * Most index entries one slice of a query examines. A query whose filters no
+ * single index answers exactly (say `role` and `result` together: the role's
+ * index is walked and `result` checked per event) is run as a sequence of
+ * slices, each bounded by this many entries of the index it walks, and the
+ * caller yields to the event loop between slices (see `querySlices`).
+ */
+export const AUDIT_SCAN_SLICE = 10_000;
+
+/**
+ * Shortest `q` the trigram index can serve: 3 characters (Unicode code
+ * points). The HTTP API refuses shorter ones; the store would still answer
+ * one, by a sliced walk of the account (never in one go).
+ */
+export const MIN_Q_CHARS = 3;
+
+const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+/** Bounds of `time` when since/until are absent (ISO 8601 strings sort by time). */
+const TIME_MIN = '';
+const TIME_MAX = '\uffff';
+
+/** `q` as one FTS5 phrase: every character literal (operators, `*`, `^`, `:`, quotes doubled). */
+const ftsPhrase = (q: string) => `"${q.replace(/"/g, '""')}"`;
+const qServedByFts = (q: string) => [...q].length >= MIN_Q_CHARS && !q.includes('\u0000');
+
+/** Where the candidate events of a query come from, in seq order. */
+type Driver =
+  | { kind: 'index'; index: string; prefix: string; params: unknown[] }
+  | { kind: 'fts'; match: string }
+  | { kind: 'time'; since: string; until: string };
+
 export function createAuditStore(db: Db) {
   const insert = db.prepare(
     `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
@@ -97,6 +128,10 @@ export function createAuditStore(db: Db) {
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
+  const timeCount = db.prepare<[string, string, string], { n: number }>(
+    'SELECT count(*) AS n FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_account_time ' +
+      `WHERE account = ? AND time >= ? AND time < ? LIMIT ${AUDIT_SCAN_SLICE + 1})`,
+  );
   // Query texts repeat (one per filter combination and scope shape): compile each once.
   const statements = new Map<string, Statement>();
   const prepared = (sql: string): Statement => {
@@ -109,23 +144,140 @@ export function createAuditStore(db: Db) {
     return st;
   };
 
+  /** A time range [since, until) of the account holding at most one slice of events. */
+  function narrowTime(f: AuditFilter): Driver | undefined {
+    if (f.since === undefined && f.until === undefined) return undefined;
+    const since = f.since ?? TIME_MIN;
+    const until = f.until ?? TIME_MAX;
+    return timeCount.get(f.account, since, until)!.n <= AUDIT_SCAN_SLICE ? { kind: 'time', since, until } : undefined;
+  }
+
   /**
-   * A page for an auditor scoped to resources and policies. One OR over
-   * expressions cannot use an index, and a policy with few events made SQLite
-   * walk the whole account (600 ms over a million events). Instead each
-   * scope becomes index ranges on (account, resource_id, seq) — one per
-   * resource kind for a subtree — each asked for its first `limit` rows in
-   * the requested order, and the pages are merged.
+   * The index a query walks. Exact ids first (usually few events each), then
+   * a narrow time range, the full-text index for q, and the low-cardinality
+   * action and result; the account's own index when nothing else is given.
+   * Scoped auditors without an id, time or q filter use `rangePlan` instead.
    */
-  function scopedPage(f: AuditFilter): AuditRow[] {
+  function chooseDriver(f: AuditFilter, scoped: boolean): Driver | undefined {
+    if (f.resource !== undefined) {
+      return { kind: 'index', index: 'audit_events_account_resource', prefix: 'account = ? AND resource_id = ?', params: [f.account, f.resource] };
+    }
+    if (f.role !== undefined) {
+      return { kind: 'index', index: 'audit_events_account_role', prefix: 'account = ? AND role_id = ?', params: [f.account, f.role] };
+    }
+    const time = narrowTime(f);
+    if (time) return time;
+    if (f.q !== undefined && qServedByFts(f.q)) return { kind: 'fts', match: ftsPhrase(f.q) };
+    if (scoped) return undefined;
+    if (f.action !== undefined) {
+      return { kind: 'index', index: 'audit_events_account_action', prefix: 'account = ? AND action = ?', params: [f.account, f.action] };
+    }
+    if (f.result !== undefined) {
+      return { kind: 'index', index: 'audit_events_account_result', prefix: 'account = ? AND result = ?', params: [f.account, f.result] };
+    }
+    return { kind: 'index', index: 'audit_events_account', prefix: 'account = ?', params: [f.account] };
+  }
+
+  interface SliceStatements {
+    /** The far end of the slice: the AUDIT_SCAN_SLICE-th candidate past `from` (absent for a time driver: one slice). */
+    bound?: { sql: string; params: (from: number) => unknown[] };
+    /** The slice's events matching every filter, between `from` (exclusive) and `to` (inclusive). */
+    rows: { sql: string; params: (from: number, to: number, need: number) => unknown[] };
+  }
+
+  function sliceStatements(f: AuditFilter, d: Driver): SliceStatements {
+    const desc = f.order === 'desc';
+    const dir = desc ? 'DESC' : 'ASC';
+    const past = desc ? '<' : '>';
+    const upTo = desc ? '>=' : '<=';
+    const r = residual(f, true);
+    switch (d.kind) {
+      case 'index':
+        return {
+          bound: {
+            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ${AUDIT_SCAN_SLICE - 1}`,
+            params: (from) => [...d.params, from],
+          },
+          rows: {
+            sql: `SELECT * FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? AND seq ${upTo} ? AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
+            params: (from, to, need) => [...d.params, from, to, ...r.params, need],
+          },
+        };
+      case 'fts':
+        return {
+          bound: {
+            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ${AUDIT_SCAN_SLICE - 1}`,
+            params: (from) => [d.match, from],
+          },
+          rows: {
+            sql:
+              `SELECT * FROM audit_events WHERE seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ?) ` +
+              `AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
+            params: (from, to, need) => [d.match, from, to, ...r.params, need],
+          },
+        };
+      case 'time':
+        return {
+          rows: {
+            sql:
+              'SELECT * FROM audit_events INDEXED BY audit_events_account_time WHERE account = ? AND time >= ? AND time < ? ' +
+              `AND seq ${past} ? AND seq ${upTo} ? AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
+            params: (from, to, need) => [f.account, d.since, d.until, from, to, ...r.params, need],
+          },
+        };
+    }
+  }
+
+  /**
+   * Runs a query one slice at a time: each slice reads at most
+   * AUDIT_SCAN_SLICE entries of the driving index (a narrow time range is
+   * one slice), keeps the events matching every filter, and the generator
+   * yields before the next slice so the caller can let other requests run.
+   * No statement stays open across a yield. Returns the page.
+   */
+  function* sliced(f: AuditFilter, d: Driver): Generator<void, AuditRow[], void> {
+    const { bound, rows } = sliceStatements(f, d);
+    const boundSt = bound && prepared(bound.sql);
+    const rowsSt = prepared(rows.sql);
+    const desc = f.order === 'desc';
+    const out: AuditRow[] = [];
+    let from = f.cursor ?? (desc ? MAX_SEQ : 0);
+    for (;;) {
+      const far = boundSt ? (boundSt.get(...bound.params(from)) as { seq: number } | undefined)?.seq : undefined;
+      const need = f.limit === undefined ? -1 : f.limit - out.length;
+      out.push(...(rowsSt.all(...rows.params(from, far ?? (desc ? 0 : MAX_SEQ), need)) as AuditRow[]));
+      if (far === undefined || (f.limit !== undefined && out.length >= f.limit)) return out;
+      from = far;
+      yield;
+    }
+  }
+
+  /**
+   * A page for an auditor scoped to resources and policies, with no filter
+   * that picks an index of its own. One OR over expressions cannot use an
+   * index, and a policy with few events made SQLite walk the whole account
+   * (600 ms over a million events). Instead each scope becomes index ranges
+   * on (account, resource_id, seq) — one per resource kind for a subtree —
+   * each asked for its first `limit` rows in the requested order, and the
+   * pages are merged. Yields between ranges.
+   */
+  function* rangePlan(f: AuditFilter): Generator<void, AuditRow[], void> {
     const kinds = [...new Set([...KNOWN_KINDS, ...kindsOf.all(f.account).map((r) => r.kind)])];
     const bySeq = new Map<number, AuditRow>();
     for (const range of f.scopes.flatMap((sc) => scopeRanges(sc, f.account, kinds))) {
-      const { sql, params } = buildQuery(f, range);
+      const { sql, params } = rangeQuery(f, range);
       for (const row of prepared(sql).all(...params) as AuditRow[]) bySeq.set(row.seq, row);
+      yield;
     }
     const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? b.seq - a.seq : a.seq - b.seq));
-    return rows.slice(0, f.limit);
+    return f.limit === undefined ? rows : rows.slice(0, f.limit);
+  }
+
+  function* querySlices(f: AuditFilter): Generator<void, AuditRow[], void> {
+    if (f.scopes.length === 0) return [];
+    const scoped = !f.scopes.some((sc) => sc.type === 'all');
+    const d = chooseDriver(f, scoped);
+    return d ? yield* sliced(f, d) : yield* rangePlan(f);
   }
 
   return {
@@ -135,15 +287,45 @@ export function createAuditStore(db: Db) {
     iterate: (afterSeq = 0) => walk.iterate(afterSeq) as IterableIterator<AuditRow>,
     /** Up to `limit` events after `afterSeq`, in sequence order (a walk that can pause between pages). */
     page: (afterSeq: number, limit: number): AuditRow[] => page.all(afterSeq, limit),
+    /**
+     * A filtered page, one bounded slice per step: drive it with `next()`
+     * and let the event loop turn between steps (AuditReader.query does).
+     */
+    querySlices,
+    /** A filtered page, all slices at once (tests and tools; the server uses querySlices). */
     query(f: AuditFilter): AuditRow[] {
-      if (f.limit !== undefined && f.scopes.length > 0 && !f.scopes.some((sc) => sc.type === 'all')) return scopedPage(f);
-      const { sql, params } = buildQuery(f);
-      return prepared(sql).all(...params) as AuditRow[];
+      const gen = querySlices(f);
+      for (;;) {
+        const r = gen.next();
+        if (r.done) return r.value;
+      }
     },
-    iterateQuery(f: AuditFilter): IterableIterator<AuditRow> {
-      const { sql, params } = buildQuery(f);
-      // Its own statement: an export may still be iterating when another request runs the same query.
-      return db.prepare(sql).iterate(...params) as IterableIterator<AuditRow>;
+    /**
+     * EXPLAIN QUERY PLAN of every statement the first slice of `f` runs,
+     * one detail line each (tests check that none scans audit_events).
+     */
+    explain(f: AuditFilter): string[] {
+      if (f.scopes.length === 0) return [];
+      const scoped = !f.scopes.some((sc) => sc.type === 'all');
+      const d = chooseDriver(f, scoped);
+      const plan = (sql: string, params: unknown[]) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
+      const lines: string[] = [];
+      if (f.since !== undefined || f.until !== undefined) {
+        lines.push(...plan(timeCount.source, [f.account, f.since ?? TIME_MIN, f.until ?? TIME_MAX]));
+      }
+      if (!d) {
+        const kinds = [...new Set([...KNOWN_KINDS, ...kindsOf.all(f.account).map((r) => r.kind)])];
+        for (const range of f.scopes.flatMap((sc) => scopeRanges(sc, f.account, kinds))) {
+          const { sql, params } = rangeQuery(f, range);
+          lines.push(...plan(sql, params));
+        }
+        return lines;
+      }
+      const { bound, rows } = sliceStatements(f, d);
+      if (bound) lines.push(...plan(bound.sql, bound.params(MAX_SEQ)));
+      lines.push(...plan(rows.sql, rows.params(MAX_SEQ, 0, 100)));
+      return lines;
     },
   };
 }
@@ -189,21 +371,15 @@ function scopeRanges(scope: AuditScope, account: string, kinds: string[]): IdRan
   }
 }
 
-function buildQuery(f: AuditFilter, range?: IdRange): { sql: string; params: unknown[] } {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  where.push('account = ?');
-  params.push(f.account);
-  if (range) {
-    where.push('resource_id >= ? AND resource_id < ?');
-    params.push(range.from, range.to);
-    if (range.extra) {
-      where.push(range.extra.sql);
-      params.push(...range.extra.params);
-    }
-  } else if (f.scopes.length === 0) where.push('0');
-  else if (!f.scopes.some((s) => s.type === 'all')) {
-    where.push(`(${f.scopes.map((s) => scopeSql(s, params)).join(' OR ')})`);
+/**
+ * Every filter of `f` as one condition (the exact check each candidate of
+ * the driving index must pass), with the auditor's scopes when asked.
+ */
+function residual(f: AuditFilter, withScopes: boolean): { where: string; params: unknown[] } {
+  const where: string[] = ['account = ?'];
+  const params: unknown[] = [f.account];
+  if (withScopes && !f.scopes.some((s) => s.type === 'all')) {
+    where.push(f.scopes.length === 0 ? '0' : `(${f.scopes.map((s) => scopeSql(s, params)).join(' OR ')})`);
   }
   if (f.resource !== undefined) {
     where.push('resource_id = ?');
@@ -233,13 +409,23 @@ function buildQuery(f: AuditFilter, range?: IdRange): { sql: string; params: unk
     where.push("message LIKE ? ESCAPE '\\'");
     params.push(`%${escapeLike(f.q)}%`);
   }
+  return { where: where.join(' AND '), params };
+}
+
+/** One scope range's first `limit` events past the cursor, walking the resource index (and sorting its rows). */
+function rangeQuery(f: AuditFilter, range: IdRange): { sql: string; params: unknown[] } {
+  const r = residual(f, false);
+  const where = [r.where, 'resource_id >= ? AND resource_id < ?'];
+  const params = [...r.params, range.from, range.to];
+  if (range.extra) {
+    where.push(range.extra.sql);
+    params.push(...range.extra.params);
+  }
   if (f.cursor !== undefined) {
     where.push(f.order === 'desc' ? 'seq < ?' : 'seq > ?');
     params.push(f.cursor);
   }
-  // A range walks its own index (and sorts its rows) rather than the whole account in seq order.
-  const from = range ? 'audit_events INDEXED BY audit_events_account_resource' : 'audit_events';
-  let sql = `SELECT * FROM ${from} WHERE ${where.join(' AND ')} ORDER BY seq ${f.order === 'desc' ? 'DESC' : 'ASC'}`;
+  let sql = `SELECT * FROM audit_events INDEXED BY audit_events_account_resource WHERE ${where.join(' AND ')} ORDER BY seq ${f.order === 'desc' ? 'DESC' : 'ASC'}`;
   if (f.limit !== undefined) {
     sql += ' LIMIT ?';
     params.push(f.limit);
