@@ -1,14 +1,13 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { openStore } from '../../src/store/index.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { verifyChain } from '../../src/audit/chain.js';
 import { formatRfc5424 } from '../../src/audit/rfc5424.js';
 
 function setup() {
-  const store = openStore(join(mkdtempSync(join(tmpdir(), 'coffer-audit-')), 'c.db'));
+  const store = openStore(join(tempDir('coffer-audit-'), 'c.db'));
   const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
   return { store, log };
 }

@@ -1,14 +1,13 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { randomBytes } from 'node:crypto';
 import { Barrier, DataKeyMismatchError, decodeMasterKey, initSodium } from '../../src/secrets/barrier.js';
 import { openStore } from '../../src/store/index.js';
 
 beforeAll(() => initSodium());
 
-const fresh = () => openStore(join(mkdtempSync(join(tmpdir(), 'coffer-barrier-')), 'c.db'));
+const fresh = () => openStore(join(tempDir('coffer-barrier-'), 'c.db'));
 
 describe('barrier (envelope encryption)', () => {
   it('round-trips values and binds them to their associated data', () => {

@@ -1,12 +1,11 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { openStore } from '../../src/store/index.js';
 import { Authorizer } from '../../src/rbac/authorizer.js';
 
 function graph() {
-  const store = openStore(join(mkdtempSync(join(tmpdir(), 'coffer-rbac-')), 'c.db'));
+  const store = openStore(join(tempDir('coffer-rbac-'), 'c.db'));
   const g = store.graph;
   const role = (kind: string, id: string) => g.insertRole(`a:${kind}:${id}`, 'a', kind, id, null);
   const res = (kind: string, id: string, owner: string) => g.insertResource(`a:${kind}:${id}`, 'a', kind, id, owner, null);

@@ -1,10 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, writeFileSync, mkdirSync, cpSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, mkdirSync, cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { openDatabase, MIGRATIONS_DIR, SchemaError } from '../../src/store/db.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'coffer-store-'));
+const tmp = () => tempDir('coffer-store-');
 
 describe('store: opening the database', () => {
   it('uses WAL, foreign keys and synchronous=FULL, also after a reopen of an existing WAL database', () => {

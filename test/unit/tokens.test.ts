@@ -1,7 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { randomBytes } from 'node:crypto';
 import { Barrier, initSodium } from '../../src/secrets/barrier.js';
 import { openStore } from '../../src/store/index.js';
@@ -12,7 +11,7 @@ import { parseTokenTtl } from '../../src/authn/ttl.js';
 beforeAll(() => initSodium());
 
 function setup() {
-  const store = openStore(join(mkdtempSync(join(tmpdir(), 'coffer-tok-')), 'c.db'));
+  const store = openStore(join(tempDir('coffer-tok-'), 'c.db'));
   const barrier = Barrier.open(randomBytes(32), store.keyring);
   let ms = 1_700_000_000_000;
   const svc = new TokenService({
