@@ -20,11 +20,17 @@ export default {
   packageManager: 'npm',
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts', related: true },
+  plugins: ['@stryker-mutator/*', './scripts/stryker-message-ignorer.mjs'],
+  ignorers: ['error-messages'],
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.json',
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   mutate,
   coverageAnalysis: 'perTest',
+  // Static mutants (module-level constants, e.g. a regex) run every related
+  // test — with the in-process e2e suite that is minutes per mutant on two
+  // cores. Skipped by default (reported as Ignored); MUTATION_STATIC=1 runs them.
+  ignoreStatic: process.env.MUTATION_STATIC !== '1',
   // Per module, so running one module keeps the others' results.
   incremental: true,
   incrementalFile: `${dir}/stryker-incremental.json`,

@@ -11,6 +11,9 @@ export default mergeConfig(
   base,
   defineConfig({
     test: {
+      // Instrumented code under a shared CPU: the thundering-herd enrolment test needs more than 30 s.
+      testTimeout: 120_000,
+      hookTimeout: 120_000,
       exclude: [
         '**/node_modules/**',
         // Spawn bin/coffer.js or bin/coffer-provider.js (dist/).
