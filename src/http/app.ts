@@ -1,5 +1,7 @@
 /** The hono application: middleware, routes, error mapping. */
 import { Hono } from 'hono';
+import { PatternRouter } from 'hono/router/pattern-router';
+import { randomUUID } from 'node:crypto';
 import { CofferError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { HttpConfig } from './context.js';
@@ -16,9 +18,45 @@ import { registerResources } from './routes/resources.js';
 import { registerRoles } from './routes/roles.js';
 import { registerSecrets } from './routes/secrets.js';
 
+/**
+ * Bounds on a request's path, checked before routing. An identifier is at
+ * most 4,096 characters, so at most 2,048 segments and 12,288 bytes when
+ * every character is percent-encoded ASCII; the bounds leave room for the
+ * route around it, so no addressable id is refused.
+ */
+export const MAX_PATH_BYTES = 12_800;
+export const MAX_PATH_SEGMENTS = 2_100;
+
+/**
+ * Refuses a request whose path is beyond the bounds, in time linear in the
+ * URL and before any routing or authentication; undefined when it is fine.
+ */
+export function refuseOversizedTarget(url: string): Response | undefined {
+  const start = url.indexOf('/', url.indexOf('://') + 3);
+  if (start < 0) return undefined;
+  let segments = 0;
+  let end = start;
+  for (; end < url.length; end++) {
+    const ch = url.charCodeAt(end);
+    if (ch === 0x3f || ch === 0x23) break; // '?' or '#'
+    if (ch === 0x2f) segments++;
+  }
+  const bytes = end - start;
+  if (bytes <= MAX_PATH_BYTES && segments <= MAX_PATH_SEGMENTS) return undefined;
+  const limit = bytes > MAX_PATH_BYTES ? `${MAX_PATH_BYTES} bytes` : `${MAX_PATH_SEGMENTS} segments`;
+  return new Response(JSON.stringify({ error: { code: 'uri_too_long', message: `The request path is longer than ${limit}` } }), {
+    status: 414,
+    headers: { 'Content-Type': 'application/json', 'X-Request-Id': randomUUID() },
+  });
+}
+
 export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv> {
   // strict: false — clients add trailing slashes (Ruby's secrets, Go's /resources/acct/).
-  const app = new Hono<HttpEnv>({ strict: false });
+  // PatternRouter: one anchored regex per route, so matching is linear in the
+  // path. The default SmartRouter picks TrieRouter for our `{.+}` routes, which
+  // re-joins the rest of the path at every segment — quadratic: a 14 KB
+  // unauthenticated /authn/acct/a/a/…/authenticate took seconds.
+  const app = new Hono<HttpEnv>({ strict: false, router: new PatternRouter() });
 
   app.use('*', async (c, next) => {
     const requestId = requestIdFor(c.req.header('x-request-id'));
