@@ -115,7 +115,13 @@ type Driver =
   | { kind: 'fts'; match: string }
   | { kind: 'time'; since: string; until: string };
 
-export function createAuditStore(db: Db) {
+export interface AuditStoreOptions {
+  /** Index entries per slice (tests use a few to exercise slicing on a small log). */
+  scanSlice?: number;
+}
+
+export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
+  const slice = Math.max(1, Math.floor(opts.scanSlice ?? AUDIT_SCAN_SLICE));
   const insert = db.prepare(
     `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
        client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
@@ -130,7 +136,7 @@ export function createAuditStore(db: Db) {
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
   const timeCount = db.prepare<[string, string, string], { n: number }>(
     'SELECT count(*) AS n FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_account_time ' +
-      `WHERE account = ? AND time >= ? AND time < ? LIMIT ${AUDIT_SCAN_SLICE + 1})`,
+      `WHERE account = ? AND time >= ? AND time < ? LIMIT ${slice + 1})`,
   );
   // Query texts repeat (one per filter combination and scope shape): compile each once.
   const statements = new Map<string, Statement>();
@@ -149,7 +155,7 @@ export function createAuditStore(db: Db) {
     if (f.since === undefined && f.until === undefined) return undefined;
     const since = f.since ?? TIME_MIN;
     const until = f.until ?? TIME_MAX;
-    return timeCount.get(f.account, since, until)!.n <= AUDIT_SCAN_SLICE ? { kind: 'time', since, until } : undefined;
+    return timeCount.get(f.account, since, until)!.n <= slice ? { kind: 'time', since, until } : undefined;
   }
 
   /**
@@ -195,7 +201,7 @@ export function createAuditStore(db: Db) {
       case 'index':
         return {
           bound: {
-            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ${AUDIT_SCAN_SLICE - 1}`,
+            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ${slice - 1}`,
             params: (from) => [...d.params, from],
           },
           rows: {
@@ -206,7 +212,7 @@ export function createAuditStore(db: Db) {
       case 'fts':
         return {
           bound: {
-            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ${AUDIT_SCAN_SLICE - 1}`,
+            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ${slice - 1}`,
             params: (from) => [d.match, from],
           },
           rows: {
