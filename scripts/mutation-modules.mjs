@@ -11,8 +11,9 @@ export const MODULES = {
   hostfactory: ['src/hostfactory/**/*.ts'],
   rbac: ['src/rbac/**/*.ts'],
   secrets: ['src/secrets/**/*.ts'],
-  // Policy loads: per-mode privilege checks (loader) and the writes (apply).
-  policy: ['src/policy/apply.ts', 'src/policy/loader.ts'],
+  // Policy loads: the writes (apply) and the loader's per-mode privilege
+  // checks (load/run/requireUpdateBeneath and isDeletion; not the dry-run report).
+  policy: ['src/policy/apply.ts', 'src/policy/loader.ts:55-160', 'src/policy/loader.ts:234-236'],
   // API keys, passwords, tokens, credentials, the authn service and throttle.
   authn: ['src/authn/*.ts'],
   // authn-jwt: config, JWKS, verification, replay.
