@@ -1,0 +1,1000 @@
+/**
+ * The security matrix (issue 13, item 1): every route in openapi.yaml × every
+ * kind of caller, against the real server, with Conjur's rules as the oracle —
+ * 401 unauthenticated, 404 when the caller cannot see the resource, 403 when
+ * it sees it but lacks the privilege, 2xx with exactly the privilege.
+ *
+ * Every refusal is also checked for what it must not do: no planted canary
+ * (the secret value, any API key, any token used here) in its body or
+ * headers, and no change to any table but the audit log (a digest of every
+ * row before and after). No answer but a successful fetch may hold the value.
+ *
+ * Caller kinds for token routes: no token, a junk header, a token whose
+ * signature was altered, an expired token (TestClock), a revoked token
+ * (DELETE /authn/{acct}/token), another account's token (its admin), a role
+ * that cannot see the resource, roles that see it without the privilege,
+ * roles with exactly the privilege, and the owner (a plain user owning the
+ * policies, not admin). Credential routes (authn, authn-jwt, host-factory
+ * enrolment) get their own kinds: missing, wrong and near-miss credentials, a
+ * token where a credential belongs, another account's credentials.
+ *
+ * A route in openapi.yaml without a row fails the first test.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { createAccountIn } from '../../src/server.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { Client, type Reply } from '../helpers/http.js';
+import { findOperation, listDocumentedRoutes, loadOpenApi } from '../helpers/openapi.js';
+import { runCli } from '../helpers/cli.js';
+import { DIGEST_REQUIRED_TABLES, garble, leakedCanaries, tableDigest, tokenCanaries } from '../helpers/security-matrix.js';
+
+const A = 'cucumber';
+const OTHER = 'other';
+const CANARY = 'canary-secret-Hq8Zr3Lw6Pt1';
+const VAR = 'svc/db/password';
+const VAR_ID = `${A}:variable:${VAR}`;
+const VAR_PATH = `/secrets/${A}/variable/${encodeURIComponent(VAR)}`;
+const HF_ID = `${A}:host_factory:svc/hf`;
+const VICTIM = 'host:svc/victim';
+const TEAM_PATH = `/roles/${A}/group/${encodeURIComponent('svc/team')}`;
+const MEMBER = `${A}:host:svc/member`;
+const NEW_PASSWORD = 'Str0ng-PASSword#1';
+/** What every successful policy load sends: a record that already exists (shadowed), so loads change nothing beneath. */
+const LOAD_TEXT = '- !variable v\n';
+
+// ---------------------------------------------------------------------------
+// The fixture
+
+/** Each role's standing, as the case names show it. */
+const ROLES: Record<string, string> = {
+  blind: 'no privilege anywhere',
+  'app-owner': 'owner of policies app, svc and the authn-jwt services',
+  'v-read': 'read on the variable',
+  'v-exec': 'execute on the variable',
+  'v-update': 'update on the variable',
+  'p-read': 'read on policy app',
+  'p-create': 'create on policy app',
+  'p-shallow': 'update on policy app and app/v, not on app/inner or app/inner/key',
+  'p-update': 'update on policy app and on everything beneath it',
+  'h-read': 'read on host svc/victim',
+  'h-update': 'update on host svc/victim',
+  'g-read': 'read on group svc/team',
+  'g-create': 'read on group svc/team, create on policy svc',
+  'g-update': 'read on group svc/team, update on policy svc',
+  'hf-read': 'read on the host factory',
+  'hf-exec': 'execute on the host factory',
+  'hf-update': 'update on the host factory',
+  'ws-read': 'read on webservice conjur/authn-jwt/static/status',
+  'ws-exec': 'execute on the static webservice and its status',
+  'ws-update': 'update on webservice conjur/authn-jwt/static',
+  auditor: 'audit on policy svc',
+  'root-reader': 'read on policy root',
+  'root-auditor': 'audit on policy root',
+  admin: 'owner of root',
+};
+const CALLER_USERS = Object.keys(ROLES).filter((u) => u !== 'admin');
+
+const STAGE_ROOT = `
+${[...CALLER_USERS, 'pw-user', 'rot-self'].map((u) => `- !user ${u}`).join('\n')}
+- !host pw-host
+- !policy
+  id: app
+  owner: !user app-owner
+  body:
+  - !variable v
+  - !policy
+    id: inner
+    body:
+    - !variable key
+- !policy
+  id: svc
+  owner: !user app-owner
+- !policy
+  id: conjur/authn-jwt/static
+  owner: !user app-owner
+  body:
+  - !webservice
+  - !webservice status
+  - !variable public-keys
+  - !variable issuer
+  - !group apps
+  - !permit
+    role: !group apps
+    privilege: [ read, authenticate ]
+    resource: !webservice
+- !policy
+  id: conjur/authn-jwt/gitlab
+  owner: !user app-owner
+  body:
+  - !webservice
+  - !variable public-keys
+  - !variable issuer
+  - !variable token-app-property
+  - !variable identity-path
+  - !group apps
+  - !permit
+    role: !group apps
+    privilege: [ read, authenticate ]
+    resource: !webservice
+`;
+
+/** Loaded into policy svc, so these rows belong to svc (membership changes need create/update on svc). */
+const STAGE_SVC = `
+- !variable db/password
+- !host victim
+- !host member
+- !group team
+- !layer nodes
+- !host-factory
+  id: hf
+  layers: [ !layer nodes ]
+`;
+
+const permit = (role: string, privilege: string, resources: string) => `- !permit
+  role: !user ${role}
+  privilege: [ ${privilege} ]
+  resource: [ ${resources} ]`;
+
+const STAGE_PERMITS = `
+- !host
+  id: jwt/static-runner
+  annotations:
+    authn-jwt/static/repository: acme/app
+- !host
+  id: jwt/outsider
+  annotations:
+    authn-jwt/static/repository: acme/app
+- !host
+  id: jwt/app1
+  annotations:
+    authn-jwt/gitlab/ref: main
+- !grant
+  role: !group conjur/authn-jwt/static/apps
+  member: !host jwt/static-runner
+- !grant
+  role: !group conjur/authn-jwt/gitlab/apps
+  member: !host jwt/app1
+${permit('v-read', 'read', `!variable ${VAR}`)}
+${permit('v-exec', 'execute', `!variable ${VAR}`)}
+${permit('v-update', 'update', `!variable ${VAR}`)}
+${permit('p-read', 'read', '!policy app')}
+${permit('p-create', 'create', '!policy app')}
+${permit('p-shallow', 'update', '!policy app, !variable app/v')}
+${permit('p-update', 'update', '!policy app, !variable app/v, !policy app/inner, !variable app/inner/key')}
+${permit('h-read', 'read', '!host svc/victim')}
+${permit('h-update', 'update', '!host svc/victim')}
+${permit('g-read', 'read', '!group svc/team')}
+${permit('g-create', 'read', '!group svc/team')}
+${permit('g-create', 'create', '!policy svc')}
+${permit('g-update', 'read', '!group svc/team')}
+${permit('g-update', 'update', '!policy svc')}
+${permit('hf-read', 'read', '!host-factory svc/hf')}
+${permit('hf-exec', 'execute', '!host-factory svc/hf')}
+${permit('hf-update', 'update', '!host-factory svc/hf')}
+${permit('ws-read', 'read', '!webservice conjur/authn-jwt/static/status')}
+${permit('ws-exec', 'execute', '!webservice conjur/authn-jwt/static/status, !webservice conjur/authn-jwt/static')}
+${permit('ws-update', 'update', '!webservice conjur/authn-jwt/static')}
+${permit('auditor', 'audit', '!policy svc')}
+${permit('root-reader', 'read', '!policy root')}
+${permit('root-auditor', 'audit', '!policy root')}
+`;
+
+let srv: TestServer;
+let api: Client;
+let home: string;
+/** login → API key (kept current when a key is rotated). */
+const keys = new Map<string, string>();
+/** login → a live access token. */
+const tokens = new Map<string, string>();
+/** name → planted value that no refusal may show. */
+const canaries = new Map<string, string>();
+let expiredToken = '';
+let revokedToken = '';
+let garbledToken = '';
+let foreignToken = '';
+let foreignKey = '';
+let hfLive = '';
+let hfExpired = '';
+let hfRevoked = '';
+let hfForDelete = 'not-created-yet';
+let freshToken = '';
+let enrolled = 0;
+let jwtKey: CryptoKey;
+let strangerKey: CryptoKey;
+
+const db = () => srv.server.vault.services.store.db;
+const nowSec = () => Math.floor(srv.clock.nowMs() / 1000);
+const futureIso = (seconds: number) => new Date(srv.clock.nowMs() + seconds * 1000).toISOString();
+const token = (login: string) => {
+  const t = tokens.get(login);
+  if (!t) throw new Error(`no token for ${login}`);
+  return t;
+};
+const key = (login: string) => {
+  const k = keys.get(login);
+  if (!k) throw new Error(`no API key for ${login}`);
+  return k;
+};
+function plant(name: string, value: string) {
+  canaries.set(name, value);
+}
+function plantToken(name: string, tokenJson: string) {
+  for (const [n, v] of tokenCanaries(name, tokenJson)) plant(n, v);
+}
+
+async function createHfToken(expiresInSeconds: number): Promise<string> {
+  const r = await api.request('POST', '/host_factory_tokens', {
+    token: token('admin'),
+    body: `host_factory=${encodeURIComponent(HF_ID)}&expiration=${encodeURIComponent(futureIso(expiresInSeconds))}`,
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+  });
+  expect(r.status, r.text).toBe(200);
+  const t = r.json[0].token as string;
+  plant(`host-factory token ${t.slice(0, 6)}`, t);
+  return t;
+}
+
+beforeAll(async () => {
+  const jwtPair = await generateKeyPair('ES256', { extractable: true });
+  jwtKey = jwtPair.privateKey;
+  strangerKey = (await generateKeyPair('ES256', { extractable: true })).privateKey;
+  const jwks = JSON.stringify({ type: 'jwks', value: { keys: [{ ...(await exportJWK(jwtPair.publicKey)), kid: 'k1', alg: 'ES256' }] } });
+
+  srv = await startTestServer({ account: A, flags: { authenticators: 'authn,authn-jwt/static,authn-jwt/gitlab' } });
+  api = new Client(srv.url, A);
+  home = mkdtempSync(join(tmpdir(), 'coffer-matrix-home-'));
+  keys.set('admin', srv.adminKey);
+  tokens.set('admin', await api.login('admin', srv.adminKey));
+  for (const [branch, text] of [['root', STAGE_ROOT], ['svc', STAGE_SVC], ['root', STAGE_PERMITS]] as const) {
+    const r = await api.loadPolicy(token('admin'), 'POST', branch, text);
+    expect(r.status, r.text).toBe(201);
+    for (const [id, c] of Object.entries(r.json.created_roles as Record<string, { api_key: string }>)) {
+      const [, kind, identifier] = id.split(':') as [string, string, string];
+      keys.set(kind === 'user' ? identifier : `${kind}/${identifier}`, c.api_key);
+    }
+  }
+  const set = async (id: string, value: string) => expect((await api.setSecret(token('admin'), id, value)).status).toBe(201);
+  await set(VAR, CANARY);
+  await set('conjur/authn-jwt/static/public-keys', jwks);
+  await set('conjur/authn-jwt/static/issuer', 'https://static.example');
+  await set('conjur/authn-jwt/gitlab/public-keys', jwks);
+  await set('conjur/authn-jwt/gitlab/issuer', 'https://gitlab.example');
+  await set('conjur/authn-jwt/gitlab/token-app-property', 'project_path');
+  await set('conjur/authn-jwt/gitlab/identity-path', 'jwt');
+
+  // Expired: a token and a host-factory token issued now, then the clock moves past both.
+  expiredToken = await api.login('app-owner', key('app-owner'));
+  hfExpired = await createHfToken(60);
+  srv.clock.advance(481); // default TTL 480 s
+
+  for (const login of ['admin', ...CALLER_USERS]) tokens.set(login, await api.login(login, key(login)));
+  revokedToken = await api.login('app-owner', key('app-owner'));
+  expect((await api.request('DELETE', `/authn/${A}/token`, { token: revokedToken })).status).toBe(204);
+  garbledToken = garble(token('app-owner'));
+  foreignKey = createAccountIn(srv.server.vault, OTHER).api_key;
+  foreignToken = await new Client(srv.url, OTHER).login('admin', foreignKey);
+  hfLive = await createHfToken(3600);
+  hfRevoked = await createHfToken(3600);
+  expect((await api.request('DELETE', `/host_factory_tokens/${hfRevoked}`, { token: token('admin') })).status).toBe(204);
+
+  plant('secret value', CANARY);
+  plant(`${OTHER} admin API key`, foreignKey);
+  for (const [login, k] of keys) plant(`API key of ${login}`, k);
+  for (const [login, t] of tokens) plantToken(login, t);
+  plantToken('expired token', expiredToken);
+  plantToken('revoked token', revokedToken);
+  plantToken('foreign token', foreignToken);
+  plant('garbled token signature', (JSON.parse(garbledToken) as { signature: string }).signature);
+});
+
+afterAll(async () => {
+  await srv?.close();
+  if (home) rmSync(home, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------
+// The matrix
+
+type Auth = { kind: 'none' } | { kind: 'token'; token: string } | { kind: 'raw'; header: string } | { kind: 'basic'; login: string; secret: string };
+
+interface Req {
+  method: string;
+  path: string;
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+interface Case {
+  who: string;
+  auth: () => Auth;
+  status: number;
+  /** A refusal although the status is 2xx (a batch's per-id error, a filtered listing or audit page). */
+  refused?: boolean;
+  /** A successful fetch: the only answers that may hold the secret value. */
+  revealsValue?: boolean;
+  check?: (r: Reply) => void | Promise<void>;
+  /** Runs before the digest is taken. */
+  setup?: () => Promise<void>;
+  /** Replaces the row's request (credential routes, fresh host-factory tokens). */
+  request?: () => Req;
+}
+
+interface Row {
+  /** `METHOD /template` exactly as in openapi.yaml. */
+  route: string;
+  what: string;
+  request: () => Req;
+  cases: Case[];
+}
+
+const none = (): Auth => ({ kind: 'none' });
+const bearer = (t: () => string) => (): Auth => ({ kind: 'token', token: t() });
+const raw = (header: () => string) => (): Auth => ({ kind: 'raw', header: header() });
+const basic = (login: string, secret: () => string) => (): Auth => ({ kind: 'basic', login, secret: secret() });
+const asUser = (login: string) => bearer(() => token(login));
+/** The same API key with one character changed (here: the last). */
+const nearMiss = (k: string) => `${k.slice(0, -1)}${k.endsWith('a') ? 'b' : 'a'}`;
+
+type Expect = number | { status: number; refused?: boolean; revealsValue?: boolean; check?: (r: Reply) => void | Promise<void> };
+
+function expected(e: Expect): Pick<Case, 'status' | 'refused' | 'revealsValue' | 'check'> {
+  return typeof e === 'number' ? { status: e } : e;
+}
+
+interface TokenSpec {
+  /** A role that cannot see the resource (default 404). */
+  blind?: Expect;
+  /** Another account's admin (default 404: nothing of this account is visible to it). */
+  foreign?: Expect;
+  /** Roles that see the resource without the privilege (403 unless said otherwise). */
+  seers?: Record<string, Expect>;
+  /** Roles holding exactly the privilege. */
+  exact?: Record<string, Expect>;
+  owner: Expect;
+  ownerLogin?: string;
+}
+
+/** The standard caller kinds for a token-protected route. */
+function tokenCases(spec: TokenSpec): Case[] {
+  const ownerLogin = spec.ownerLogin ?? 'app-owner';
+  const cases: Case[] = [
+    { who: 'no token', auth: none, status: 401 },
+    { who: 'a junk Authorization header', auth: raw(() => 'Token token="%%not-a-token%%"'), status: 401 },
+    { who: 'a token with its signature altered', auth: bearer(() => garbledToken), status: 401 },
+    { who: 'an expired token', auth: bearer(() => expiredToken), status: 401 },
+    { who: 'a revoked token', auth: bearer(() => revokedToken), status: 401 },
+    { who: `another account's token (${OTHER} admin)`, auth: bearer(() => foreignToken), ...expected(spec.foreign ?? 404) },
+    { who: 'blind: a role that cannot see it', auth: asUser('blind'), ...expected(spec.blind ?? 404) },
+  ];
+  for (const [login, e] of Object.entries(spec.seers ?? {})) {
+    cases.push({ who: `${login} (${ROLES[login]}): sees it without the privilege`, auth: asUser(login), ...expected(e) });
+  }
+  for (const [login, e] of Object.entries(spec.exact ?? {})) {
+    cases.push({ who: `${login} (${ROLES[login]}): exactly the privilege`, auth: asUser(login), ...expected(e) });
+  }
+  cases.push({ who: `owner ${ownerLogin} (${ROLES[ownerLogin]})`, auth: asUser(ownerLogin), ...expected(spec.owner) });
+  return cases;
+}
+
+/** Adds setup/request/check to the cases whose `who` starts with one of `prefixes`. */
+function amend(cases: Case[], prefixes: string[], extra: Partial<Case>): Case[] {
+  return cases.map((c) => (prefixes.some((p) => c.who.startsWith(p)) ? { ...c, ...extra } : c));
+}
+
+/** Cases for routes that never look at a token: a token sent anyway changes nothing. */
+const publicCases = (status: number, check?: (r: Reply) => void): Case[] => [
+  { who: 'no credentials', auth: none, status, check },
+  { who: 'a token with its signature altered (ignored)', auth: bearer(() => garbledToken), status, check },
+  { who: 'a junk Authorization header (ignored)', auth: raw(() => 'Token token="%%not-a-token%%"'), status, check },
+];
+
+const form = (body: string): Pick<Req, 'body' | 'headers'> => ({ body, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+const json = (o: unknown): Pick<Req, 'body' | 'headers'> => ({ body: JSON.stringify(o), headers: { 'Content-Type': 'application/json' } });
+
+/** A JWT as the authn-jwt services here expect it, unless overridden. */
+async function jwt(service: 'static' | 'gitlab', opts: { claims?: Record<string, unknown>; key?: CryptoKey } = {}): Promise<string> {
+  const claims = service === 'static'
+    ? { iss: 'https://static.example', repository: 'acme/app' }
+    : { iss: 'https://gitlab.example', project_path: 'app1', ref: 'main' };
+  return new SignJWT({ ...claims, iat: nowSec(), exp: nowSec() + 60, jti: randomUUID(), ...opts.claims })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .sign(opts.key ?? jwtKey);
+}
+
+/** JWT cases are async (signing); the value is prepared in setup and sent by request. */
+let currentJwt = '';
+function jwtCases(path: (account: string) => string, service: 'static' | 'gitlab', extra: Case[] = []): Case[] {
+  const withJwt = (who: string, status: number, make: () => Promise<string>, account = A): Case => ({
+    who,
+    auth: none,
+    status,
+    setup: async () => {
+      currentJwt = await make();
+    },
+    request: () => ({ method: 'POST', path: path(account), ...form(`jwt=${encodeURIComponent(currentJwt)}`) }),
+    check: status === 200 ? async (r) => expect((await api.request('GET', '/whoami', { token: r.text })).status).toBe(200) : undefined,
+  });
+  return [
+    { who: 'no jwt field', auth: none, status: 400, request: () => ({ method: 'POST', path: path(A), ...form('') }) },
+    withJwt('a garbled jwt', 401, async () => 'aaaa.bbbb.cccc'),
+    withJwt('a jwt signed by another key', 401, () => jwt(service, { key: strangerKey })),
+    withJwt('an expired jwt', 401, () => jwt(service, { claims: { iat: nowSec() - 120, exp: nowSec() - 60 } })),
+    withJwt('an access token in place of the jwt', 401, async () => token('app-owner')),
+    withJwt(`a valid jwt sent to another account (${OTHER})`, 401, () => jwt(service), OTHER),
+    ...extra.map((c) => ({ ...c, request: c.request ?? (() => ({ method: 'POST', path: path(A), ...form(`jwt=${encodeURIComponent(currentJwt)}`) })) })),
+    withJwt('a valid jwt', 200, () => jwt(service)),
+  ];
+}
+
+const listsVar = (r: Reply) => expect(JSON.stringify(r.json)).toContain(VAR_ID);
+const hidesVar = (r: Reply) => expect(JSON.stringify(r.json ?? r.text)).not.toContain(VAR_ID);
+const listingSpec = (): TokenSpec => ({
+  blind: { status: 200, refused: true, check: hidesVar },
+  foreign: { status: 200, refused: true, check: hidesVar },
+  exact: { 'v-read': { status: 200, check: listsVar } },
+  owner: { status: 200, check: listsVar },
+});
+
+const batchOutcome = (code: 'not_found' | 'forbidden'): Expect => ({
+  status: 200,
+  refused: true,
+  check: (r) => {
+    expect(r.json.values).toEqual({});
+    expect(r.json.errors[VAR_ID]?.code).toBe(code);
+  },
+});
+const batchValue: Expect = { status: 200, revealsValue: true, check: (r) => expect(r.json.values[VAR_ID]).toBe(CANARY) };
+const rawValue: Expect = { status: 200, revealsValue: true, check: (r) => expect(r.text).toBe(CANARY) };
+
+const emptyAuditPage: Expect = { status: 200, refused: true, check: (r) => expect(r.json.events).toEqual([]) };
+const auditPageWithVar: Expect = {
+  status: 200,
+  check: (r) => expect((r.json.events as { resource: string | null }[]).some((e) => e.resource === VAR_ID)).toBe(true),
+};
+
+const ROWS: Row[] = [
+  // --- unauthenticated
+  { route: 'GET /', what: 'status page', request: () => ({ method: 'GET', path: '/' }), cases: publicCases(200) },
+  { route: 'GET /health', what: 'health', request: () => ({ method: 'GET', path: '/health' }), cases: publicCases(200) },
+  { route: 'GET /authenticators', what: 'authenticator listing', request: () => ({ method: 'GET', path: '/authenticators' }), cases: publicCases(200) },
+  {
+    route: 'GET /public_keys/{account}/{kind}/{id}',
+    what: 'public keys of a user',
+    request: () => ({ method: 'GET', path: `/public_keys/${A}/user/app-owner` }),
+    cases: publicCases(200, (r) => expect(r.text).toBe('\n')),
+  },
+
+  // --- any valid token
+  {
+    route: 'GET /whoami',
+    what: 'identity of the caller',
+    request: () => ({ method: 'GET', path: '/whoami' }),
+    cases: tokenCases({
+      blind: { status: 200, check: (r) => expect([r.json.account, r.json.username]).toEqual([A, 'blind']) },
+      foreign: { status: 200, check: (r) => expect([r.json.account, r.json.username]).toEqual([OTHER, 'admin']) },
+      owner: { status: 200, check: (r) => expect(r.json.username).toBe('app-owner') },
+    }),
+  },
+  {
+    route: 'DELETE /authn/{account}/token',
+    what: 'revoking the presented token',
+    request: () => ({ method: 'DELETE', path: `/authn/${A}/token` }),
+    cases: [
+      ...tokenCases({ blind: 204, owner: 204 }).filter((c) => !c.who.startsWith('blind') && !c.who.startsWith('owner')),
+      {
+        who: 'a fresh token of its own',
+        auth: bearer(() => freshToken),
+        status: 204,
+        setup: async () => {
+          freshToken = await api.login('blind', key('blind'));
+          plantToken('fresh token', freshToken);
+        },
+        check: async () => expect((await api.request('GET', '/whoami', { token: freshToken })).status).toBe(401),
+      },
+    ],
+  },
+
+  // --- authn: the credential is the request
+  {
+    route: 'GET /authn/{account}/login',
+    what: 'Basic login → API key',
+    request: () => ({ method: 'GET', path: `/authn/${A}/login` }),
+    cases: [
+      { who: 'no credentials', auth: none, status: 401 },
+      { who: 'a wrong password', auth: basic('pw-user', () => 'Wrong-Passw0rd!!'), status: 401 },
+      { who: 'the API key with its last character changed', auth: basic('pw-user', () => nearMiss(key('pw-user'))), status: 401 },
+      { who: 'an access token instead of Basic', auth: asUser('v-read'), status: 401 },
+      { who: 'Basic naming another role with ?role=', auth: basic('pw-user', () => key('pw-user')), status: 401, request: () => ({ method: 'GET', path: `/authn/${A}/login?role=user:v-read` }) },
+      { who: `another account's credentials (${OTHER} admin)`, auth: basic('admin', () => foreignKey), status: 401 },
+      { who: 'its own API key', auth: basic('pw-user', () => key('pw-user')), status: 200, check: (r) => expect(r.text).toBe(key('pw-user')) },
+    ],
+  },
+  {
+    route: 'POST /authn/{account}/{login}/authenticate',
+    what: 'API key → access token',
+    request: () => ({ method: 'POST', path: `/authn/${A}/pw-user/authenticate`, body: key('pw-user') }),
+    cases: [
+      { who: 'no API key (empty body)', auth: none, status: 401, request: () => ({ method: 'POST', path: `/authn/${A}/pw-user/authenticate`, body: '' }) },
+      { who: 'the API key with its last character changed', auth: none, status: 401, request: () => ({ method: 'POST', path: `/authn/${A}/pw-user/authenticate`, body: nearMiss(key('pw-user')) }) },
+      { who: 'an access token as the credential', auth: none, status: 401, request: () => ({ method: 'POST', path: `/authn/${A}/pw-user/authenticate`, body: token('v-read') }) },
+      { who: 'a role that does not exist', auth: none, status: 401, request: () => ({ method: 'POST', path: `/authn/${A}/nobody/authenticate`, body: key('pw-user') }) },
+      { who: `another account's API key (${OTHER} admin's key for ${A} admin)`, auth: none, status: 401, request: () => ({ method: 'POST', path: `/authn/${A}/admin/authenticate`, body: foreignKey }) },
+      { who: 'its own API key', auth: none, status: 200, check: async (r) => expect((await api.request('GET', '/whoami', { token: r.text })).json.username).toBe('pw-user') },
+    ],
+  },
+  {
+    route: 'PUT /authn/{account}/password',
+    what: 'password change (Basic, same user only)',
+    request: () => ({ method: 'PUT', path: `/authn/${A}/password`, body: NEW_PASSWORD }),
+    cases: [
+      { who: 'no credentials', auth: none, status: 401 },
+      { who: 'a wrong password', auth: basic('pw-user', () => 'Wrong-Passw0rd!!'), status: 401 },
+      { who: 'the API key with its last character changed', auth: basic('pw-user', () => nearMiss(key('pw-user'))), status: 401 },
+      { who: 'an access token instead of Basic', auth: asUser('v-read'), status: 401 },
+      { who: 'Basic naming another role with ?role=', auth: basic('pw-user', () => key('pw-user')), status: 401, request: () => ({ method: 'PUT', path: `/authn/${A}/password?role=user:v-read`, body: NEW_PASSWORD }) },
+      { who: `another account's credentials (${OTHER} admin)`, auth: basic('admin', () => foreignKey), status: 401 },
+      { who: 'a host (hosts have no password)', auth: basic('host/pw-host', () => key('host/pw-host')), status: 403 },
+      {
+        who: 'its own API key',
+        auth: basic('pw-user', () => key('pw-user')),
+        status: 204,
+        check: async (r) => {
+          expect(r.text).toBe('');
+          const login = await api.request('GET', `/authn/${A}/login`, { headers: { Authorization: `Basic ${Buffer.from(`pw-user:${NEW_PASSWORD}`).toString('base64')}` } });
+          expect(login.status).toBe(200);
+        },
+      },
+    ],
+  },
+  {
+    route: 'PUT /authn/{account}/api_key',
+    what: 'own API key rotation (Basic)',
+    request: () => ({ method: 'PUT', path: `/authn/${A}/api_key` }),
+    cases: [
+      { who: 'no credentials', auth: none, status: 401 },
+      { who: 'a wrong password', auth: basic('rot-self', () => 'Wrong-Passw0rd!!'), status: 401 },
+      { who: 'the API key with its last character changed', auth: basic('rot-self', () => nearMiss(key('rot-self'))), status: 401 },
+      { who: 'Basic naming another role with ?role=', auth: basic('rot-self', () => key('rot-self')), status: 401, request: () => ({ method: 'PUT', path: `/authn/${A}/api_key?role=${VICTIM}` }) },
+      { who: 'an access token on its own record', auth: asUser('v-read'), status: 401 },
+      {
+        who: 'its own API key',
+        auth: basic('rot-self', () => key('rot-self')),
+        status: 200,
+        check: async (r) => {
+          const old = key('rot-self');
+          expect(r.text).not.toBe(old);
+          keys.set('rot-self', r.text);
+          plant('API key of rot-self (rotated)', r.text);
+          expect((await api.request('POST', `/authn/${A}/rot-self/authenticate`, { body: old })).status).toBe(401);
+        },
+      },
+    ],
+  },
+  {
+    route: 'PUT /authn/{account}/api_key',
+    what: `rotating another role's API key (?role=${VICTIM}, needs update)`,
+    request: () => ({ method: 'PUT', path: `/authn/${A}/api_key?role=${VICTIM}` }),
+    cases: tokenCases({
+      seers: { 'h-read': 403 },
+      exact: { 'h-update': { status: 200, check: (r) => plant('API key of victim (rotated by h-update)', r.text) } },
+      owner: { status: 200, check: (r) => plant('API key of victim (rotated by owner)', r.text) },
+    }),
+  },
+  {
+    route: 'GET /authn/{account}/api_key',
+    what: 'own API key information (Basic)',
+    request: () => ({ method: 'GET', path: `/authn/${A}/api_key` }),
+    cases: [
+      { who: 'no credentials', auth: none, status: 401 },
+      { who: 'the API key with its last character changed', auth: basic('pw-user', () => nearMiss(key('pw-user'))), status: 401 },
+      { who: 'Basic naming another role with ?role=', auth: basic('pw-user', () => key('pw-user')), status: 401, request: () => ({ method: 'GET', path: `/authn/${A}/api_key?role=${VICTIM}` }) },
+      { who: 'its own API key', auth: basic('pw-user', () => key('pw-user')), status: 200, check: (r) => expect(r.json.role).toBe(`${A}:user:pw-user`) },
+    ],
+  },
+  {
+    route: 'GET /authn/{account}/api_key',
+    what: `another role's API key information (?role=${VICTIM}, needs update)`,
+    request: () => ({ method: 'GET', path: `/authn/${A}/api_key?role=${VICTIM}` }),
+    cases: tokenCases({
+      seers: { 'h-read': 403 },
+      exact: { 'h-update': { status: 200, check: (r) => expect(r.json.role).toBe(`${A}:${VICTIM}`) } },
+      owner: 200,
+    }),
+  },
+
+  // --- authn-jwt
+  {
+    route: 'POST /authn-jwt/{service_id}/{account}/authenticate',
+    what: 'JWT → access token, identity from the token (gitlab)',
+    request: () => ({ method: 'POST', path: `/authn-jwt/gitlab/${A}/authenticate` }),
+    cases: jwtCases((acct) => `/authn-jwt/gitlab/${acct}/authenticate`, 'gitlab'),
+  },
+  {
+    route: 'POST /authn-jwt/{service_id}/{account}/{id}/authenticate',
+    what: 'JWT → access token, identity in the URL (static)',
+    request: () => ({ method: 'POST', path: `/authn-jwt/static/${A}/${encodeURIComponent('host/jwt/static-runner')}/authenticate` }),
+    cases: jwtCases((acct) => `/authn-jwt/static/${acct}/${encodeURIComponent('host/jwt/static-runner')}/authenticate`, 'static', [
+      {
+        who: 'a valid jwt for a host without authenticate on the service',
+        auth: none,
+        status: 401,
+        setup: async () => {
+          currentJwt = await jwt('static');
+        },
+        request: () => ({ method: 'POST', path: `/authn-jwt/static/${A}/${encodeURIComponent('host/jwt/outsider')}/authenticate`, ...form(`jwt=${encodeURIComponent(currentJwt)}`) }),
+      },
+    ]),
+  },
+  {
+    route: 'GET /authn-jwt/{service_id}/{account}/status',
+    what: 'authenticator status (needs read on the status webservice; Conjur answers 403 without it, visible or not)',
+    request: () => ({ method: 'GET', path: `/authn-jwt/static/${A}/status` }),
+    cases: tokenCases({
+      blind: 403,
+      foreign: 403,
+      seers: { 'ws-exec': 403 },
+      exact: { 'ws-read': { status: 200, check: (r) => expect(r.json).toEqual({ status: 'ok' }) } },
+      owner: 200,
+    }),
+  },
+  {
+    route: 'PATCH /authn-jwt/{service_id}/{account}',
+    what: 'enabling an authenticator (needs update on its webservice)',
+    request: () => ({ method: 'PATCH', path: `/authn-jwt/static/${A}`, ...form('enabled=true') }),
+    cases: tokenCases({
+      seers: { 'ws-exec': 403 },
+      exact: { 'ws-update': 204 },
+      owner: 204,
+    }),
+  },
+
+  // --- policies
+  {
+    route: 'POST /policies/{account}/policy/{id}',
+    what: 'add to policy app (needs create)',
+    request: () => ({ method: 'POST', path: `/policies/${A}/policy/app`, body: LOAD_TEXT }),
+    cases: tokenCases({ seers: { 'p-read': 403, 'p-update': 403 }, exact: { 'p-create': 201 }, owner: 201 }),
+  },
+  {
+    route: 'PATCH /policies/{account}/policy/{id}',
+    what: 'update policy app (needs update on the policy only)',
+    request: () => ({ method: 'PATCH', path: `/policies/${A}/policy/app`, body: LOAD_TEXT }),
+    cases: tokenCases({ seers: { 'p-read': 403, 'p-create': 403 }, exact: { 'p-shallow': 201, 'p-update': 201 }, owner: 201 }),
+  },
+  {
+    route: 'PUT /policies/{account}/policy/{id}',
+    what: 'replace policy app (needs update on it and on everything beneath: app/inner, app/inner/key)',
+    request: () => ({ method: 'PUT', path: `/policies/${A}/policy/app`, body: LOAD_TEXT }),
+    cases: tokenCases({ seers: { 'p-read': 403, 'p-create': 403, 'p-shallow': 403 }, exact: { 'p-update': 201 }, owner: 201 }),
+  },
+  {
+    route: 'PUT /policies/{account}/policy/{id}',
+    what: 'dry run of a replace of policy app (refused beneath as a real one)',
+    request: () => ({ method: 'PUT', path: `/policies/${A}/policy/app?dryRun=true`, body: LOAD_TEXT }),
+    cases: tokenCases({ seers: { 'p-read': 403, 'p-create': 403, 'p-shallow': 403 }, exact: { 'p-update': 200 }, owner: 200 }),
+  },
+  {
+    route: 'GET /policies/{account}/policy/{id}',
+    what: 'effective policy of app (only roles holding its owner role; others get 404)',
+    request: () => ({ method: 'GET', path: `/policies/${A}/policy/app` }),
+    cases: tokenCases({ seers: { 'p-read': 404, 'p-update': 404 }, owner: { status: 200, check: (r) => expect(r.text).toContain('inner') } }),
+  },
+
+  // --- resources
+  { route: 'GET /resources', what: 'listing across accounts (filtered)', request: () => ({ method: 'GET', path: '/resources' }), cases: tokenCases(listingSpec()) },
+  { route: 'GET /resources/{account}', what: 'listing (filtered)', request: () => ({ method: 'GET', path: `/resources/${A}` }), cases: tokenCases(listingSpec()) },
+  { route: 'GET /resources/{account}/{kind}', what: 'listing of variables (filtered)', request: () => ({ method: 'GET', path: `/resources/${A}/variable` }), cases: tokenCases(listingSpec()) },
+  {
+    route: 'GET /resources/{account}/{kind}/{id}',
+    what: 'show the variable (any privilege makes it visible; never the value)',
+    request: () => ({ method: 'GET', path: `/resources/${A}/variable/${encodeURIComponent(VAR)}` }),
+    cases: tokenCases({
+      exact: { 'v-read': { status: 200, check: (r) => expect(r.json.id).toBe(VAR_ID) }, 'v-exec': 200, 'v-update': 200 },
+      owner: 200,
+    }),
+  },
+  {
+    route: 'GET /resources/{account}/{kind}/{id}',
+    what: 'permission check ?check=true&privilege=execute (not allowed → 404)',
+    request: () => ({ method: 'GET', path: `/resources/${A}/variable/${encodeURIComponent(VAR)}?check=true&privilege=execute` }),
+    cases: tokenCases({ seers: { 'v-read': 404, 'v-update': 404 }, exact: { 'v-exec': 204 }, owner: 204 }),
+  },
+  {
+    route: 'GET /resources/{account}/{kind}/{id}',
+    what: 'permitted roles ?permitted_roles=true&privilege=execute',
+    request: () => ({ method: 'GET', path: `/resources/${A}/variable/${encodeURIComponent(VAR)}?permitted_roles=true&privilege=execute` }),
+    cases: tokenCases({ exact: { 'v-read': { status: 200, check: (r) => expect(r.json).toContain(`${A}:user:v-exec`) } }, owner: 200 }),
+  },
+
+  // --- roles
+  {
+    route: 'GET /roles/{account}/{kind}/{id}',
+    what: 'show group svc/team',
+    request: () => ({ method: 'GET', path: TEAM_PATH }),
+    cases: tokenCases({ exact: { 'g-read': { status: 200, check: (r) => expect(r.json.id).toBe(`${A}:group:svc/team`) } }, owner: 200 }),
+  },
+  {
+    route: 'POST /roles/{account}/{kind}/{id}',
+    what: 'add a member to group svc/team (needs create on policy svc)',
+    request: () => ({ method: 'POST', path: `${TEAM_PATH}?members&member=${encodeURIComponent(MEMBER)}` }),
+    cases: tokenCases({ seers: { 'g-read': 403, 'g-update': 403 }, exact: { 'g-create': 204 }, owner: 204 }),
+  },
+  {
+    route: 'DELETE /roles/{account}/{kind}/{id}',
+    what: 'remove a member from group svc/team (needs update on policy svc)',
+    request: () => ({ method: 'DELETE', path: `${TEAM_PATH}?members&member=${encodeURIComponent(MEMBER)}` }),
+    cases: amend(tokenCases({ seers: { 'g-read': 403, 'g-create': 403 }, exact: { 'g-update': 204 }, owner: 204 }), [''], {
+      // The membership exists before every attempt, so a refusal has something to leave alone.
+      setup: async () => {
+        const r = await api.request('POST', `${TEAM_PATH}?members&member=${encodeURIComponent(MEMBER)}`, { token: token('admin') });
+        expect(r.status).toBe(204);
+      },
+    }),
+  },
+
+  // --- secrets: fetch paths (read without execute is refused on every one)
+  {
+    route: 'GET /secrets/{account}/{kind}/{id}',
+    what: 'fetch the variable (needs execute)',
+    request: () => ({ method: 'GET', path: VAR_PATH }),
+    cases: tokenCases({ seers: { 'v-read': 403, 'v-update': 403 }, exact: { 'v-exec': rawValue }, owner: rawValue }),
+  },
+  {
+    route: 'GET /secrets/{account}/{kind}/{id}',
+    what: 'fetch version 1 of the variable (needs execute)',
+    request: () => ({ method: 'GET', path: `${VAR_PATH}?version=1` }),
+    cases: tokenCases({ seers: { 'v-read': 403, 'v-update': 403 }, exact: { 'v-exec': rawValue }, owner: rawValue }),
+  },
+  {
+    route: 'GET /secrets',
+    what: 'batch fetch ?variable_ids= (needs execute; Conjur checks it before visibility, so invisible is 403 too)',
+    request: () => ({ method: 'GET', path: `/secrets?variable_ids=${encodeURIComponent(VAR_ID)}` }),
+    cases: tokenCases({
+      blind: 403,
+      foreign: 403,
+      seers: { 'v-read': 403, 'v-update': 403 },
+      exact: { 'v-exec': { status: 200, revealsValue: true, check: (r) => expect(r.json[VAR_ID]).toBe(CANARY) } },
+      owner: { status: 200, revealsValue: true, check: (r) => expect(r.json[VAR_ID]).toBe(CANARY) },
+    }),
+  },
+  {
+    route: 'POST /secrets/{account}/batch',
+    what: "per-variable batch fetch (coffer run's path; needs execute per id)",
+    request: () => ({ method: 'POST', path: `/secrets/${A}/batch`, ...json({ ids: [VAR_ID] }) }),
+    cases: tokenCases({
+      blind: batchOutcome('not_found'),
+      foreign: batchOutcome('not_found'),
+      seers: { 'v-read': batchOutcome('forbidden'), 'v-update': batchOutcome('forbidden') },
+      exact: { 'v-exec': batchValue },
+      owner: batchValue,
+    }),
+  },
+  // --- secrets: writes (after the fetches, which expect the planted value)
+  {
+    route: 'POST /secrets/{account}/{kind}/{id}',
+    what: 'set the variable (needs update)',
+    request: () => ({ method: 'POST', path: VAR_PATH, body: `${CANARY}-written`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } }),
+    cases: amend(tokenCases({ seers: { 'v-read': 403, 'v-exec': 403 }, exact: { 'v-update': 201 }, owner: 201 }), ['v-update', 'owner'], {
+      check: async (r) => {
+        expect(r.text).toBe('');
+        expect((await api.getSecret(token('admin'), VAR)).text).toBe(`${CANARY}-written`);
+      },
+    }),
+  },
+  {
+    route: 'POST /secrets/{account}/{kind}/{id}',
+    what: 'clear expirations ?expirations (needs update)',
+    request: () => ({ method: 'POST', path: `${VAR_PATH}?expirations` }),
+    cases: tokenCases({ seers: { 'v-read': 403, 'v-exec': 403 }, exact: { 'v-update': 201 }, owner: 201 }),
+  },
+
+  // --- host factory
+  {
+    route: 'POST /host_factory_tokens',
+    what: 'create host-factory tokens (needs execute)',
+    request: () => ({ method: 'POST', path: '/host_factory_tokens', ...form(`host_factory=${encodeURIComponent(HF_ID)}&expiration=${encodeURIComponent(futureIso(3600))}`) }),
+    cases: amend(tokenCases({ seers: { 'hf-read': 403, 'hf-update': 403 }, exact: { 'hf-exec': 200 }, owner: 200 }), ['hf-exec', 'owner'], {
+      check: (r) => {
+        expect(r.json).toHaveLength(1);
+        plant(`host-factory token ${r.json[0].token.slice(0, 6)}`, r.json[0].token);
+      },
+    }),
+  },
+  {
+    route: 'DELETE /host_factory_tokens/{token}',
+    what: 'revoke a host-factory token (needs update)',
+    request: () => ({ method: 'DELETE', path: `/host_factory_tokens/${hfLive}` }),
+    cases: amend(tokenCases({ seers: { 'hf-read': 403, 'hf-exec': 403 }, exact: { 'hf-update': 204 }, owner: 204 }), ['hf-update', 'owner'], {
+      setup: async () => {
+        hfForDelete = await createHfToken(3600);
+      },
+      request: () => ({ method: 'DELETE', path: `/host_factory_tokens/${hfForDelete}` }),
+      check: async () => {
+        const r = await api.request('POST', '/host_factories/hosts', { ...form('id=never'), headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: `Token token="${hfForDelete}"` } });
+        expect(r.status).toBe(401);
+      },
+    }),
+  },
+  {
+    route: 'POST /host_factories/hosts',
+    what: 'enrol a host with a host-factory token',
+    request: () => ({ method: 'POST', path: '/host_factories/hosts', ...form(`id=svc/enrolled-${++enrolled}`) }),
+    cases: [
+      { who: 'no token', auth: none, status: 401 },
+      { who: 'a junk token', auth: raw(() => 'Token token="not-a-host-factory-token"'), status: 401 },
+      { who: 'the live token with its last character changed', auth: raw(() => `Token token="${nearMiss(hfLive)}"`), status: 401 },
+      { who: 'an access token in place of the host-factory token', auth: bearer(() => token('app-owner')), status: 401 },
+      { who: 'an expired host-factory token', auth: raw(() => `Token token="${hfExpired}"`), status: 401 },
+      { who: 'a revoked host-factory token', auth: raw(() => `Token token="${hfRevoked}"`), status: 401 },
+      {
+        who: 'a live host-factory token',
+        auth: raw(() => `Token token="${hfLive}"`),
+        status: 201,
+        check: (r) => {
+          expect(r.json.id).toBe(`${A}:host:svc/enrolled-${enrolled}`);
+          plant('API key of an enrolled host', r.json.api_key);
+        },
+      },
+    ],
+  },
+
+  // --- audit
+  {
+    route: 'GET /audit/{account}',
+    what: 'audit events (filtered to what the caller may audit)',
+    request: () => ({ method: 'GET', path: `/audit/${A}?limit=1000` }),
+    cases: tokenCases({
+      blind: emptyAuditPage,
+      foreign: emptyAuditPage,
+      seers: { 'v-read': emptyAuditPage },
+      exact: { auditor: auditPageWithVar },
+      owner: auditPageWithVar,
+    }),
+  },
+  {
+    route: 'GET /audit/{account}/verify',
+    what: 'verify the audit chain (needs audit on policy root; refused with 403 whether root is visible or not)',
+    request: () => ({ method: 'GET', path: `/audit/${A}/verify` }),
+    cases: tokenCases({
+      blind: 403,
+      foreign: 403,
+      seers: { 'root-reader': 403, auditor: 403 },
+      exact: { 'root-auditor': { status: 200, check: (r) => expect(r.json.ok).toBe(true) } },
+      owner: 200,
+      ownerLogin: 'admin',
+    }),
+  },
+];
+
+async function send(req: Req, auth: Auth): Promise<Reply> {
+  const headers: Record<string, string> = { ...req.headers };
+  let tokenJson: string | undefined;
+  if (auth.kind === 'token') tokenJson = auth.token;
+  if (auth.kind === 'raw') headers.Authorization = auth.header;
+  if (auth.kind === 'basic') headers.Authorization = `Basic ${Buffer.from(`${auth.login}:${auth.secret}`).toString('base64')}`;
+  return api.request(req.method, req.path, { body: req.body, headers, token: tokenJson });
+}
+
+const routeKey = (method: string, template: string) => `${method.toUpperCase()} ${template}`;
+/** The security requirements openapi.yaml states for a route, e.g. ['conjurToken'] or ['basicAuth', 'conjurToken']. */
+function schemesOf(route: string): string[] {
+  const [method, path] = route.split(' ') as [string, string];
+  const op = loadOpenApi().paths[path]?.[method.toLowerCase()];
+  return ((op?.security ?? []) as Record<string, unknown>[]).flatMap((s) => Object.keys(s));
+}
+const TOKEN_KINDS = ['no token', 'a junk Authorization header', 'a token with its signature altered', 'an expired token', 'a revoked token', "another account's token", 'blind:', 'owner '];
+
+describe('the matrix covers every route', () => {
+  it('has a row for every operation in openapi.yaml and none for an undocumented one', () => {
+    const documented = new Set(listDocumentedRoutes().map((r) => routeKey(r.method, r.path)));
+    const covered = new Set(ROWS.map((r) => r.route));
+    const missing = [...documented].filter((r) => !covered.has(r)).sort();
+    const unknown = [...covered].filter((r) => !documented.has(r)).sort();
+    expect({ missing, unknown }).toEqual({ missing: [], unknown: [] });
+    expect(documented.size).toBeGreaterThan(30);
+  });
+
+  it("sends every case's request to the route its row names", () => {
+    const wrong: string[] = [];
+    for (const row of ROWS) {
+      for (const c of row.cases) {
+        const req = (c.request ?? row.request)();
+        const found = routeKey(req.method, findOperation(req.method, req.path).template);
+        if (found !== row.route) wrong.push(`${row.route} / ${c.who}: ${req.method} ${req.path} is ${found}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('gives every token route the caller kinds: no, junk, altered, expired, revoked, foreign token, blind, owner; and a success', () => {
+    const problems: string[] = [];
+    const documented = listDocumentedRoutes().map((r) => routeKey(r.method, r.path));
+    for (const route of documented.filter((r) => schemesOf(r).includes('conjurToken'))) {
+      // Revoking the presented token acts on no resource: there is no one to be blind to it or to own it.
+      const kinds = route === 'DELETE /authn/{account}/token' ? TOKEN_KINDS.slice(0, 6) : TOKEN_KINDS;
+      const rows = ROWS.filter((r) => r.route === route);
+      const complete = (row: Row) => kinds.every((k) => row.cases.some((c) => c.who.startsWith(k))) && row.cases.some((c) => c.status < 300 && !c.refused);
+      // A route that also takes Basic credentials has its Basic rows besides its token rows.
+      const tokenOnly = !schemesOf(route).includes('basicAuth');
+      const bad = tokenOnly ? rows.filter((r) => !complete(r)).map((r) => r.what) : rows.some(complete) ? [] : ['no complete token row'];
+      for (const b of bad) problems.push(`${route}: ${b}`);
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('digests every table a refusal could change, and leaves out only the audit log and its index', () => {
+    const digest = tableDigest(db());
+    expect(Object.keys(digest)).toEqual(expect.arrayContaining(DIGEST_REQUIRED_TABLES));
+    expect(Object.keys(digest).filter((t) => t.startsWith('audit'))).toEqual([]);
+  });
+});
+
+for (const row of ROWS) {
+  describe(`${row.route} — ${row.what}`, () => {
+    for (const c of row.cases) {
+      const refused = c.refused ?? c.status >= 400;
+      it(`${c.who} → ${c.status}${refused ? ', refused: no canary in the answer, no table changed' : ''}`, async () => {
+        await c.setup?.();
+        const req = (c.request ?? row.request)();
+        const before = tableDigest(db());
+        const r = await send(req, c.auth());
+        expect(r.status, `${req.method} ${req.path}: ${r.text.slice(0, 400)}`).toBe(c.status);
+        if (refused) {
+          expect(leakedCanaries(r, canaries)).toEqual([]);
+          expect(tableDigest(db())).toEqual(before);
+        } else if (!c.revealsValue) {
+          expect(r.text).not.toContain(CANARY);
+        }
+        await c.check?.(r);
+      });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// `coffer run` (the CLI's batch path) at the read/execute boundary
+
+describe('coffer run at the read/execute boundary', () => {
+  const runAs = async (login: string, outFile: string) => {
+    const res = await runCli(
+      ['run', '--yaml', `DB_PASS: !var ${VAR}`, '--', process.execPath, '-e', `require('fs').writeFileSync(${JSON.stringify(outFile)}, process.env.DB_PASS ?? '')`],
+      {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: home,
+          CONJUR_APPLIANCE_URL: srv.url,
+          CONJUR_ACCOUNT: A,
+          CONJUR_AUTHN_LOGIN: login,
+          CONJUR_AUTHN_API_KEY: key(login),
+        },
+      },
+    );
+    return res;
+  };
+
+  it('v-read (read, no execute): exits 127 naming the variable, never starts the command, and shows no value', async () => {
+    const out = join(home, 'v-read.out');
+    const res = await runAs('v-read', out);
+    expect(res.code).toBe(127);
+    expect(res.err).toContain('DB_PASS');
+    expect(existsSync(out)).toBe(false);
+    expect(`${res.out}${res.err}`).not.toContain(CANARY);
+    expect(`${res.out}${res.err}`).not.toContain(key('v-read'));
+  });
+
+  it('v-exec (execute, no read): the command gets the value', async () => {
+    const out = join(home, 'v-exec.out');
+    const res = await runAs('v-exec', out);
+    expect(res.err).toBe('');
+    expect(res.code).toBe(0);
+    const current = (await api.getSecret(token('admin'), VAR)).text;
+    expect(current.startsWith(CANARY)).toBe(true);
+    expect(readFileSync(out, 'utf8')).toBe(current);
+    expect(`${res.out}${res.err}`).not.toContain(CANARY);
+  });
+});
