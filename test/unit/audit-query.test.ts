@@ -9,9 +9,9 @@
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { openDatabase, type Db } from '../../src/store/db.js';
 import { openStore } from '../../src/store/index.js';
 import { createAuditStore, type AuditFilter, type AuditRow, type AuditScope } from '../../src/store/audit.js';
@@ -375,7 +375,7 @@ describe('the full-text index', () => {
   });
 
   it('is backfilled by the migration for events logged before it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'coffer-auditq-'));
+    const dir = tempDir('coffer-auditq-');
     // A migrations directory that stops before 0006, then the real one.
     const partial = join(dir, 'migrations');
     const all = join(process.cwd(), 'migrations');
@@ -398,7 +398,7 @@ describe('the full-text index', () => {
 
 describe('a query that walks many events', () => {
   it('lets the event loop turn between slices (the reader awaits between them)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'coffer-auditq-'));
+    const dir = tempDir('coffer-auditq-');
     const store = openStore(join(dir, 'c.db'));
     insertAll(
       store.db,
