@@ -273,7 +273,7 @@ describe('validateResponse', () => {
     validateResponse('POST', '/policies/acme/policy/root', 422, 'application/json', {
       error: { code: 'validation_failed', message: 'policy_text is not present', details: [{ code: 'validation_failed', target: 'policy_text', message: 'is not present' }] },
     });
-    validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, account: 'acme', events: 2, last_seq: 2, first_bad_seq: 3, reason: 'event 3 was modified (hash mismatch)' });
+    validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, account: 'acme', events: 2, last_seq: 2, first_bad_seq: 3, reason: 'event 3 was modified (hash mismatch)', bad_seqs: [3], bad_count: 1 });
     validateResponse('GET', '/audit/acme/verify', 200, 'application/json', { ok: true, account: 'acme', events: 0, last_seq: null });
     expect(() => validateResponse('GET', '/audit/acme/verify', 409, 'application/json', { ok: false, checked: 2, lastSeq: 2, firstBadSeq: 3, reason: 'x' })).toThrow();
     const event = {
