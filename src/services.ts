@@ -11,6 +11,8 @@ import { AuthThrottle } from './authn/throttle.js';
 import { TokenService } from './authn/tokens.js';
 import { nowIso, nowSeconds, type Clock } from './context.js';
 import { PolicyLoader } from './policy/loader.js';
+import { DEFAULT_POLICY_LIMITS, type PolicyLimits } from './policy/limits.js';
+import { DEFAULT_PARSE_POOL_OPTIONS, sharedParsePool } from './policy/parse-pool.js';
 import { Authorizer } from './rbac/authorizer.js';
 import type { Barrier } from './secrets/barrier.js';
 import { SecretsService } from './secrets/service.js';
@@ -35,6 +37,10 @@ export interface ServiceConfig {
   jwtAllowPrivateHosts: string[];
   /** Clock skew allowed when checking a JWT's exp, nbf and iat (0–60 s). */
   jwtClockSkewSeconds: number;
+  /** Bounds on one policy's YAML (nodes, nesting depth, aliases). */
+  policyLimits: PolicyLimits;
+  /** Heap cap of the policy parser worker, in MB. */
+  policyParseMemoryMb: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -48,6 +54,8 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   jwtAllowHttpHosts: [],
   jwtAllowPrivateHosts: [],
   jwtClockSkewSeconds: 30,
+  policyLimits: { ...DEFAULT_POLICY_LIMITS },
+  policyParseMemoryMb: DEFAULT_PARSE_POOL_OPTIONS.memoryMb,
 };
 
 export interface ServiceDeps {
@@ -93,6 +101,7 @@ export function createServices(deps: ServiceDeps) {
     config: { tokenTtlSeconds: config.tokenTtlSeconds, maxTokenTtlSeconds: config.maxTokenTtlSeconds },
   });
   const secrets = new SecretsService({ store, barrier, audit, authorizer, config: { versionLimit: config.secretVersionLimit } });
+  const parsePool = sharedParsePool({ ...DEFAULT_PARSE_POOL_OPTIONS, memoryMb: config.policyParseMemoryMb });
   const policies = new PolicyLoader({
     store,
     authorizer,
@@ -100,6 +109,7 @@ export function createServices(deps: ServiceDeps) {
     createCredentials: (roleId, restrictedTo) => credentials.create(roleId, restrictedTo),
     writeSecret: (resourceId, value) => void secrets.writeVersion(resourceId, value),
     versionLimit: config.policyVersionLimit,
+    parse: (text) => parsePool.parse(text, config.policyLimits),
   });
   const jwtAuthn = new JwtAuthnService({
     store,

@@ -3,8 +3,13 @@
  * resolve, apply in one transaction with a policy version and an audit event,
  * or rehearse it (dry run) and roll everything back.
  *
- * Loads are serialized: better-sqlite3 runs the whole load synchronously
- * inside one transaction, so no other request can interleave with it.
+ * The YAML is parsed first, in the parser worker (`parse-pool.ts`), so the
+ * event loop keeps serving while a large policy is parsed; the privilege
+ * checks run before the parse (an unauthorized caller costs no parsing) and
+ * again after it, in the same synchronous step as the apply, since the graph
+ * may have changed meanwhile. The apply itself is serialized: better-sqlite3
+ * runs it synchronously inside one transaction, so no other request can
+ * interleave with it.
  */
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
@@ -15,7 +20,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import { dryRunItem } from '../rbac/views.js';
 import type { Store } from '../store/index.js';
 import { applyStatements, type ApplyResult, type LoadMode } from './apply.js';
-import { parsePolicy } from './parse.js';
+import type { ParsedDocument } from './parse.js';
 import { resolvePolicy } from './resolve.js';
 import type { Statement } from './types.js';
 
@@ -31,6 +36,8 @@ export interface LoaderDeps {
   versionLimit: number;
   /** Called after a committed load (e.g. to drop caches that depend on the graph). */
   onGraphChanged?: () => void;
+  /** Parses policy YAML within the configured limits (the parser worker pool in the server). */
+  parse: (text: string) => Promise<ParsedDocument>;
 }
 
 export interface LoadResponse {
@@ -68,7 +75,10 @@ export class PolicyLoader {
       request: actor.request,
     };
     try {
-      const { response, rows } = this.run(actor, policyIdentifier, policyId, mode, text, dryRun);
+      this.authorize(actor, policyIdentifier, policyId, mode);
+      requireText(text);
+      const parsed = await this.d.parse(text);
+      const { response, rows } = this.run(actor, policyIdentifier, policyId, mode, text, parsed, dryRun);
       this.d.audit.publish(rows);
       return response;
     } catch (err) {
@@ -85,16 +95,18 @@ export class PolicyLoader {
     }
   }
 
-  private run(actor: Actor, identifier: string, policyId: string, mode: LoadMode, text: string, dryRun: boolean) {
+  /** The privileges a load needs (reference §1.4); returns the policy row. */
+  private authorize(actor: Actor, identifier: string, policyId: string, mode: LoadMode) {
     const policy = this.d.authorizer.requireVisible(actor.roleId, policyId);
     if (!this.d.authorizer.canOn(actor.roleId, PRIVILEGE[mode], policy)) throw forbidden();
     if (mode === 'replace') this.requireUpdateBeneath(actor, identifier);
-    if (text.trim() === '') {
-      throw new PolicyError('validation_failed', 'policy_text is not present', undefined, {
-        details: [{ code: 'validation_failed', target: 'policy_text', message: 'is not present' }],
-      });
-    }
-    const resolved = resolvePolicy(parsePolicy(text), {
+    return policy;
+  }
+
+  private run(actor: Actor, identifier: string, policyId: string, mode: LoadMode, text: string, parsed: ParsedDocument, dryRun: boolean) {
+    // Again: privileges may have changed while the policy was being parsed.
+    const policy = this.authorize(actor, identifier, policyId, mode);
+    const resolved = resolvePolicy(parsed, {
       account: actor.account,
       policyId: identifier,
       policyOwner: policy.owner_id,
@@ -228,6 +240,14 @@ export class PolicyLoader {
       updated: { before: { items: updatedBefore }, after: { items: updatedAfter } },
       deleted: { items: deleted },
     };
+  }
+}
+
+function requireText(text: string): void {
+  if (text.trim() === '') {
+    throw new PolicyError('validation_failed', 'policy_text is not present', undefined, {
+      details: [{ code: 'validation_failed', target: 'policy_text', message: 'is not present' }],
+    });
   }
 }
 

@@ -12,10 +12,18 @@
  * the very object built for its anchor, so aliased records are shared, not
  * copied. The resolver relies on this (an aliased record keeps the id it got
  * where it was anchored).
+ *
+ * The work is bounded before anything is built (`limits.ts`): a linear
+ * pre-scan bounds nodes, lines and aliases, and the tokenizing loop below
+ * refuses nesting deeper than `maxDepth` before the composer (which
+ * recurses) runs. Aliases are resolved through one map built in one pass, and
+ * the values reached through them are expanded at most `maxNodes` times in
+ * all, so an alias "billion laughs" stays linear.
  */
-import { Composer, CST, isAlias, isMap, isScalar, isSeq, LineCounter, Parser, visit } from 'yaml';
+import { Composer, CST, isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, Parser, Scalar as YamlScalar, visit, YAMLMap as YamlMapClass, YAMLSeq as YamlSeqClass } from 'yaml';
 import type { Alias, Document, Node as YamlNode, Scalar, Tags, YAMLMap, YAMLSeq } from 'yaml';
 import { PolicyError } from '../errors.js';
+import { DEFAULT_POLICY_LIMITS, depthError, isStackOverflow, prescanPolicy, type PolicyLimits } from './limits.js';
 import type { SourcePosition } from './types.js';
 
 // ---------------------------------------------------------------------------
@@ -334,7 +342,6 @@ interface ObjectValue {
 type Value = Primitive | SeqValue | HashValue | Opaque | ObjectValue;
 
 const BUILDING = Symbol('building');
-const MAX_DEPTH = 200;
 
 /** Keys of objects being built, to a converted attribute value. */
 type Bag = Map<string, unknown>;
@@ -357,18 +364,18 @@ interface BuildContext {
  *   (`Duplicate attribute: k`), type mismatches (`Expected a Role for field
  *   'role', got Variable`), several documents and a non-sequence root.
  */
-export function parsePolicy(text: string): ParsedDocument {
+export function parsePolicy(text: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): ParsedDocument {
+  prescanPolicy(text, limits);
   const lineCounter = new LineCounter();
   try {
-    const { docs, tokenStarts } = compose(text, lineCounter);
-    const doc = singleDocument(docs, lineCounter);
+    const { docs, tokenStarts } = compose(text, lineCounter, limits.maxDepth);
+    const doc = singleDocument(docs, lineCounter, limits.maxDepth);
     if (!doc) return { statements: [] };
-    return new Walker(doc, lineCounter, tokenStarts, text).document();
+    return new Walker(doc, lineCounter, tokenStarts, text, limits).document();
   } catch (err) {
-    // The YAML composer and the walker recurse; absurd nesting must be a 422, not a 500.
-    if (err instanceof RangeError) {
-      throw new PolicyError('policy_invalid', 'Policy is nested too deeply', { line: 1, column: 1 });
-    }
+    // Depth is bounded before anything recursive runs; should a stack still
+    // overflow (a smaller stack), it is a 422 naming the limit, never a 500.
+    if (isStackOverflow(err)) throw depthError(limits.maxDepth, { line: 1, column: 1 });
     throw err;
   }
 }
@@ -387,8 +394,21 @@ const INERT_TAGS: Tags = [...TAG_TYPES.keys()].flatMap((tag): Tags => [
 function compose(
   text: string,
   lineCounter: LineCounter,
+  maxDepth: number,
 ): { docs: Document.Parsed[]; tokenStarts: Map<unknown, number> } {
-  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  // Parser.parse(), unrolled to check the parser's stack of open collections
+  // (document, block and flow collections) after every token: nesting is
+  // refused as soon as it passes the limit, before any recursion.
+  const parser = new Parser(lineCounter.addNewLine);
+  lineCounter.addNewLine(0);
+  const tokens: CST.Token[] = [];
+  // The stack holds the document and the collections; allow one level for the document.
+  const maxStack = maxDepth + 1;
+  for (const lexeme of new Lexer().lex(text)) {
+    for (const token of parser.next(lexeme)) tokens.push(token);
+    if (parser.stack.length > maxStack) throw depthError(maxDepth, linePos(lineCounter, parser.offset));
+  }
+  for (const token of parser.end()) tokens.push(token);
   const composer = new Composer({
     customTags: INERT_TAGS,
     keepSourceTokens: true,
@@ -429,10 +449,15 @@ function propertyStarts(tokens: CST.Token[]): Map<unknown, number> {
 }
 
 /** Reports YAML errors and extra documents; returns undefined for an empty policy. */
-function singleDocument(docs: Document.Parsed[], lineCounter: LineCounter): Document.Parsed | undefined {
+function singleDocument(docs: Document.Parsed[], lineCounter: LineCounter, maxDepth: number): Document.Parsed | undefined {
   for (const doc of docs) {
     const error = doc.errors[0];
-    if (error) throw new PolicyError('policy_invalid', error.message, linePos(lineCounter, error.pos[0]));
+    if (error) {
+      // The composer reports errors thrown inside it (a tag resolver's stack
+      // overflow, say) as YAML errors carrying the original message.
+      if (error.message.includes('call stack')) throw depthError(maxDepth, linePos(lineCounter, error.pos[0]));
+      throw new PolicyError('policy_invalid', error.message, linePos(lineCounter, error.pos[0]));
+    }
   }
   const extra = docs[1];
   if (extra) {
@@ -460,14 +485,24 @@ function linePos(lineCounter: LineCounter, offset: number): SourcePosition {
 
 class Walker {
   private readonly built = new Map<YamlNode, Value | typeof BUILDING>();
+  /** Each alias's anchored node, found in one pass (yaml's `Alias.resolve` walks the whole document per call). */
+  private readonly aliasTargets = new Map<Alias, YamlNode>();
   private depth = 0;
+  /** Values still allowed to be expanded while flattening lists (aliases may reach one list many times). */
+  private expansions: number;
+  /** Deepest build recursion: a node is one level below its collection; aliases may add a level each. */
+  private readonly maxBuildDepth: number;
 
   constructor(
     private readonly doc: Document.Parsed,
     private readonly lineCounter: LineCounter,
     private readonly tokenStarts: Map<unknown, number>,
     private readonly text: string,
-  ) {}
+    private readonly limits: PolicyLimits,
+  ) {
+    this.expansions = limits.maxNodes;
+    this.maxBuildDepth = 2 * limits.maxDepth + 2;
+  }
 
   document(): ParsedDocument {
     this.checkAnchors();
@@ -515,14 +550,25 @@ class Walker {
     return new PolicyError('policy_invalid', message, position);
   }
 
-  /** Conjur refuses a second anchor with the same name (YAML would let it shadow the first). */
+  /**
+   * Conjur refuses a second anchor with the same name (YAML would let it
+   * shadow the first). The same pass, in document order, maps each alias to
+   * its anchor (an alias before its anchor stays unmapped: "Unknown anchor").
+   */
   private checkAnchors(): void {
-    const seen = new Set<string>();
+    const anchors = new Map<string, YamlNode>();
     visit(this.doc, (_key, node) => {
+      // A flow map's implicit value (`{a, b}`) is visited as null.
+      if (node === null || typeof node !== 'object') return;
+      if (isAlias(node)) {
+        const target = anchors.get(node.source);
+        if (target) this.aliasTargets.set(node, target);
+        return;
+      }
       const anchor = (node as { anchor?: string }).anchor;
-      if (!anchor || isAlias(node)) return;
-      if (seen.has(anchor)) throw this.error(`Duplicate anchor ${anchor}`, node as YamlNode);
-      seen.add(anchor);
+      if (!anchor) return;
+      if (anchors.has(anchor)) throw this.error(`Duplicate anchor ${anchor}`, node as YamlNode);
+      anchors.set(anchor, node as YamlNode);
     });
   }
 
@@ -533,7 +579,7 @@ class Walker {
       return { vt: 'primitive', text: '', rubyClass: 'NilClass', position: at ? this.position(at) : { line: 1, column: 1 } };
     }
     if (isAlias(node)) return this.buildAlias(node, hint, ctx);
-    if (++this.depth > MAX_DEPTH) throw this.error('Policy is nested too deeply', node);
+    if (++this.depth > this.maxBuildDepth) throw depthError(this.limits.maxDepth, this.position(node));
     try {
       const anchored = Boolean((node as { anchor?: string }).anchor);
       if (anchored) this.built.set(node, BUILDING);
@@ -546,7 +592,7 @@ class Walker {
   }
 
   private buildAlias(node: Alias, hint: TypeName | undefined, ctx: BuildContext): Value {
-    const target = node.resolve(this.doc) as YamlNode | undefined;
+    const target = this.aliasTargets.get(node);
     if (!target) throw this.error(`Unknown anchor '${node.source}'`, node);
     const cached = this.built.get(target);
     if (cached === BUILDING) throw this.error(`Alias '*${node.source}' refers to a node that contains it`, node);
@@ -554,10 +600,31 @@ class Walker {
   }
 
   private buildNode(node: YamlNode, hint: TypeName | undefined, ctx: BuildContext): Value {
+    this.requirePlain(node);
     if (isScalar(node)) return this.buildScalar(node, hint);
     if (isMap(node)) return this.buildMap(node, hint, ctx);
     if (isSeq(node)) return this.buildSeq(node, hint);
     throw this.error('Unexpected YAML node', node);
+  }
+
+  /**
+   * Only plain YAML data reaches the walker: a scalar holding a string,
+   * number, boolean or null, and plain maps and sequences. The YAML 1.1 types
+   * (sets, ordered maps, pairs, binary, timestamps) are subclasses or
+   * non-string values; their tags are refused by `tagType`, and whatever
+   * else produces one (a `%YAML 1.1` directive) is refused here.
+   */
+  private requirePlain(node: YamlNode): void {
+    this.tagType(node);
+    const cls = Object.getPrototypeOf(node);
+    if (cls === YamlMapClass.prototype || cls === YamlSeqClass.prototype) return;
+    if (cls === YamlScalar.prototype) {
+      const value = (node as Scalar).value;
+      const type = typeof value;
+      if (value === null || type === 'string' || type === 'number' || type === 'boolean' || type === 'bigint') return;
+    }
+    const what = cls?.constructor?.name === 'Scalar' ? `${Object.prototype.toString.call((node as Scalar).value).slice(8, -1)} scalar` : 'collection';
+    throw this.error(`Unsupported YAML ${what}: a policy holds only plain strings, numbers, booleans, nulls, mappings and sequences`, node);
   }
 
   /**
@@ -640,6 +707,7 @@ class Walker {
     for (const pair of node.items) {
       const keyNode = pair.key as YamlNode | null;
       const key = this.keyText(keyNode, node);
+      if (keyNode && isMergeKey(keyNode)) throw this.error('Merge keys (<<) are not supported in a policy', keyNode);
       if (entries.has(key)) throw this.error(`Duplicate attribute: ${key}`, keyNode ?? node);
       const value = this.build(pair.value as YamlNode | null, undefined, { attribute: key }, keyNode ?? node);
       if (value.vt !== 'primitive') {
@@ -652,9 +720,13 @@ class Walker {
 
   private keyText(keyNode: YamlNode | null, parent: YamlNode): string {
     if (keyNode === null) return '';
-    const node = isAlias(keyNode) ? (keyNode.resolve(this.doc) as YamlNode | undefined) : keyNode;
+    const node = isAlias(keyNode) ? this.aliasTargets.get(keyNode) : keyNode;
     if (!node || !isScalar(node)) throw this.error('Attribute names must be scalars', keyNode ?? parent);
-    this.tagType(node);
+    // A merge key (`<<`, a special value under `%YAML 1.1`) is only its text
+    // here: an unknown attribute on records (Conjur's message), refused in
+    // annotations by `buildHash`.
+    if (isMergeKey(node)) return '<<';
+    this.requirePlain(node);
     return scalarText(node);
   }
 
@@ -665,7 +737,7 @@ class Walker {
     if (spec.check === 'statements') return this.bodyStatements(value, spec.field);
     if (value.vt === 'seq') {
       if (!spec.plural) throw this.expected(spec, value);
-      return flattenValues(value).map((item) => this.convertOne(spec, item));
+      return this.flatten(value).map((item) => this.convertOne(spec, item));
     }
     const one = this.convertOne(spec, value);
     return spec.plural ? [one] : one;
@@ -725,7 +797,7 @@ class Walker {
   private statements(seq: SeqValue): ParsedStatement[] {
     const seen = new Set<ParsedObject>();
     const out: ParsedStatement[] = [];
-    for (const item of flattenValues(seq)) {
+    for (const item of this.flatten(seq)) {
       if (item.vt === 'object' && item.object.node !== 'member') {
         if (seen.has(item.object)) continue;
         seen.add(item.object);
@@ -735,6 +807,17 @@ class Walker {
       } else {
         throw this.error(`Expected a policy statement, got ${typeNameOf(item)}`, item.position);
       }
+    }
+    return out;
+  }
+
+  /** `flattenValues`, charging every value produced to the document's expansion budget. */
+  private flatten(seq: SeqValue): Value[] {
+    const out = flattenValues(seq);
+    this.expansions -= out.length;
+    if (this.expansions < 0) {
+      const max = this.limits.maxNodes.toLocaleString('en-US');
+      throw this.error(`Policy expands to more than ${max} values through aliases (limit: ${max})`, seq.position);
     }
     return out;
   }
@@ -878,6 +961,11 @@ function flattenValues(seq: SeqValue): Value[] {
   };
   walk(seq);
   return out;
+}
+
+/** A plain `<<` key: YAML 1.1's merge key, which Conjur's policies never apply. */
+function isMergeKey(node: YamlNode): boolean {
+  return isScalar(node) && node.type === 'PLAIN' && node.source === '<<';
 }
 
 /** A value left out entirely (`key:` with nothing after it), as opposed to an explicit `~`/`null`. */

@@ -73,7 +73,7 @@ describe('parsePolicy: documents', () => {
     const deep = '['.repeat(5000) + ']'.repeat(5000);
     const err = parseError(deep);
     expect(err.code).toBe('policy_invalid');
-    expect(err.message).toBe('Policy is nested too deeply');
+    expect(err.message).toBe('Policy is nested too deeply: more than 64 levels (limit: 64)');
   });
 });
 
