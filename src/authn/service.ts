@@ -220,9 +220,20 @@ export class AuthnService {
 
   /** Basic-authenticated variant of apiKeyInfo. */
   async apiKeyInfoBasic(account: string, login: string, secret: string, roleParam: string | undefined, request: RequestInfo) {
-    const roleId = await this.verifyBasic(account, login, secret, request);
-    this.requireSelf(account, roleId, roleParam);
-    return this.apiKeyInfo(account, roleId);
+    // Audited like the other Basic paths: a wrong password or an origin
+    // outside restricted_to is an authentication failure wherever it happens.
+    const roleId = roleIdFromLogin(account, login);
+    const event = { account, action: 'api-key', operation: 'show', roleId, resourceId: roleId, request };
+    try {
+      await this.verifyBasic(account, login, secret, request);
+      this.requireSelf(account, roleId, roleParam);
+      const info = this.apiKeyInfo(account, roleId);
+      await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully read when their API key was last rotated` });
+      return info;
+    } catch (err) {
+      await this.auditFailure(err, { ...event, message: `${roleId} failed to read when their API key was last rotated` });
+      throw err;
+    }
   }
 
   /** Token-authenticated variant: self, or another role with `update` on it. */

@@ -437,10 +437,14 @@ describe('restricted_to on every way in: inside works, outside is 401, audited, 
     }
   });
 
-  it('GET /authn/{account}/api_key with Basic: 401 from outside, 200 inside', async () => {
+  it('GET /authn/{account}/api_key with Basic: 401 from outside and audited (also a wrong password); 200 inside', async () => {
     const key = keys['user:fenced-user']!;
-    const out = await api.request('GET', `/authn/${A()}/api_key`, { headers: { Authorization: basic('fenced-user', key), ...from(OUTSIDE) } });
+    const show = (secret: string, ip: string) => api.request('GET', `/authn/${A()}/api_key`, { headers: { Authorization: basic('fenced-user', secret), ...from(ip) } });
+    const out = await expectAuditedFailure('api-key', { operation: 'show', role: `${A()}:user:fenced-user`, reason: /^CONJ00003E Origin 10\.50\.1\.0 / }, () => show(key, OUTSIDE));
     expect(out.status).toBe(401);
+    expect(out.text).not.toContain('timestamp');
+    const wrong = await expectAuditedFailure('api-key', { operation: 'show', role: `${A()}:user:fenced-user`, reason: /^CONJ00002E/ }, () => show(`${userPassword}x`, INSIDE));
+    expect(wrong.status).toBe(401);
     const inside = await api.request('GET', `/authn/${A()}/api_key`, { headers: { Authorization: basic('fenced-user', key), ...from(INSIDE) } });
     expect(inside.status).toBe(200);
     expect(inside.json.role).toBe(`${A()}:user:fenced-user`);
