@@ -121,3 +121,34 @@ export class PolicyError extends CofferError {
     this.column = position?.column;
   }
 }
+
+/**
+ * SQLite result codes (extended codes included: SQLITE_IOERR_WRITE…) and
+ * errno codes that mean the database or the disk under it cannot be written.
+ */
+const STORAGE_FAILURE = /^(SQLITE_FULL|SQLITE_IOERR|SQLITE_READONLY|SQLITE_CANTOPEN|ENOSPC|EDQUOT|EIO|EROFS)\b/;
+
+/**
+ * The storage failure `err` is or was caused by (disk full, I/O error,
+ * read-only file system), or undefined. Follows `cause` a few levels, so a
+ * wrapped SqliteError is found too.
+ */
+export function storageFailureOf(err: unknown): { code: string; message: string } | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && STORAGE_FAILURE.test(code)) return { code, message: e.message };
+    e = e.cause;
+  }
+  return undefined;
+}
+
+/** What a request that hit a storage failure is answered (503, like an unwritable audit log). */
+export function storageUnavailable(cause: unknown): CofferError {
+  const failure = storageFailureOf(cause);
+  return new CofferError(
+    'service_unavailable',
+    'The server cannot write to its database (the disk is full or failing), so the request was refused. Check the server log and disk.',
+    { cause, auditReason: `storage unavailable (${failure?.code ?? 'I/O error'})` },
+  );
+}

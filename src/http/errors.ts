@@ -6,7 +6,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { CofferError, PolicyError, type ErrorCode } from '../errors.js';
+import { CofferError, PolicyError, storageFailureOf, storageUnavailable, type ErrorCode } from '../errors.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   bad_request: 400,
@@ -46,6 +46,8 @@ export function errorBody(err: CofferError): Record<string, unknown> {
 /** Renders an error; `log` receives unexpected errors (never shown to the client). */
 export function renderError(c: Context, err: unknown, log: (err: unknown) => void): Response {
   if (!(err instanceof CofferError)) {
+    // A full or failing disk is the operator's to fix, not a bug: 503 like an unwritable audit log.
+    if (storageFailureOf(err)) return renderError(c, storageUnavailable(err), log);
     log(err);
     return c.json({ error: { code: 'internal_error', message: 'Internal server error; see the server log for the request id' } }, 500);
   }
