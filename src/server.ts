@@ -40,8 +40,23 @@ export function devMasterKey(dataDir: string): { key: Buffer; created: boolean }
   const file = join(dataDir, DEV_KEY_FILE);
   if (existsSync(file)) return { key: decodeMasterKey(readFileSync(file, 'utf8'), file), created: false };
   const key = generateMasterKey();
-  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  writeNewFile(file, `${key}\n`);
   return { key: decodeMasterKey(key, file), created: true };
+}
+
+/**
+ * Writes a small file (mode 0600) that must be whole or absent: if the write
+ * fails (ENOSPC on a full disk leaves an empty file behind), what was created
+ * is removed and the error names the file.
+ */
+function writeNewFile(file: string, text: string): void {
+  try {
+    writeFileSync(file, text, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  } catch (err) {
+    rmSync(file, { force: true });
+    throw Object.assign(new Error(`cannot write ${file}: ${(err as Error).message}`, { cause: err }), { code: (err as NodeJS.ErrnoException).code });
+  }
 }
 
 export interface OpenVaultOptions {
@@ -92,17 +107,38 @@ export async function startServer(config: ServerConfig, opts: { clock?: Clock; l
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Written before anything is opened, so a failure (a full disk) leaves nothing running and no empty lock file.
+  const lockFile = join(dataDir, LOCK_FILE);
+  writeNewFile(lockFile, `${process.pid}\n`);
+  try {
+    return await listen(config, dataDir, lockFile, log, opts.clock);
+  } catch (err) {
+    rmSync(lockFile, { force: true });
+    throw err;
+  }
+}
+
+async function listen(config: ServerConfig, dataDir: string, lockFile: string, log: (line: string) => void, clock: Clock | undefined): Promise<RunningServer> {
   let masterKey: Buffer;
   if (config.dataKey || config.dataKeyFile) masterKey = readMasterKey(config.dataKey, config.dataKeyFile);
   else masterKey = devMasterKey(dataDir).key;
   const vault = await openVault({
     dataDir,
     masterKey,
-    clock: opts.clock,
+    clock,
     config,
     auditSinks: openAuditSinks(config.auditLog, config.auditFormat, log),
     busyTimeoutMs: config.busyTimeoutMs,
   });
+  try {
+    return await serveVault(config, vault, lockFile, log);
+  } catch (err) {
+    vault.close();
+    throw err;
+  }
+}
+
+async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, log: (line: string) => void): Promise<RunningServer> {
   let devAdmin: CreatedAccount | undefined;
   if (config.dev && !vault.services.store.accounts.exists(config.devAccount)) {
     devAdmin = createAccountIn(vault, config.devAccount);
@@ -128,9 +164,6 @@ export async function startServer(config: ServerConfig, opts: { clock?: Clock; l
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
-  const lockFile = join(dataDir, LOCK_FILE);
-  writeFileSync(lockFile, `${process.pid}\n`, { mode: 0o600 });
-  chmodSync(lockFile, 0o600);
   const scheme = tls ? 'https' : 'http';
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
   return {

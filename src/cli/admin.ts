@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import { ConfigError, loadServerConfig } from '../config.js';
 import { verifyChain } from '../audit/chain.js';
-import { CofferError } from '../errors.js';
+import { CofferError, storageFailureOf } from '../errors.js';
 import { decodeMasterKey, DataKeyMismatchError, generateMasterKey } from '../secrets/barrier.js';
 import { rekeyMaster, rotateDataKey } from '../secrets/rotation.js';
 import { createAuditStore } from '../store/audit.js';
@@ -73,8 +73,14 @@ function claimDataDir(dataDir: string, doing: string): () => void {
   rmSync(lock, { force: true }); // a stale lock (its process is gone)
   try {
     writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-  } catch {
-    throw new CliError(`another Coffer process claimed ${dataDir} at the same moment; try again`, 1);
+  } catch (err) {
+    // Only EEXIST means someone else got there first; anything else (ENOSPC, EROFS, EACCES…) is reported as itself.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new CliError(`another Coffer process claimed ${dataDir} at the same moment; try again`, 1);
+    }
+    // `wx` created the file before the write failed (a full disk leaves it empty): it is ours, and must not stay.
+    rmSync(lock, { force: true });
+    throw new CliError(`cannot claim ${dataDir}: writing ${lock} failed: ${(err as Error).message}`, 1);
   }
   return () => {
     try {
@@ -92,8 +98,10 @@ function requireDatabase(dataDir: string): string {
   return file;
 }
 
-function explainOpenError(err: unknown): never {
+function explainOpenError(err: unknown, dataDir?: string): never {
   if (err instanceof DataKeyMismatchError || err instanceof SchemaError) throw new CliError(err.message, 1);
+  const storage = storageFailureOf(err);
+  if (storage) throw new CliError(`cannot open the data directory${dataDir ? ` ${dataDir}` : ''}: ${storage.message} (${storage.code})`, 1);
   if (err instanceof CofferError) throw new CliError(err.message, 1);
   throw err;
 }
@@ -125,7 +133,7 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     server = await startServer(config, { log: (l) => io.err(l) });
   } catch (err) {
     release();
-    explainOpenError(err);
+    explainOpenError(err, dataDir);
   }
   if (server.devAdmin) {
     io.out(`Created account '${server.devAdmin.account}'. Admin credentials (shown once, keep them safe):`);
