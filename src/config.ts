@@ -23,6 +23,8 @@ export interface ServerConfig extends ServiceConfig {
   auditFormat: 'json' | 'rfc5424';
   busyTimeoutMs: number;
   devAccount: string;
+  /** Free bytes below which /health reports the database not writable; undefined: twice the larger body limit. */
+  healthMinFreeBytes?: number;
 }
 
 export interface ConfigOption {
@@ -62,6 +64,7 @@ export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   authnWindow: { env: 'COFFER_AUTHN_FAILURE_WINDOW', default: '60', meaning: 'Window in seconds for counting failed authentications' },
   busyTimeout: { env: 'COFFER_DB_BUSY_TIMEOUT_MS', default: '5000', meaning: 'How long a write waits for a database lock held by another process' },
   devAccount: { env: 'COFFER_DEV_ACCOUNT', default: 'dev', meaning: 'Account created on first start in --dev mode' },
+  healthMinFree: { env: 'COFFER_HEALTH_MIN_FREE_BYTES', default: 'twice the larger body limit (20971520)', meaning: "Free bytes on the data directory's file system below which GET /health answers 503 (database not writable)" },
 };
 
 export class ConfigError extends Error {
@@ -146,6 +149,7 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
     auditLog: pick('auditLog'),
     auditFormat: auditFormat === 'rfc5424' ? 'rfc5424' : 'json',
     busyTimeoutMs: int('busyTimeout', 5000, 0, 600_000),
+    healthMinFreeBytes: pick('healthMinFree') ? int('healthMinFree', 0, 0, Number.MAX_SAFE_INTEGER) : undefined,
     devAccount,
     tokenTtlSeconds: int('tokenTtl', DEFAULT_SERVICE_CONFIG.tokenTtlSeconds, 1, 5 * 3600),
     maxTokenTtlSeconds,

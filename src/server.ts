@@ -148,6 +148,7 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
     policyBodyLimit: config.policyBodyLimit,
     trustedProxies: config.trustedProxies,
     version: VERSION,
+    healthMinFreeBytes: config.healthMinFreeBytes,
     logError: (err, requestId) => log(`coffer: error in request ${requestId ?? '-'}: ${describeError(err)}`),
   });
   const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;

@@ -11,6 +11,8 @@ export interface HttpConfig {
   /** CIDRs of proxies whose X-Forwarded-For is believed. */
   trustedProxies: string[];
   version: string;
+  /** Free bytes on the data directory's file system below which /health says the database is not writable. */
+  healthMinFreeBytes?: number;
   /** Logs unexpected errors (never includes request bodies). */
   logError: (err: unknown, requestId?: string) => void;
 }

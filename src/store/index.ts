@@ -9,6 +9,7 @@ import { createAuditStore } from './audit.js';
 import { createAuthenticatorsStore } from './authenticators.js';
 import { createCredentialsStore } from './credentials.js';
 import { createGraphStore } from './graph.js';
+import { createStorageHealth } from './health.js';
 import { createHostFactoriesStore } from './host-factories.js';
 import { createKeyringStore } from './keyring.js';
 import { createPolicyVersionsStore } from './policy-versions.js';
@@ -16,6 +17,7 @@ import { createSecretsStore } from './secrets.js';
 import { createTokensStore } from './tokens.js';
 
 export function createStore(db: Db) {
+  const health = createStorageHealth(db);
   return {
     db,
     accounts: createAccountsStore(db),
@@ -28,9 +30,16 @@ export function createStore(db: Db) {
     policyVersions: createPolicyVersionsStore(db),
     secrets: createSecretsStore(db),
     tokens: createTokensStore(db),
+    /** Whether the database can still take writes (GET /health). */
+    health,
     /** Runs `fn` in one transaction (nested calls become savepoints). */
     tx<T>(fn: () => T): T {
-      return db.transaction(fn)();
+      try {
+        return db.transaction(fn)();
+      } catch (err) {
+        health.noteFailure(err);
+        throw err;
+      }
     },
     close(): void {
       db.close();

@@ -13,6 +13,11 @@ import type { RouteDeps } from '../context.js';
  */
 export const CONJUR_API_VERSION = '1.21.1';
 
+/** The free space /health requires by default: room for the largest request body twice (the WAL, then the database). */
+export function defaultHealthMinFreeBytes(bodyLimit: number, policyBodyLimit: number): number {
+  return 2 * Math.max(bodyLimit, policyBodyLimit);
+}
+
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 
 export function registerMisc({ app, services, config }: RouteDeps): void {
@@ -30,13 +35,18 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
     );
   });
 
+  // 503 when the database cannot be read, or cannot take writes (full or failing disk: see store/health.ts),
+  // so that a load balancer drains the node rather than send it writes that all fail.
   app.get('/health', (c) => {
     try {
       services.store.db.prepare('SELECT 1').get();
-      return c.json({ status: 'ok', database: 'ok', version: config.version });
     } catch {
       return c.json({ status: 'error', database: 'unavailable', version: config.version }, 503);
     }
+    const minFree = config.healthMinFreeBytes ?? defaultHealthMinFreeBytes(config.bodyLimit, config.policyBodyLimit);
+    const w = services.store.health.check(services.clock.nowMs(), minFree);
+    if (!w.writable) return c.json({ status: 'error', database: 'not_writable', reason: w.reason, version: config.version }, 503);
+    return c.json({ status: 'ok', database: 'ok', version: config.version });
   });
 
   app.get('/whoami', async (c) => {
