@@ -251,31 +251,37 @@ describe('online verification', () => {
     expect(v.json.events).toBeLessThan(total);
   });
 
-  it("detects another account's edited or deleted event (409, snake_case report, counts up to the break)", async () => {
+  it("detects another account's edited or deleted event and a later one of its own (409, snake_case report of every break)", async () => {
+    expect((await api.request('GET', '/whoami', { token: admin })).status).toBe(200); // an event of this account after acme2's
     const db = new Database(join(srv.dataDir, 'coffer.db'));
     const target = db.prepare("SELECT * FROM audit_events WHERE account = 'acme2' ORDER BY seq LIMIT 1").get() as Record<string, unknown> & { seq: number; message: string };
-    const mineBefore = (db.prepare('SELECT count(*) AS n, max(seq) AS last FROM audit_events WHERE account = ? AND seq < ?').get(A(), target.seq) as { n: number; last: number });
+    const mine = db.prepare('SELECT count(*) AS n, max(seq) AS last FROM audit_events WHERE account = ?').get(A()) as { n: number; last: number };
+    const later = db.prepare('SELECT seq, message FROM audit_events WHERE account = ? AND seq > ? ORDER BY seq DESC LIMIT 1').get(A(), target.seq) as { seq: number; message: string };
     db.exec('DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;');
     try {
       db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(`${target.message.slice(0, -1)}#`, target.seq);
+      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(`${later.message}!`, later.seq);
       let r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
       expect(r.status).toBe(409);
       expect(r.json).toEqual({
         ok: false,
         account: A(),
-        events: mineBefore.n,
-        last_seq: mineBefore.last,
+        events: mine.n,
+        last_seq: mine.last,
         first_bad_seq: target.seq,
         reason: `event ${target.seq} was modified (hash mismatch)`,
+        bad_seqs: [target.seq, later.seq],
+        bad_count: 2,
       });
 
       db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(target.message, target.seq);
+      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(later.message, later.seq);
       expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).status).toBe(200);
 
       db.prepare('DELETE FROM audit_events WHERE seq = ?').run(target.seq);
       r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
       expect(r.status).toBe(409);
-      expect(r.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} is missing (next is ${target.seq + 1})` });
+      expect(r.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} is missing (next is ${target.seq + 1})`, bad_seqs: [target.seq], bad_count: 1 });
     } finally {
       const cols = Object.keys(target);
       db.prepare(`INSERT OR IGNORE INTO audit_events (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...Object.values(target));

@@ -4,23 +4,16 @@
  * values cut in the middle of a surrogate pair), the events read back from
  * SQLite verify, and read back as the text that was hashed.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { openStore } from '../../src/store/index.js';
 import { AuditLog, type AuditEvent } from '../../src/audit/log.js';
 import { canonicalText, verifyChain } from '../../src/audit/chain.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'coffer-test-canonical-'));
-  dirs.push(dir);
+  const dir = tempDir('coffer-test-canonical-');
   const store = openStore(join(dir, 'c.db'));
   return { store, log: new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) }) };
 }
