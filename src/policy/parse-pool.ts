@@ -98,6 +98,11 @@ export class PolicyParsePool {
 
   constructor(readonly options: ParsePoolOptions = DEFAULT_PARSE_POOL_OPTIONS) {}
 
+  /** Whether the worker has a policy in hand right now. */
+  get parsing(): boolean {
+    return this.current !== undefined;
+  }
+
   /**
    * Parses `text` in the worker. Throws `PolicyError` (422) for invalid or
    * over-limit policies, exactly as `parsePolicy` would; `payload_too_large`
