@@ -11,7 +11,8 @@
  *
  * Caller kinds for token routes: no token, a junk header, a token whose
  * signature was altered, an expired token (TestClock), a revoked token
- * (DELETE /authn/{acct}/token), another account's token (its admin), a role
+ * (DELETE /authn/{acct}/token), a token of a role deleted since (403),
+ * another account's token (its admin), a role
  * that cannot see the resource, roles that see it without the privilege,
  * roles with exactly the privilege, and the owner (a plain user owning the
  * policies, not admin). Credential routes (authn, authn-jwt, host-factory
@@ -80,7 +81,7 @@ const ROLES: Record<string, string> = {
 const CALLER_USERS = Object.keys(ROLES).filter((u) => u !== 'admin');
 
 const STAGE_ROOT = `
-${[...CALLER_USERS, 'pw-user', 'rot-self'].map((u) => `- !user ${u}`).join('\n')}
+${[...CALLER_USERS, 'pw-user', 'rot-self', 'doomed'].map((u) => `- !user ${u}`).join('\n')}
 - !host pw-host
 - !policy
   id: app
@@ -195,6 +196,7 @@ const tokens = new Map<string, string>();
 const canaries = new Map<string, string>();
 let expiredToken = '';
 let revokedToken = '';
+let deletedRoleToken = '';
 let garbledToken = '';
 let foreignToken = '';
 let foreignKey = '';
@@ -276,6 +278,9 @@ beforeAll(async () => {
   revokedToken = await api.login('app-owner', key('app-owner'));
   expect((await api.request('DELETE', `/authn/${A}/token`, { token: revokedToken })).status).toBe(204);
   garbledToken = garble(token('app-owner'));
+  deletedRoleToken = await api.login('doomed', key('doomed'));
+  const deletion = await api.loadPolicy(token('admin'), 'PATCH', 'root', '- !delete\n  record: !user doomed\n');
+  expect(deletion.status, deletion.text).toBe(201);
   foreignKey = createAccountIn(srv.server.vault, OTHER).api_key;
   foreignToken = await new Client(srv.url, OTHER).login('admin', foreignKey);
   hfLive = await createHfToken(3600);
@@ -288,6 +293,7 @@ beforeAll(async () => {
   for (const [login, t] of tokens) plantToken(login, t);
   plantToken('expired token', expiredToken);
   plantToken('revoked token', revokedToken);
+  plantToken('token of a deleted role', deletedRoleToken);
   plantToken('foreign token', foreignToken);
   plant('garbled token signature', (JSON.parse(garbledToken) as { signature: string }).signature);
 });
@@ -322,6 +328,8 @@ interface Case {
   setup?: () => Promise<void>;
   /** Replaces the row's request (credential routes, fresh host-factory tokens). */
   request?: () => Req;
+  /** Why this answer is not checked against openapi.yaml (a gap in the document, reported). */
+  contractGap?: string;
 }
 
 interface Row {
@@ -368,6 +376,8 @@ function tokenCases(spec: TokenSpec): Case[] {
     { who: 'a token with its signature altered', auth: bearer(() => garbledToken), status: 401 },
     { who: 'an expired token', auth: bearer(() => expiredToken), status: 401 },
     { who: 'a revoked token', auth: bearer(() => revokedToken), status: 401 },
+    // Conjur answers 403 to a valid token whose role has been deleted since.
+    { who: 'a token of a deleted role', auth: bearer(() => deletedRoleToken), status: 403 },
     { who: `another account's token (${OTHER} admin)`, auth: bearer(() => foreignToken), ...expected(spec.foreign ?? 404) },
     { who: 'blind: a role that cannot see it', auth: asUser('blind'), ...expected(spec.blind ?? 404) },
   ];
@@ -634,13 +644,17 @@ const ROWS: Row[] = [
     route: 'GET /authn-jwt/{service_id}/{account}/status',
     what: 'authenticator status (needs read on the status webservice; Conjur answers 403 without it, visible or not)',
     request: () => ({ method: 'GET', path: `/authn-jwt/static/${A}/status` }),
-    cases: tokenCases({
-      blind: 403,
-      foreign: 403,
-      seers: { 'ws-exec': 403 },
-      exact: { 'ws-read': { status: 200, check: (r) => expect(r.json).toEqual({ status: 'ok' }) } },
-      owner: 200,
-    }),
+    cases: amend(
+      tokenCases({
+        blind: 403,
+        foreign: 403,
+        seers: { 'ws-exec': 403 },
+        exact: { 'ws-read': { status: 200, check: (r) => expect(r.json).toEqual({ status: 'ok' }) } },
+        owner: 200,
+      }),
+      ['a token of a deleted role'],
+      { contractGap: "openapi.yaml documents this route's 403 as JSON only; the shared deleted-role 403 has an empty body" },
+    ),
   },
   {
     route: 'PATCH /authn-jwt/{service_id}/{account}',
@@ -871,13 +885,13 @@ const ROWS: Row[] = [
   },
 ];
 
-async function send(req: Req, auth: Auth): Promise<Reply> {
+async function send(req: Req, auth: Auth, skipContract = false): Promise<Reply> {
   const headers: Record<string, string> = { ...req.headers };
   let tokenJson: string | undefined;
   if (auth.kind === 'token') tokenJson = auth.token;
   if (auth.kind === 'raw') headers.Authorization = auth.header;
   if (auth.kind === 'basic') headers.Authorization = `Basic ${Buffer.from(`${auth.login}:${auth.secret}`).toString('base64')}`;
-  return api.request(req.method, req.path, { body: req.body, headers, token: tokenJson });
+  return api.request(req.method, req.path, { body: req.body, headers, token: tokenJson, skipContract });
 }
 
 const routeKey = (method: string, template: string) => `${method.toUpperCase()} ${template}`;
@@ -887,7 +901,8 @@ function schemesOf(route: string): string[] {
   const op = loadOpenApi().paths[path]?.[method.toLowerCase()];
   return ((op?.security ?? []) as Record<string, unknown>[]).flatMap((s) => Object.keys(s));
 }
-const TOKEN_KINDS = ['no token', 'a junk Authorization header', 'a token with its signature altered', 'an expired token', 'a revoked token', "another account's token", 'blind:', 'owner '];
+const TOKEN_KINDS = ['no token', 'a junk Authorization header', 'a token with its signature altered', 'an expired token', 'a revoked token', 'a token of a deleted role', "another account's token"];
+const RESOURCE_KINDS = ['blind:', 'owner '];
 
 describe('the matrix covers every route', () => {
   it('has a row for every operation in openapi.yaml and none for an undocumented one', () => {
@@ -923,12 +938,12 @@ describe('the matrix covers every route', () => {
     expect(wrong).toEqual([]);
   });
 
-  it('gives every token route the caller kinds: no, junk, altered, expired, revoked, foreign token, blind, owner; and a success', () => {
+  it('gives every token route the caller kinds: no, junk, altered, expired, revoked, deleted-role, foreign token, blind, owner; and a success', () => {
     const problems: string[] = [];
     const documented = listDocumentedRoutes().map((r) => routeKey(r.method, r.path));
     for (const route of documented.filter((r) => schemesOf(r).includes('conjurToken'))) {
       // Revoking the presented token acts on no resource: there is no one to be blind to it or to own it.
-      const kinds = route === 'DELETE /authn/{account}/token' ? TOKEN_KINDS.slice(0, 6) : TOKEN_KINDS;
+      const kinds = route === 'DELETE /authn/{account}/token' ? TOKEN_KINDS : [...TOKEN_KINDS, ...RESOURCE_KINDS];
       const rows = ROWS.filter((r) => r.route === route);
       const complete = (row: Row) => kinds.every((k) => row.cases.some((c) => c.who.startsWith(k))) && row.cases.some((c) => c.status < 300 && !c.refused);
       // A route that also takes Basic credentials has its Basic rows besides its token rows.
@@ -954,7 +969,7 @@ for (const row of ROWS) {
         await c.setup?.();
         const req = (c.request ?? row.request)();
         const before = tableDigest(db());
-        const r = await send(req, c.auth());
+        const r = await send(req, c.auth(), c.contractGap !== undefined);
         expect(r.status, `${req.method} ${req.path}: ${r.text.slice(0, 400)}`).toBe(c.status);
         if (refused) {
           expect(leakedCanaries(r, canaries)).toEqual([]);
