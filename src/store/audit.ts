@@ -100,6 +100,8 @@ export const AUDIT_SCAN_SLICE = 10_000;
  */
 export const MIN_Q_CHARS = 3;
 
+/** Index entries of a query's first slice (at least twice its limit); each next slice is 4 times larger, up to the bound. */
+const FIRST_SLICE = 256;
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 /** Bounds of `time` when since/until are absent (ISO 8601 strings sort by time). */
 const TIME_MIN = '';
@@ -118,10 +120,13 @@ type Driver =
 export interface AuditStoreOptions {
   /** Index entries per slice (tests use a few to exercise slicing on a small log). */
   scanSlice?: number;
+  /** Index entries of a query's first slice (default FIRST_SLICE; tests use fewer to exercise the growth). */
+  firstSlice?: number;
 }
 
 export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const slice = Math.max(1, Math.floor(opts.scanSlice ?? AUDIT_SCAN_SLICE));
+  const firstSlice = Math.max(1, Math.floor(opts.firstSlice ?? FIRST_SLICE));
   const insert = db.prepare(
     `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
        client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
@@ -186,7 +191,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
 
   interface SliceStatements {
     /** The far end of the slice: the AUDIT_SCAN_SLICE-th candidate past `from` (absent for a time driver: one slice). */
-    bound?: { sql: string; params: (from: number) => unknown[] };
+    bound?: { sql: string; params: (from: number, size: number) => unknown[] };
     /** The slice's events matching every filter, between `from` (exclusive) and `to` (inclusive). */
     rows: { sql: string; params: (from: number, to: number, need: number) => unknown[] };
   }
@@ -201,8 +206,8 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
       case 'index':
         return {
           bound: {
-            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ${slice - 1}`,
-            params: (from) => [...d.params, from],
+            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ?`,
+            params: (from, size) => [...d.params, from, size - 1],
           },
           rows: {
             sql: `SELECT * FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? AND seq ${upTo} ? AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
@@ -212,8 +217,8 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
       case 'fts':
         return {
           bound: {
-            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ${slice - 1}`,
-            params: (from) => [d.match, from],
+            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`,
+            params: (from, size) => [d.match, from, size - 1],
           },
           rows: {
             sql:
@@ -248,12 +253,15 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const desc = f.order === 'desc';
     const out: AuditRow[] = [];
     let from = f.cursor ?? (desc ? MAX_SEQ : 0);
+    // Slices start small (a page that fills from the first candidates reads few) and grow to the bound.
+    let size = Math.min(slice, Math.max(firstSlice, 2 * (f.limit ?? slice)));
     for (;;) {
-      const far = boundSt ? (boundSt.get(...bound.params(from)) as { seq: number } | undefined)?.seq : undefined;
+      const far = boundSt ? (boundSt.get(...bound.params(from, size)) as { seq: number } | undefined)?.seq : undefined;
       const need = f.limit === undefined ? -1 : f.limit - out.length;
       out.push(...(rowsSt.all(...rows.params(from, far ?? (desc ? 0 : MAX_SEQ), need)) as AuditRow[]));
       if (far === undefined || (f.limit !== undefined && out.length >= f.limit)) return out;
       from = far;
+      size = Math.min(slice, size * 4);
       yield;
     }
   }
@@ -329,7 +337,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
         return lines;
       }
       const { bound, rows } = sliceStatements(f, d);
-      if (bound) lines.push(...plan(bound.sql, bound.params(MAX_SEQ)));
+      if (bound) lines.push(...plan(bound.sql, bound.params(MAX_SEQ, slice)));
       lines.push(...plan(rows.sql, rows.params(MAX_SEQ, 0, 100)));
       return lines;
     },

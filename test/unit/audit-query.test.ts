@@ -151,6 +151,8 @@ function filterArb(events: Ev[]): fc.Arbitrary<AuditFilter> {
 }
 
 const seqsOf = (rows: AuditRow[]) => rows.map((r) => r.seq);
+/** [first slice, largest slice]: fixed tiny slices, slices that grow (1 → 4 → 7, 2 → 8 → 32 → 50), the defaults. */
+const SLICES: [number, number][] = [[1, 1], [2, 2], [3, 3], [1, 7], [2, 50], [256, 10_000]];
 
 describe('audit query results equal a naive filter of the whole log', () => {
   it('for random logs, filters, combinations, cursors, orders, limits and slice sizes', () => {
@@ -160,13 +162,13 @@ describe('audit query results equal a naive filter of the whole log', () => {
     fc.assert(
       fc.property(
         fc.array(evArb, { minLength: 5, maxLength: 60 }).chain((events) =>
-          fc.tuple(fc.constant(events), fc.array(filterArb(events), { minLength: 1, maxLength: 8 }), fc.constantFrom(1, 2, 3, 7, 10_000)),
+          fc.tuple(fc.constant(events), fc.array(filterArb(events), { minLength: 1, maxLength: 8 }), fc.constantFrom(...SLICES)),
         ),
-        ([events, filters, scanSlice]) => {
+        ([events, filters, [firstSlice, scanSlice]]) => {
           const db = tmpDb();
           try {
             insertAll(db, events);
-            const store = createAuditStore(db, { scanSlice });
+            const store = createAuditStore(db, { firstSlice, scanSlice });
             for (const f of filters) {
               const expected = naive(events, f);
               expect(seqsOf(store.query(f)), JSON.stringify(f)).toEqual(expected);
@@ -190,13 +192,13 @@ describe('audit query results equal a naive filter of the whole log', () => {
     fc.assert(
       fc.property(
         fc.array(evArb, { minLength: 1, maxLength: 60 }).chain((events) =>
-          fc.tuple(fc.constant(events), filterArb(events), fc.integer({ min: 1, max: 5 }), fc.constantFrom(1, 2, 5, 10_000)),
+          fc.tuple(fc.constant(events), filterArb(events), fc.integer({ min: 1, max: 5 }), fc.constantFrom(...SLICES)),
         ),
-        ([events, f0, limit, scanSlice]) => {
+        ([events, f0, limit, [firstSlice, scanSlice]]) => {
           const db = tmpDb();
           try {
             insertAll(db, events);
-            const store = createAuditStore(db, { scanSlice });
+            const store = createAuditStore(db, { firstSlice, scanSlice });
             const f = { ...f0, cursor: undefined };
             const all = naive(events, { ...f, limit: undefined });
             const paged: number[] = [];
@@ -404,7 +406,7 @@ describe('a query that walks many events', () => {
       store.db,
       Array.from({ length: 300 }, (_, i) => ({ account: 'a', role: 'r0', resource: 'v0', action: 'fetch', result: i === 0 ? ('failure' as const) : ('success' as const), time: TIMES[0]!, message: `m${i}` })),
     );
-    const sliced = createAuditStore(store.db, { scanSlice: 20 });
+    const sliced = createAuditStore(store.db, { firstSlice: 20, scanSlice: 20 });
     const reader = new AuditReader({ store: sliced, graph: store.graph, authorizer: { can: () => true, canOn: () => true, allRoles: () => new Set() } as never });
     // role + result: the role's index is walked and result checked per event, 300 events in slices of 20.
     const turns: boolean[] = [];
