@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+// Audit query benchmark (npm run bench:audit; issue 9, item 3). Starts the
+// built server in production mode (synchronous=FULL) on a temporary data dir,
+// measures audited single-fetch throughput on a near-empty log, seeds
+// BENCH_AUDIT_EVENTS (default 5,000,000) audit events in big transactions,
+// then times every audit filter and some combinations (median of several
+// runs through AuditReader.query, which yields between slices; the longest
+// single slice is the longest the event loop is held) next to the same
+// query run the pre-0006 way (one statement over the account's seq index:
+// the "before" baseline), and measures audited fetch throughput again, alone
+// and while another client keeps sending heavy audit queries.
+import autocannon from 'autocannon';
+import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadServerConfig } from '../dist/config.js';
+import { startServer, createAccountIn } from '../dist/server.js';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
+const TARGET = Number(process.env.BENCH_AUDIT_EVENTS ?? 5_000_000);
+const REPS = Number(process.env.BENCH_REPS ?? 5);
+const dataDir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'coffer-bench-audit-'));
+const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
+const server = await startServer(config, { log: () => {} });
+const account = 'bench';
+const { api_key } = createAccountIn(server.vault, account);
+const url = server.url;
+
+async function call(method, path, { token, body, headers = {} } = {}) {
+  if (token) headers.Authorization = `Token token="${Buffer.from(token).toString('base64')}"`;
+  const res = await fetch(url + path, { method, body, headers });
+  const text = await res.text();
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text;
+}
+const login = (l, key) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key });
+
+function cannon(opts) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url: url + opts.path, connections: 64, duration: DURATION, headers: opts.headers }, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+}
+const fmt = (r) => `${r.requests.average.toFixed(0).padStart(6)} req/s  p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  non-2xx/errors ${r.non2xx + r.errors}`;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+try {
+  const admin = await login('admin', api_key);
+  const created = JSON.parse(
+    await call('POST', `/policies/${account}/policy/root`, {
+      token: admin,
+      body: '- !host executor\n- !variable db\n- !permit\n  role: !host executor\n  privilege: [ read, execute ]\n  resource: !variable db\n',
+    }),
+  );
+  await call('POST', `/secrets/${account}/variable/db`, { token: admin, body: 'value' });
+  const hostToken = await login('host/executor', created.created_roles[`${account}:host:executor`].api_key);
+  const auth = { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
+  const fetchPath = `/secrets/${account}/variable/db`;
+
+  // 1) Audited fetch throughput on a near-empty log.
+  await cannon({ path: fetchPath, headers: auth }); // warm-up
+  const store = server.vault.services.store;
+  const count = () => store.db.prepare('SELECT max(seq) AS n FROM audit_events').get().n ?? 0;
+  const emptyLog = await cannon({ path: fetchPath, headers: auth });
+  console.log(`audited fetch, log of ${count().toLocaleString()} events (baseline): ${fmt(emptyLog)}`);
+
+  // 2) Seed: 1 in 17 a failure (fetches only, so action=authn&result=failure matches nothing: the worst case).
+  const audit = server.vault.services.audit;
+  let t0 = performance.now();
+  const seedStart = new Date().toISOString();
+  for (let done = count(); done < TARGET; ) {
+    const n = Math.min(20000, TARGET - done);
+    const events = Array.from({ length: n }, (_, j) => {
+      const i = done + j;
+      const authn = i % 3 === 0;
+      const failure = !authn && i % 17 === 0;
+      const role = `${account}:host:h${i % 2000}`;
+      const resource = `${account}:variable:app${i % 100}/secret${i % 20000}`;
+      return {
+        account, action: authn ? 'authn' : 'fetch', operation: authn ? 'authenticate' : 'fetch', result: failure ? 'failure' : 'success',
+        roleId: role, resourceId: authn ? role : resource,
+        message: authn ? `${role} authenticated with authn` : failure ? `${role} tried to fetch ${resource}: Forbidden` : `${role} fetched version 1 of ${resource}`,
+      };
+    });
+    store.tx(() => audit.recordInTransaction(events));
+    done += n;
+    if (done % 500_000 === 0) console.log(`  … ${done.toLocaleString()} events, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  const seedEnd = new Date().toISOString();
+  const bytes = readdirSync(dataDir).reduce((s, f) => s + statSync(join(dataDir, f)).size, 0);
+  console.log(`seeded ${count().toLocaleString()} audit events in ${((performance.now() - t0) / 1000).toFixed(1)} s; data dir ${(bytes / 1e9).toFixed(2)} GB`);
+  // A few fresh events after the seed, for a narrow time range.
+  await new Promise((r) => setTimeout(r, 20));
+  const recent = new Date().toISOString();
+  for (let i = 0; i < 50; i++) await call('GET', fetchPath, { headers: auth });
+
+  // 3) Every filter and some combinations.
+  const reader = server.vault.services.auditReader;
+  const adminRole = `${account}:user:admin`;
+  const before = (f) => {
+    // The pre-0006 plan: one statement over (account, seq), every filter checked per event (LIKE for q).
+    const where = ['account = ?'];
+    const params = [account];
+    const add = (sql, v) => v !== undefined && (where.push(sql), params.push(v));
+    add('resource_id = ?', f.resource); add('role_id = ?', f.role); add('action = ?', f.action); add('result = ?', f.result);
+    add('time >= ?', f.since); add('time < ?', f.until);
+    add("message LIKE ? ESCAPE '\\'", f.q === undefined ? undefined : `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    const idx = f.resource ? 'audit_events_account_resource' : f.role ? 'audit_events_account_role' : f.action ? 'audit_events_account_action' : 'audit_events_account';
+    const st = store.db.prepare(`SELECT * FROM audit_events INDEXED BY ${idx} WHERE ${where.join(' AND ')} ORDER BY seq ${f.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`);
+    const t = performance.now();
+    st.all(...params, f.limit);
+    return performance.now() - t;
+  };
+  const cases = [
+    ['newest page, no filter', {}],
+    ['resource', { resource: `${account}:variable:app7/secret1207` }],
+    ['role', { role: `${account}:host:h17` }],
+    ['action=authn', { action: 'authn' }],
+    ['result=failure', { result: 'failure' }],
+    ['result=failure, order=asc', { result: 'failure', order: 'asc' }],
+    ['since (narrow: after the seed)', { since: recent }],
+    ['since (wide: before the seed)', { since: seedStart }],
+    ['until (before the seed)', { until: seedStart }],
+    ['since + until (the seed)', { since: seedStart, until: seedEnd }],
+    ['q common ("tried to fetch")', { q: 'tried to fetch' }],
+    ['q rare ("app7/secret1207")', { q: 'app7/secret1207' }],
+    ['q absent ("no such text")', { q: 'no such text' }],
+    ['q, order=asc', { q: 'secret19999', order: 'asc' }],
+    ['role + result=failure', { role: `${account}:host:h17`, result: 'failure' }],
+    ['q + result=failure', { q: 'app7/', result: 'failure' }],
+    ['result=failure + cursor (deep page)', { result: 'failure', cursor: Math.floor(TARGET / 2) }],
+    ['q + cursor (deep page)', { q: 'tried to', cursor: Math.floor(TARGET / 2) }],
+    ['action=authn + result=failure (no match: worst case)', { action: 'authn', result: 'failure' }],
+  ];
+  let over = 0;
+  for (const [label, shape] of cases) {
+    const q = { order: 'desc', limit: 100, ...shape };
+    await reader.query(account, adminRole, q); // warm-up
+    const runs = [];
+    let rows = 0;
+    for (let i = 0; i < REPS; i++) {
+      const t = performance.now();
+      rows = (await reader.query(account, adminRole, q)).length;
+      runs.push(performance.now() - t);
+    }
+    // The longest the event loop is held: the longest single slice.
+    const slices = store.audit.querySlices({ ...q, account, scopes: reader.scopesFor(account, adminRole) });
+    let longest = 0;
+    let n = 0;
+    for (;;) {
+      const t = performance.now();
+      const step = slices.next();
+      longest = Math.max(longest, performance.now() - t);
+      n++;
+      if (step.done) break;
+    }
+    const ms = median(runs);
+    if (ms > 50) over++;
+    console.log(
+      `audit query ${label.padEnd(52)} ${ms.toFixed(2).padStart(8)} ms median of ${REPS} (${rows} rows, ${n} slice${n > 1 ? 's' : ''}, longest slice ${longest.toFixed(2)} ms)` +
+        `   before: ${before(q).toFixed(2)} ms   target ≤ 50 ms`,
+    );
+  }
+  console.log(`${over} of ${cases.length} queries over 50 ms`);
+
+  // 4) Audited fetch throughput with the big log, alone and beside heavy audit queries.
+  const bigLog = await cannon({ path: fetchPath, headers: auth });
+  const ratio = bigLog.requests.average / emptyLog.requests.average;
+  console.log(`audited fetch, log of ${count().toLocaleString()} events: ${fmt(bigLog)}   vs empty log ${emptyLog.requests.average.toFixed(0)} req/s: ${(ratio * 100).toFixed(1)} % (target ≥ 90 %)`);
+  const heavy = [`result=failure&action=authn`, `q=${encodeURIComponent('tried to fetch')}&cursor=${Math.floor(TARGET / 2)}`, 'result=failure'];
+  let stop = false;
+  let audits = 0;
+  const adminHeaders = { Authorization: `Token token="${Buffer.from(await login('admin', api_key)).toString('base64')}"` };
+  const loop = (async () => {
+    for (let i = 0; !stop; i++) {
+      const res = await fetch(`${url}/audit/${account}?limit=100&${heavy[i % heavy.length]}`, { headers: adminHeaders });
+      await res.text();
+      if (res.status !== 200) throw new Error(`audit query: ${res.status}`);
+      audits++;
+    }
+  })();
+  const mixed = await cannon({ path: fetchPath, headers: auth });
+  stop = true;
+  await loop;
+  console.log(`audited fetch beside a client sending heavy audit queries back to back (${audits} answered): ${fmt(mixed)}   vs empty log: ${((mixed.requests.average / emptyLog.requests.average) * 100).toFixed(1)} %`);
+} finally {
+  await server.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
