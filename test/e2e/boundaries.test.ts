@@ -16,7 +16,9 @@
  * Tests talk from 127.0.0.1 only, so the server trusts 127.0.0.1 as a proxy
  * and other client addresses are presented with X-Forwarded-For.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vitest';
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -335,6 +337,36 @@ describe('host-factory tokens at their expiration (Conjur: expired once now >= e
   });
 });
 
+describe('host-factory tokens one character off', () => {
+  it('every near miss of a valid token is 401, audited, and creates nothing; the token itself enrols', async () => {
+    admin = await api.login('admin', srv.adminKey);
+    const created = await api.request('POST', '/host_factory_tokens', {
+      token: admin,
+      body: `host_factory=${encodeURIComponent(`${A()}:host_factory:enrol`)}&expiration=2050-12-31T00:00:00Z`,
+      headers: FORM,
+    });
+    expect(created.status).toBe(200);
+    const hfToken = created.json[0].token as string;
+    const enrol = (token: string) => api.request('POST', '/host_factories/hosts', { body: 'id=hf-near', headers: { ...FORM, Authorization: `Token token="${token}"` } });
+    // A token that matches none is audited without an account (it names none), so the events are read from the database.
+    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+    const anonymous = () =>
+      db.prepare("SELECT seq, operation, result, reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL ORDER BY seq").all() as { seq: number; operation: string; result: string; reason: string }[];
+    onTestFinished(() => db.close());
+    for (const [what, wrong] of nearMisses(hfToken)) {
+      const before = anonymous().length;
+      const r = await enrol(wrong);
+      expect([what, r.status]).toEqual([what, 401]);
+      const fresh = anonymous().slice(before);
+      expect(fresh).toHaveLength(1);
+      expect(fresh[0]).toMatchObject({ operation: 'create-host', result: 'failure' });
+      expect(fresh[0]!.reason).toMatch(/^(unknown or revoked|missing or malformed) host-factory token$/);
+      expect((await api.request('GET', `/resources/${A()}/host/hf-near`, { token: admin })).status).toBe(404);
+    }
+    expect((await enrol(hfToken)).status).toBe(201);
+  });
+});
+
 describe('restricted_to at the edges of its ranges (client address via a trusted proxy)', () => {
   const cases: [string, string, string, number][] = [
     // host, client address, what it is, expected status
@@ -471,6 +503,40 @@ describe('restricted_to on every way in: inside works, outside is 401, audited, 
     expect(ok.status).toBe(200);
     expect((await whoami(ok.text)).json.username).toBe('host/jwt-fenced');
   });
+
+  it('X-Forwarded-For cannot step inside: behind the trusted proxy the right-most untrusted hop counts, so a spoofed inside address on the left is refused', async () => {
+    const key = keys['host:fenced-host']!;
+    const r = await expectAuditedFailure('authn', { operation: 'authenticate', role: `${A()}:host:fenced-host`, reason: /^CONJ00003E Origin 10\.50\.1\.0 / }, () =>
+      authenticate('host/fenced-host', key, `${INSIDE}, ${OUTSIDE}`),
+    );
+    expect(r.status).toBe(401);
+    // The proxy's own address on the right is skipped: the client it reports is what counts.
+    expect((await authenticate('host/fenced-host', key, `${OUTSIDE}, ${INSIDE}, 127.0.0.1`)).status).toBe(200);
+    expect((await authenticate('host/fenced-host', key, `${INSIDE}, ${OUTSIDE}, 127.0.0.1`)).status).toBe(401);
+  });
+
+  for (const [what, flags] of [
+    ['no --trusted-proxies at all', {}],
+    ['--trusted-proxies naming another proxy (192.0.2.1), not the peer', { 'trusted-proxies': '192.0.2.1/32' }],
+  ] as const) {
+    it(`X-Forwarded-For from a peer that is not a trusted proxy is ignored (${what}): an inside address in the header does not help`, async () => {
+      const plain = await startTestServer({ account: 'plain', flags });
+      try {
+        const c = new Client(plain.url, plain.account);
+        const adminToken = await c.login('admin', plain.adminKey);
+        const loaded = await c.loadPolicy(adminToken, 'POST', 'root', '- !host\n  id: fenced\n  restricted_to: 10.50.0.0/24\n');
+        expect(loaded.status).toBe(201);
+        const key = loaded.json.created_roles['plain:host:fenced'].api_key as string;
+        const r = await c.request('POST', '/authn/plain/host%2Ffenced/authenticate', { body: key, headers: { 'X-Forwarded-For': INSIDE } });
+        expect(r.status).toBe(401);
+        const events = await c.request('GET', '/audit/plain?action=authn&result=failure&limit=1', { token: adminToken });
+        expect(events.json.events[0]).toMatchObject({ role: 'plain:host:fenced', client_ip: '127.0.0.1' });
+        expect(events.json.events[0].reason).toMatch(/^CONJ00003E Origin 127\.0\.0\.1 /);
+      } finally {
+        await plain.close();
+      }
+    });
+  }
 
   it('host-factory enrolment with a CIDR-restricted token: nothing created, no key rotated from outside; inside works', async () => {
     admin = await api.login('admin', srv.adminKey);
