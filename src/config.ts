@@ -25,6 +25,12 @@ export interface ServerConfig extends ServiceConfig {
   devAccount: string;
   /** Free bytes below which /health reports the database not writable; undefined: twice the larger body limit. */
   healthMinFreeBytes?: number;
+  /** Slow-client bounds (ms) and the connection cap of the HTTP server. */
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
 }
 
 export interface ConfigOption {
@@ -65,6 +71,11 @@ export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   busyTimeout: { env: 'COFFER_DB_BUSY_TIMEOUT_MS', default: '5000', meaning: 'How long a write waits for a database lock held by another process' },
   devAccount: { env: 'COFFER_DEV_ACCOUNT', default: 'dev', meaning: 'Account created on first start in --dev mode' },
   healthMinFree: { env: 'COFFER_HEALTH_MIN_FREE_BYTES', default: 'twice the larger body limit (20971520)', meaning: "Free bytes on the data directory's file system below which GET /health answers 503 (database not writable)" },
+  headersTimeout: { env: 'COFFER_HEADERS_TIMEOUT_MS', default: '10000', meaning: "Time a client has to send a request's line and headers; a slower one is answered 408 and cut" },
+  bodyIdleTimeout: { env: 'COFFER_BODY_IDLE_TIMEOUT_MS', default: '30000', meaning: 'Longest pause between two pieces of a request body; a client that stalls longer is cut' },
+  requestTimeout: { env: 'COFFER_REQUEST_TIMEOUT_MS', default: '120000', meaning: 'Time a client has to send a whole request, headers and body (408 and cut after it)' },
+  keepAliveTimeout: { env: 'COFFER_KEEP_ALIVE_TIMEOUT_MS', default: '5000', meaning: "How long an idle keep-alive connection stays open (set it above a load balancer's idle timeout)" },
+  maxConnections: { env: 'COFFER_MAX_CONNECTIONS', default: '1000', meaning: 'Open client connections at most; more are closed as they arrive (keep below ulimit -n)' },
 };
 
 export class ConfigError extends Error {
@@ -150,6 +161,11 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
     auditFormat: auditFormat === 'rfc5424' ? 'rfc5424' : 'json',
     busyTimeoutMs: int('busyTimeout', 5000, 0, 600_000),
     healthMinFreeBytes: pick('healthMinFree') ? int('healthMinFree', 0, 0, Number.MAX_SAFE_INTEGER) : undefined,
+    headersTimeoutMs: int('headersTimeout', 10_000, 100, 600_000),
+    bodyIdleTimeoutMs: int('bodyIdleTimeout', 30_000, 100, 600_000),
+    requestTimeoutMs: int('requestTimeout', 120_000, 100, 3_600_000),
+    keepAliveTimeoutMs: int('keepAliveTimeout', 5_000, 100, 600_000),
+    maxConnections: int('maxConnections', 1000, 1, 1_000_000),
     devAccount,
     tokenTtlSeconds: int('tokenTtl', DEFAULT_SERVICE_CONFIG.tokenTtlSeconds, 1, 5 * 3600),
     maxTokenTtlSeconds,
@@ -160,6 +176,9 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
   };
   if (config.tokenTtlSeconds > config.maxTokenTtlSeconds) {
     problems.push(`--token-ttl (${config.tokenTtlSeconds}) may not exceed --max-token-ttl (${config.maxTokenTtlSeconds})`);
+  }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    problems.push(`COFFER_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) may not exceed COFFER_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
   }
   if (problems.length) throw new ConfigError(problems);
   return config;

@@ -158,12 +158,14 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
         fetch: app.fetch,
         port: config.port,
         hostname: config.host,
-        ...(tls ? { createServer: createHttpsServer, serverOptions: tls } : {}),
+        serverOptions: { ...tls, ...slowClientOptions(config) },
+        ...(tls ? { createServer: createHttpsServer } : {}),
       },
       () => resolveListen(s),
     );
     s.once('error', reject);
   });
+  boundConnections(server, config);
   const port = (server.address() as AddressInfo).port;
   const scheme = tls ? 'https' : 'http';
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -179,6 +181,47 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
       rmSync(lockFile, { force: true });
     },
   };
+}
+
+/**
+ * Node's own bounds on slow clients. The header and whole-request timeouts
+ * are enforced by a sweep every `connectionsCheckingInterval`, so the sweep
+ * runs at least twice per header timeout (Node's 30 s default would let a
+ * 10 s limit stretch to 40 s).
+ */
+function slowClientOptions(config: ServerConfig) {
+  return {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 2))),
+  };
+}
+
+/**
+ * The connection cap, and the body idle timeout Node lacks: while a request
+ * body is still arriving, a socket silent for `bodyIdleTimeoutMs` is cut.
+ * The timer is armed only until the body has been read (or the response is
+ * sent), so a request the server takes long to answer is never cut by it.
+ */
+function boundConnections(server: ServerType, config: ServerConfig): void {
+  const http = server as import('node:http').Server;
+  http.maxConnections = config.maxConnections;
+  http.keepAliveTimeout = config.keepAliveTimeoutMs;
+  http.on('request', (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (!hasBody || req.complete) return;
+    const socket = req.socket;
+    const onIdle = () => socket.destroy();
+    socket.setTimeout(config.bodyIdleTimeoutMs, onIdle);
+    const disarm = () => {
+      socket.setTimeout(0);
+      socket.off('timeout', onIdle);
+    };
+    req.once('end', disarm);
+    req.once('close', disarm);
+    res.once('finish', disarm);
+  });
 }
 
 /** Error text for the server log: type and message, never a request body or secret. */
