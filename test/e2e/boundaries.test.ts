@@ -352,7 +352,7 @@ describe('host-factory tokens one character off', () => {
     const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
     const anonymous = () =>
       db.prepare("SELECT seq, operation, result, reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL ORDER BY seq").all() as { seq: number; operation: string; result: string; reason: string }[];
-    onTestFinished(() => db.close());
+    onTestFinished(() => void db.close());
     for (const [what, wrong] of nearMisses(hfToken)) {
       const before = anonymous().length;
       const r = await enrol(wrong);
