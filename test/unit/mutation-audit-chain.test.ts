@@ -19,7 +19,7 @@ function event(seq: number): UnhashedRow {
 
 function chain(n: number): AuditRow[] {
   const rows: AuditRow[] = [];
-  let prev = GENESIS_HASH;
+  let prev: Buffer = GENESIS_HASH;
   for (let seq = 1; seq <= n; seq++) {
     const e = event(seq);
     const hash = chainHash(prev, e);
