@@ -75,7 +75,31 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
   for (const item of ordered) {
     if (item !== wrapper) out.push(...toStatements(item, roleOwners));
   }
+  checkWellFormedText(out);
   return { statements: out, warnings: annotationWarnings(flat) };
+}
+
+/**
+ * 10. Every string a statement stores (ids, annotation names and values,
+ * public keys, CIDRs) must be well-formed Unicode: a YAML `"\ud800"` escape
+ * makes a lone UTF-16 surrogate, which SQLite's UTF-8 cannot hold, so what was
+ * stored would not be what the policy says (and a later dry run would show it
+ * as changed for ever).
+ */
+function checkWellFormedText(statements: Statement[]): void {
+  for (const statement of statements) {
+    const pending: unknown[] = [statement];
+    while (pending.length > 0) {
+      const v = pending.pop();
+      if (typeof v === 'string') {
+        if (!v.isWellFormed()) {
+          throw resolveError('The policy contains ill-formed Unicode (a lone UTF-16 surrogate, e.g. a "\\ud800" escape)', statement.position);
+        }
+      } else if (v !== null && typeof v === 'object') {
+        for (const [k, item] of Object.entries(v)) pending.push(k, item);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

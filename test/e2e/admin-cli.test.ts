@@ -368,10 +368,13 @@ describe('coffer audit verify (offline)', () => {
     try {
       const r = await coffer(['audit', 'verify', '--data-dir', dir], {});
       expect(r.code).toBe(3);
-      expect(r.stdout.trim()).toBe(`audit chain BROKEN at seq ${target}: event ${target} was modified (hash mismatch) (${target - 1} events before it verified)`);
+      expect(r.stdout.trim()).toBe(
+        `audit chain BROKEN at seq ${target}: event ${target} was modified (hash mismatch)\n` +
+          `1 broken sequence number(s) among ${n} events read: ${target}`,
+      );
       const j = await coffer(['audit', 'verify', '--data-dir', dir, '--json'], {});
       expect(j.code).toBe(3);
-      expect(JSON.parse(j.stdout)).toEqual({ ok: false, events: target - 1, last_seq: target - 1, first_bad_seq: target, reason: `event ${target} was modified (hash mismatch)` });
+      expect(JSON.parse(j.stdout)).toEqual({ ok: false, events: n, last_seq: n, first_bad_seq: target, reason: `event ${target} was modified (hash mismatch)`, bad_seqs: [target], bad_count: 1 });
     } finally {
       edit(original);
     }

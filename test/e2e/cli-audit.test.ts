@@ -141,6 +141,6 @@ describe('coffer audit verify', () => {
     }
     const r = await runCli(['audit', 'verify'], { env });
     expect(r.code).toBe(3);
-    expect(r.out).toMatch(/^audit chain BROKEN at seq 3: /);
+    expect(r.out).toMatch(/^audit chain BROKEN at seq 3: event 3 was modified \(hash mismatch\)\n1 broken sequence number\(s\) among \d+ events read: 3\n?$/);
   });
 });

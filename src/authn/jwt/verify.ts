@@ -247,12 +247,13 @@ function identityFromUrl(urlId: string): JwtIdentity {
 
 /**
  * Role ids are looked up literally, so this is defence in depth: no empty,
- * `.` or `..` segments and no control characters in an id built from a claim.
+ * `.` or `..` segments, no control characters and no ill-formed Unicode (a
+ * claim's `\ud800` escape) in an id built from a claim.
  */
 function assertWellFormedId(id: string): void {
   const segments = id.split('/');
   // eslint-disable-next-line no-control-regex
-  const bad = /[\u0000-\u001f\u007f]/.test(id) || segments.some((s) => s === '' || s === '.' || s === '..');
+  const bad = /[\u0000-\u001f\u007f]/.test(id) || !id.isWellFormed() || segments.some((s) => s === '' || s === '.' || s === '..');
   if (bad) throw jwtAuthnError('CONJ00101E', 'JWT identity is empty or was not found. (malformed identity)');
 }
 
