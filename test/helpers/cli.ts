@@ -1,9 +1,7 @@
 /** Runs the real `coffer` CLI entry (main) in-process with captured output, a given stdin and a private HOME. */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
+import { tempDir } from './tmp.js';
 import type { CliIo } from '../../src/cli/commands/context.js';
 
 export interface CliResult {
@@ -24,8 +22,9 @@ export interface CliOptions {
   onOut?: (line: string) => void;
 }
 
+/** A private HOME, removed after the test file (sooner if the test removes it itself). */
 export function tempHome(): string {
-  return mkdtempSync(join(tmpdir(), 'coffer-cli-home-'));
+  return tempDir('coffer-cli-home-');
 }
 
 export async function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {

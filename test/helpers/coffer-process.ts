@@ -34,7 +34,8 @@ const isStale = () => {
  */
 export async function ensureBuilt(): Promise<void> {
   if (!isStale()) return;
-  const lock = join(tmpdir(), `coffer-build-${ROOT.replace(/[^A-Za-z0-9]/g, '_')}.lock`);
+  // In the OS temp directory, not this run's own (test/helpers/global-tmp.ts), so concurrent runs take turns too.
+  const lock = join(process.env.COFFER_TEST_SHARED_TMPDIR ?? tmpdir(), `coffer-build-${ROOT.replace(/[^A-Za-z0-9]/g, '_')}.lock`);
   const deadline = Date.now() + 120_000;
   for (;;) {
     try {

@@ -2,12 +2,11 @@
  * Starts the real Coffer server on an ephemeral loopback port with a
  * temporary data directory, creates an account, and returns an HTTP client.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadServerConfig } from '../../src/config.js';
 import { createAccountIn, startServer, type RunningServer } from '../../src/server.js';
+import { tempDir } from './tmp.js';
 
 export class TestClock {
   ms = Date.now();
@@ -35,13 +34,14 @@ export interface StartOptions {
   account?: string;
   env?: Record<string, string>;
   flags?: Record<string, string | boolean>;
+  /** Keep the data directory after close() (it is still removed after the test file). */
   keepDataDir?: boolean;
   dataDir?: string;
   dataKey?: string;
 }
 
 export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'coffer-test-'));
+  const dataDir = opts.dataDir ?? tempDir('coffer-test-');
   const dataKey = opts.dataKey ?? randomBytes(32).toString('base64');
   const config = loadServerConfig(
     { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...opts.flags },
