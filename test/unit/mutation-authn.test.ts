@@ -1,0 +1,222 @@
+/**
+ * Unit-level boundaries of src/authn/ aimed at its mutants
+ * (npm run mutation -- --module authn): API keys one character off, stored
+ * hashes of the wrong length, a token at exactly `exp` and one second
+ * before, the "not before" instant, password strength at each limit, the
+ * TTL parser's edges and the failed-login throttle's window.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { tempDir } from '../helpers/tmp.js';
+import { Barrier, initSodium } from '../../src/secrets/barrier.js';
+import { openStore } from '../../src/store/index.js';
+import { TokenService } from '../../src/authn/tokens.js';
+import { ApiKeyHasher, generateApiKey } from '../../src/authn/api-keys.js';
+import { checkPasswordStrength, hashPassword, verifyPassword } from '../../src/authn/passwords.js';
+import { parseTokenTtl } from '../../src/authn/ttl.js';
+import { AuthThrottle } from '../../src/authn/throttle.js';
+
+beforeAll(() => initSodium());
+
+const T0 = 1_700_000_000_000;
+
+function tokens() {
+  const store = openStore(join(tempDir('coffer-mut-authn-'), 'c.db'));
+  const dataKey = randomBytes(32);
+  const barrier = Barrier.open(dataKey, store.keyring);
+  let ms = T0;
+  const svc = new TokenService({
+    barrier, secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
+    now: () => Math.floor(ms / 1000), nowMs: () => ms,
+  });
+  store.accounts.insert('acme');
+  svc.createAccountKey('acme');
+  return { svc, store, dataKey, setMs: (v: number) => (ms = v) };
+}
+
+function flip(s: string, i: number): string {
+  const c = s[i] === 'a' ? 'b' : 'a';
+  return s.slice(0, i) + c + s.slice(i + 1);
+}
+
+describe('API key verification', () => {
+  const hasher = new ApiKeyHasher(randomBytes(32));
+  const key = generateApiKey();
+  const stored = hasher.hash(key);
+
+  it('accepts the key and refuses it with one character changed at the start, middle or end', () => {
+    expect(hasher.verify(key, stored)).toBe(true);
+    for (const i of [0, Math.floor(key.length / 2), key.length - 1]) expect(hasher.verify(flip(key, i), stored)).toBe(false);
+    expect(hasher.verify(key.slice(0, -1), stored)).toBe(false);
+    expect(hasher.verify('', stored)).toBe(false);
+  });
+
+  it('refuses (without throwing) a missing or wrong-length stored hash', () => {
+    expect(hasher.verify(key, null)).toBe(false);
+    expect(hasher.verify(key, undefined)).toBe(false);
+    expect(hasher.verify(key, stored.subarray(0, 31))).toBe(false);
+    expect(hasher.verify(key, Buffer.concat([stored, Buffer.alloc(1)]))).toBe(false);
+    expect(hasher.verify(key, Buffer.alloc(0))).toBe(false);
+  });
+
+  it('a different pepper gives a different hash', () => {
+    expect(new ApiKeyHasher(randomBytes(32)).verify(key, stored)).toBe(false);
+    expect(hasher.hash(key).equals(stored)).toBe(true);
+    expect(stored).toHaveLength(32);
+  });
+
+  it("generates 256-bit keys in Conjur's form (8 Crockford base32 groups of a uint32)", () => {
+    const keys = new Set(Array.from({ length: 200 }, generateApiKey));
+    expect(keys.size).toBe(200);
+    for (const k of keys) {
+      expect(k).toMatch(/^[0-9a-hjkmnp-tv-z]+$/);
+      expect(k.length).toBeGreaterThanOrEqual(8);
+      expect(k.length).toBeLessThanOrEqual(56);
+    }
+    // A uint32 is at most 7 base32 digits: the mean is close to 7 per group.
+    const mean = [...keys].reduce((n, k) => n + k.length, 0) / keys.size;
+    expect(mean).toBeGreaterThan(52);
+  });
+});
+
+describe('access token expiry and "not before"', () => {
+  it('accepts a token one second before exp and refuses it at exactly exp (and after)', () => {
+    const { svc, setMs } = tokens();
+    const { json, claims } = svc.issue('acme', 'alice', 60);
+    expect(claims.exp).toBe(T0 / 1000 + 60);
+    setMs(T0 + 59_999);
+    expect(svc.verify(json).sub).toBe('alice');
+    setMs(T0 + 60_000);
+    expect(() => svc.verify(json)).toThrow(/Invalid token/);
+    setMs(T0 + 59_000);
+    // Refused once expired: the cache entry was dropped, and the clock going back does not matter to exp.
+    expect(svc.verify(json).sub).toBe('alice');
+  });
+
+  it('refuses a token issued at the not-before instant and accepts one issued right after it', () => {
+    const { svc, setMs } = tokens();
+    const first = svc.issue('acme', 'alice', 600);
+    const nb = svc.nextNotBefore('acme:user:alice', T0);
+    expect(nb).toBe(T0);
+    svc.setNotBefore('acme:user:alice', nb);
+    expect(() => svc.verify(first.json)).toThrow(/Invalid token/);
+    // Same millisecond: the next token is stamped nb + 1 and is valid.
+    const second = svc.issue('acme', 'alice', 600);
+    expect(Number.parseInt(second.claims.jti.split('-')[0]!, 16)).toBe(T0 + 1);
+    expect(svc.verify(second.json).sub).toBe('alice');
+    // A further change in the same millisecond moves not-before past it.
+    expect(svc.nextNotBefore('acme:user:alice', T0)).toBe(T0 + 1);
+    svc.setNotBefore('acme:user:alice', T0 + 1);
+    expect(() => svc.verify(second.json)).toThrow(/Invalid token/);
+    setMs(T0 + 5);
+    expect(svc.nextNotBefore('acme:user:alice', T0 + 5)).toBe(T0 + 5);
+    expect(svc.verify(svc.issue('acme', 'alice', 600).json).sub).toBe('alice');
+    // Other roles are not affected.
+    expect(svc.verify(svc.issue('acme', 'bob', 600).json).sub).toBe('bob');
+  });
+
+  it('refuses a token without the exact claim set, with the wrong algorithm or an unknown key', () => {
+    const { svc } = tokens();
+    const { json } = svc.issue('acme', 'alice', 600);
+    const t = JSON.parse(json) as { protected: string; payload: string; signature: string };
+    const header = JSON.parse(Buffer.from(t.protected, 'base64url').toString()) as { kid: string };
+    const reheader = (h: unknown) => JSON.stringify({ ...t, protected: Buffer.from(JSON.stringify(h)).toString('base64url') });
+    expect(() => svc.verify(reheader({ alg: 'none', kid: header.kid }))).toThrow(/Invalid token/);
+    expect(() => svc.verify(reheader({ alg: 'EdDSA', kid: 'f'.repeat(64) }))).toThrow(/Invalid token/);
+    expect(() => svc.verify(reheader({ alg: 'EdDSA' }))).toThrow(/Invalid token/);
+    expect(() => svc.verify(JSON.stringify({ ...t, signature: Buffer.alloc(64).toString('base64url') }))).toThrow(/Invalid token/);
+    expect(() => svc.verify(JSON.stringify({ protected: t.protected, payload: t.payload }))).toThrow(/Invalid token/);
+  });
+
+  it('a revocation survives a restart of the service', () => {
+    const { svc, store, dataKey } = tokens();
+    const { json } = svc.issue('acme', 'alice', 600);
+    svc.revoke(svc.verify(json));
+    const again = new TokenService({
+      barrier: Barrier.open(dataKey, store.keyring), secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
+      now: () => T0 / 1000, nowMs: () => T0,
+    });
+    expect(() => again.verify(json)).toThrow(/Invalid token/);
+    expect(again.verify(svc.issue('acme', 'alice', 600).json).sub).toBe('alice');
+  });
+});
+
+describe('password strength (Conjur: 12–128 chars, 2 upper, 2 lower, 1 digit, 1 special, no newline)', () => {
+  const ok = 'AAbb1!xxxxxx'; // exactly 12
+  it('accepts each minimum exactly', () => {
+    expect(ok).toHaveLength(12);
+    expect(() => checkPasswordStrength(ok)).not.toThrow();
+    expect(() => checkPasswordStrength(`AAbb1!${'x'.repeat(122)}`)).not.toThrow(); // 128
+  });
+  it('refuses one below each minimum and one above the maximum', () => {
+    for (const bad of [
+      'AAbb1!xxxxx', // 11
+      `AAbb1!${'x'.repeat(123)}`, // 129
+      'Abbb1!xxxxxx', // one upper-case
+      'AABB1!XXXXXb', // one lower-case
+      'AAbbx!xxxxxx', // no digit
+      'AAbb1xxxxxxx', // no special
+      'AAbb1!xxxxx\n', // newline
+      'AAbb1!xxxxx\r',
+    ]) expect(() => checkPasswordStrength(bad), JSON.stringify(bad)).toThrow(/CONJ00046E/);
+  });
+  it('verifies argon2id hashes; a wrong or missing password is refused', async () => {
+    const hash = await hashPassword(ok);
+    expect(hash).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+    expect(await verifyPassword(hash, ok)).toBe(true);
+    expect(await verifyPassword(hash, `${ok.slice(0, -1)}y`)).toBe(false);
+    expect(await verifyPassword(null, ok)).toBe(false);
+    expect(await verifyPassword(undefined, 'coffer-dummy-password-for-timing')).toBe(false);
+    expect(await verifyPassword('not a hash', ok)).toBe(false);
+  });
+});
+
+describe('token TTL edges', () => {
+  it('reads seconds and durations, refusing zero, empty parts and garbage', () => {
+    expect(parseTokenTtl(' 1 ')).toBe(1);
+    expect(parseTokenTtl('PT1S')).toBe(1);
+    expect(parseTokenTtl('PT1.9S')).toBe(1);
+    expect(parseTokenTtl('P1DT1H1M1S')).toBe(86400 + 3600 + 60 + 1);
+    expect(parseTokenTtl('pt2m')).toBe(120);
+    for (const bad of ['P', 'PT', 'P1DT', 'PT0S', 'PT0.5S', '-5', '1.5', '', 'P1W', 'xPT1M', 'PT1Mx']) {
+      expect(parseTokenTtl(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe('failed-login throttle', () => {
+  it('allows maxFailures - 1 failures, refuses at maxFailures until the window has passed, and success clears it', () => {
+    let ms = T0;
+    const clock = { nowMs: () => ms, now: () => Math.floor(ms / 1000) };
+    const t = new AuthThrottle(clock as never, 3, 10_000);
+    t.fail('k');
+    ms += 1000;
+    t.fail('k');
+    expect(() => t.check('k')).not.toThrow();
+    t.fail('k');
+    let err: unknown;
+    try {
+      t.check('k');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'too_many_requests', retryAfter: 9 });
+    expect(() => t.check('other')).not.toThrow();
+    // The first failure leaves the window at exactly T0 + 10 s.
+    ms = T0 + 10_000;
+    expect(() => t.check('k')).not.toThrow();
+    t.fail('k');
+    expect(() => t.check('k')).toThrow();
+    t.succeed('k');
+    expect(() => t.check('k')).not.toThrow();
+  });
+
+  it('Retry-After is at least 1 second', () => {
+    let ms = T0;
+    const t = new AuthThrottle({ nowMs: () => ms, now: () => 0 } as never, 1, 1000);
+    t.fail('k');
+    ms += 999;
+    expect(() => t.check('k')).toThrow(expect.objectContaining({ retryAfter: 1 }));
+  });
+});
