@@ -40,6 +40,8 @@ export default {
   // Two shared cores.
   concurrency: 1,
   timeoutMS: 20_000,
+  // The initial run of every related test, instrumented, on a busy machine.
+  dryRunTimeoutMinutes: 40,
   timeoutFactor: 2,
   tempDirName: '.stryker-tmp',
   cleanTempDir: true,
