@@ -70,7 +70,7 @@ const ROLES: Record<string, string> = {
   'hf-read': 'read on the host factory',
   'hf-exec': 'execute on the host factory',
   'hf-update': 'update on the host factory',
-  'ws-read': 'read on webservice conjur/authn-jwt/static/status',
+  'ws-read': 'read on webservice conjur/authn-jwt/static and on its status',
   'ws-exec': 'execute on the static webservice and its status',
   'ws-update': 'update on webservice conjur/authn-jwt/static',
   auditor: 'audit on policy svc',
@@ -177,7 +177,7 @@ ${permit('g-update', 'update', '!policy svc')}
 ${permit('hf-read', 'read', '!host-factory svc/hf')}
 ${permit('hf-exec', 'execute', '!host-factory svc/hf')}
 ${permit('hf-update', 'update', '!host-factory svc/hf')}
-${permit('ws-read', 'read', '!webservice conjur/authn-jwt/static/status')}
+${permit('ws-read', 'read', '!webservice conjur/authn-jwt/static/status, !webservice conjur/authn-jwt/static')}
 ${permit('ws-exec', 'execute', '!webservice conjur/authn-jwt/static/status, !webservice conjur/authn-jwt/static')}
 ${permit('ws-update', 'update', '!webservice conjur/authn-jwt/static')}
 ${permit('auditor', 'audit', '!policy svc')}
@@ -661,7 +661,7 @@ const ROWS: Row[] = [
     what: 'enabling an authenticator (needs update on its webservice)',
     request: () => ({ method: 'PATCH', path: `/authn-jwt/static/${A}`, ...form('enabled=true') }),
     cases: tokenCases({
-      seers: { 'ws-exec': 403 },
+      seers: { 'ws-exec': 403, 'ws-read': 403 },
       exact: { 'ws-update': 204 },
       owner: 204,
     }),
