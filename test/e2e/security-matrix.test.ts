@@ -288,6 +288,7 @@ beforeAll(async () => {
   expect((await api.request('DELETE', `/host_factory_tokens/${hfRevoked}`, { token: token('admin') })).status).toBe(204);
 
   plant('secret value', CANARY);
+  plant('secret value (base64)', Buffer.from(CANARY).toString('base64'));
   plant(`${OTHER} admin API key`, foreignKey);
   for (const [login, k] of keys) plant(`API key of ${login}`, k);
   for (const [login, t] of tokens) plantToken(login, t);
@@ -459,6 +460,8 @@ const batchOutcome = (code: 'not_found' | 'forbidden'): Expect => ({
   },
 });
 const batchValue: Expect = { status: 200, revealsValue: true, check: (r) => expect(r.json.values[VAR_ID]).toBe(CANARY) };
+/** The value of the variable in a GET /secrets?variable_ids= answer (MIME base64 when asked for). */
+const batchValueOf = (r: Reply, base64: boolean) => (base64 ? Buffer.from(String(r.json[VAR_ID]), 'base64').toString('utf8') : r.json[VAR_ID]);
 const rawValue: Expect = { status: 200, revealsValue: true, check: (r) => expect(r.text).toBe(CANARY) };
 
 const emptyAuditPage: Expect = { status: 200, refused: true, check: (r) => expect(r.json.events).toEqual([]) };
@@ -765,17 +768,27 @@ const ROWS: Row[] = [
     cases: tokenCases({ seers: { 'v-read': 403, 'v-update': 403 }, exact: { 'v-exec': rawValue }, owner: rawValue }),
   },
   {
+    route: 'GET /secrets/{account}/{kind}/{id}',
+    what: "fetch with Ruby's trailing slash (needs execute)",
+    request: () => ({ method: 'GET', path: `${VAR_PATH}/` }),
+    cases: tokenCases({ seers: { 'v-read': 403, 'v-update': 403 }, exact: { 'v-exec': rawValue }, owner: rawValue }),
+  },
+  ...(['', '/'] as const).map((slash): Row => ({
     route: 'GET /secrets',
-    what: 'batch fetch ?variable_ids= (needs execute; Conjur checks it before visibility, so invisible is 403 too)',
-    request: () => ({ method: 'GET', path: `/secrets?variable_ids=${encodeURIComponent(VAR_ID)}` }),
+    what: `batch fetch ${slash ? "as the Go CLI sends it (/secrets/?variable_ids=, base64)" : '?variable_ids='} (needs execute; Conjur checks it before visibility, so invisible is 403 too)`,
+    request: () => ({
+      method: 'GET',
+      path: `/secrets${slash}?variable_ids=${encodeURIComponent(VAR_ID)}`,
+      headers: slash ? { 'Accept-Encoding': 'base64' } : ({} as Record<string, string>),
+    }),
     cases: tokenCases({
       blind: 403,
       foreign: 403,
       seers: { 'v-read': 403, 'v-update': 403 },
-      exact: { 'v-exec': { status: 200, revealsValue: true, check: (r) => expect(r.json[VAR_ID]).toBe(CANARY) } },
-      owner: { status: 200, revealsValue: true, check: (r) => expect(r.json[VAR_ID]).toBe(CANARY) },
+      exact: { 'v-exec': { status: 200, revealsValue: true, check: (r) => expect(batchValueOf(r, slash === '/')).toBe(CANARY) } },
+      owner: { status: 200, revealsValue: true, check: (r) => expect(batchValueOf(r, slash === '/')).toBe(CANARY) },
     }),
-  },
+  })),
   {
     route: 'POST /secrets/{account}/batch',
     what: "per-variable batch fetch (coffer run's path; needs execute per id)",
@@ -1004,7 +1017,7 @@ describe('coffer run at the read/execute boundary', () => {
     return res;
   };
 
-  it('v-read (read, no execute): exits 127 naming the variable, never starts the command, and shows no value', async () => {
+  it('v-read (read, no execute): exits 127 with an error naming DB_PASS, never starts the command, shows neither value nor key', async () => {
     const out = join(home, 'v-read.out');
     const res = await runAs('v-read', out);
     expect(res.code).toBe(127);
