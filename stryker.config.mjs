@@ -11,8 +11,8 @@
 import { MODULES, reportDir } from './scripts/mutation-modules.mjs';
 
 const module = process.env.MUTATION_MODULE ?? 'audit';
-const mutate = MODULES[module];
-if (!mutate) throw new Error(`unknown mutation module "${module}" (known: ${Object.keys(MODULES).join(', ')})`);
+const entry = MODULES[module];
+if (!entry) throw new Error(`unknown mutation module "${module}" (known: ${Object.keys(MODULES).join(', ')})`);
 const dir = reportDir(module);
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
@@ -25,7 +25,9 @@ export default {
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.json',
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
-  mutate,
+  mutate: entry.mutate,
+  // The module's own test list (scripts/mutation-modules.mjs), unless MUTATION_ALL_TESTS=1.
+  ...(process.env.MUTATION_ALL_TESTS === '1' ? {} : { testFiles: entry.tests }),
   coverageAnalysis: 'perTest',
   // Static mutants (module-level constants, e.g. a regex) run every related
   // test — with the in-process e2e suite that is minutes per mutant on two

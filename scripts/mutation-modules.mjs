@@ -1,23 +1,55 @@
 /**
  * The security-critical modules that `npm run mutation` mutates (issue 13
- * item 5), one Stryker run each. Each entry is a list of Stryker `mutate`
- * patterns; `file.ts:from-to` restricts a file to a line range.
- * Shared by stryker.config.mjs, scripts/mutation.mjs and
- * scripts/mutation-summary.mjs.
+ * item 5), one Stryker run each.
+ *  - mutate: Stryker `mutate` patterns; `file.ts:from-to` restricts a file to a line range.
+ *  - tests: the test files run against that module's mutants (Stryker's
+ *    `testFiles`). Every in-process e2e test imports the whole server, so
+ *    without a list each module's initial run is the whole suite (15–25 min
+ *    here); the list names the tests that exercise the module's decisions.
+ *    A mutant only an unlisted test would kill counts as survived, so a list
+ *    can only understate a score. MUTATION_ALL_TESTS=1 ignores the lists.
+ * Shared by stryker.config.mjs, scripts/mutation.mjs and scripts/mutation-summary.mjs.
  */
+const MATRIX = ['test/e2e/security-matrix.test.ts', 'test/e2e/boundaries.test.ts'];
+
 export const MODULES = {
   // The chain hash and its verifier (the online verify in reader.ts uses ChainVerifier).
-  audit: ['src/audit/chain.ts'],
-  hostfactory: ['src/hostfactory/**/*.ts'],
-  rbac: ['src/rbac/**/*.ts'],
-  secrets: ['src/secrets/**/*.ts'],
+  audit: {
+    mutate: ['src/audit/chain.ts'],
+    tests: ['test/unit/audit-chain.test.ts', 'test/unit/mutation-audit-chain.test.ts', 'test/unit/audit-canonical.test.ts',
+      'test/e2e/audit-chain-independent.test.ts', 'test/e2e/audit-api.test.ts', 'test/e2e/secrets-audit.test.ts'],
+  },
+  hostfactory: {
+    mutate: ['src/hostfactory/**/*.ts'],
+    tests: ['test/unit/host-factory-rules.test.ts', 'test/unit/mutation-hostfactory.test.ts', 'test/e2e/host-factory.test.ts', ...MATRIX],
+  },
+  rbac: {
+    mutate: ['src/rbac/**/*.ts'],
+    tests: ['test/unit/rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/cli-inspect.test.ts', ...MATRIX],
+  },
+  secrets: {
+    mutate: ['src/secrets/**/*.ts'],
+    tests: ['test/unit/barrier.test.ts', 'test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts',
+      'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+  },
   // Policy loads: the writes (apply) and the loader's per-mode privilege
   // checks (load/run/requireUpdateBeneath and isDeletion; not the dry-run report).
-  policy: ['src/policy/apply.ts', 'src/policy/loader.ts:55-160', 'src/policy/loader.ts:234-236'],
+  policy: {
+    mutate: ['src/policy/apply.ts', 'src/policy/loader.ts:55-160', 'src/policy/loader.ts:234-236'],
+    tests: ['test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/policy-examples.test.ts', 'test/e2e/policy-ids.test.ts',
+      'test/e2e/cli-policy-variable.test.ts', 'test/e2e/cli-inspect.test.ts', 'test/e2e/authn-policy.test.ts', ...MATRIX],
+  },
   // API keys, passwords, tokens, credentials, the authn service and throttle.
-  authn: ['src/authn/*.ts'],
+  authn: {
+    mutate: ['src/authn/*.ts'],
+    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
+      'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
+  },
   // authn-jwt: config, JWKS, verification, replay.
-  'authn-jwt': ['src/authn/jwt/**/*.ts'],
+  'authn-jwt': {
+    mutate: ['src/authn/jwt/**/*.ts'],
+    tests: ['test/unit/authn-jwt.test.ts', 'test/e2e/authn-jwt.test.ts', ...MATRIX],
+  },
 };
 
 /** Where a module's reports and incremental file live. */

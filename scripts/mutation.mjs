@@ -33,7 +33,7 @@ if (unknown.length) {
 let failed = false;
 for (const module of modules) {
   const started = Date.now();
-  console.log(`\n=== mutation: ${module} (${MODULES[module].join(' ')}) ===`);
+  console.log(`\n=== mutation: ${module} (${MODULES[module].mutate.join(' ')}) ===`);
   const r = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs'], {
     stdio: 'inherit',
     env: { ...process.env, MUTATION_MODULE: module },
