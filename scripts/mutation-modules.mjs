@@ -39,9 +39,15 @@ export const MODULES = {
     tests: ['test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/policy-examples.test.ts', 'test/e2e/policy-ids.test.ts',
       'test/e2e/cli-policy-variable.test.ts', 'test/e2e/cli-inspect.test.ts', 'test/e2e/authn-policy.test.ts', ...MATRIX],
   },
-  // API keys, passwords, tokens, credentials, the authn service and throttle.
+  // API keys, passwords, access tokens, credentials (two runs: each is long on two cores).
   authn: {
-    mutate: ['src/authn/*.ts'],
+    mutate: ['src/authn/api-keys.ts', 'src/authn/passwords.ts', 'src/authn/tokens.ts', 'src/authn/credentials.ts'],
+    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
+      'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
+  },
+  // The authn service (authenticate, Basic login, password change, key rotation, restricted_to), TTLs, throttle.
+  'authn-service': {
+    mutate: ['src/authn/service.ts', 'src/authn/ttl.ts', 'src/authn/throttle.ts'],
     tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
       'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
   },
