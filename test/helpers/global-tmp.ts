@@ -9,15 +9,16 @@
  * runs on the same machine cannot make it fail, and it cannot blame them.
  * The directory is removed either way.
  *
- * Under Stryker (STRYKER_MUTATOR_WORKER set) it only cleans up: a mutant may
- * legitimately break a test before its clean-up, and that must not fail the
- * mutation run's bookkeeping.
+ * Under Stryker (STRYKER_MUTATOR_WORKER set) it does nothing: Stryker keeps
+ * one vitest instance per worker process for many runs, and a mutant may
+ * legitimately break a test before its clean-up.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export default function setup(): () => void {
+export default function setup(): (() => void) | undefined {
+  if (process.env.STRYKER_MUTATOR_WORKER !== undefined) return undefined;
   const outer = tmpdir();
   const runDir = mkdtempSync(join(outer, 'coffer-vitest-run-'));
   // Shared between concurrent runs on purpose (e.g. the lock that serializes building dist/).
@@ -30,7 +31,7 @@ export default function setup(): () => void {
     } finally {
       rmSync(runDir, { recursive: true, force: true });
     }
-    if (left.length > 0 && process.env.STRYKER_MUTATOR_WORKER === undefined) {
+    if (left.length > 0) {
       const shown = left.slice(0, 20).join(', ') + (left.length > 20 ? ', …' : '');
       // vitest reports an error thrown here but still exits 0: set the exit code as well.
       process.exitCode = 1;
