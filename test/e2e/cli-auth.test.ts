@@ -49,7 +49,7 @@ describe('coffer init', () => {
     const h = home();
     const r = await runCli(['init', '-u', `${srv.url}/`, '-a', srv.account], { env: { HOME: h } });
     expect(r.code).toBe(0);
-    expect(r.out).toContain('The server answers');
+    expect(r.out).toMatch(/The server answers \(Coffer \d+\.\d+\.\d+, Conjur API 1\.21\.1\)\./);
     const rc = parseYaml(readFileSync(join(h, '.conjurrc'), 'utf8'));
     expect(rc).toEqual({ account: srv.account, appliance_url: srv.url });
     expect(statSync(join(h, '.conjurrc')).mode & 0o777).toBe(0o600);

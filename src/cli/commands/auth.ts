@@ -66,8 +66,15 @@ export async function cmdInit(args: string[], ctx: Ctx): Promise<number> {
   ctx.out(`Wrote ${rcPath} (server ${url}, account ${account}).`);
   try {
     const res = await plainRequest({ applianceUrl: url, account, ...(caCert ? { caCert } : {}) }, 'GET', '/', { headers: { Accept: 'application/json' }, idleTimeoutMs: 10_000 });
-    const version = res.status === 200 ? (JSON.parse(res.body.toString('utf8')) as { version?: unknown }).version : undefined;
-    if (res.status === 200) ctx.out(`The server answers${typeof version === 'string' ? ` (version ${sanitize(version, 40)})` : ''}. Next: coffer login -i LOGIN`);
+    const info = res.status === 200 ? (JSON.parse(res.body.toString('utf8')) as { version?: unknown; coffer_version?: unknown }) : {};
+    // Coffer reports the Conjur API release it implements as `version` and its own beside it.
+    const version =
+      typeof info.coffer_version === 'string'
+        ? `Coffer ${sanitize(info.coffer_version, 40)}${typeof info.version === 'string' ? `, Conjur API ${sanitize(info.version, 40)}` : ''}`
+        : typeof info.version === 'string'
+          ? `version ${sanitize(info.version, 40)}`
+          : undefined;
+    if (res.status === 200) ctx.out(`The server answers${version ? ` (${version})` : ''}. Next: coffer login -i LOGIN`);
     else ctx.err(`coffer: warning: ${url} answered HTTP ${res.status}; is it a Coffer or Conjur server?`);
   } catch (err) {
     ctx.err(`coffer: warning: ${(err as Error).message} (the configuration was written anyway)`);
