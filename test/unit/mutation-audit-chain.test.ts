@@ -47,6 +47,8 @@ describe('ChainVerifier (mutation-testing gaps)', () => {
     expect(verifyChain(rows)).toEqual({
       ok: false, checked: 4, lastSeq: 4, firstBadSeq: 3, reason: 'event 3 does not link to event 2', badSeqs: [3, 4], badCount: 2,
     });
+    const v = new ChainVerifier();
+    expect(rows.map((r) => v.push(r))).toEqual([true, true, false, false]);
   });
 
   it('flags a first event that does not start from the genesis hash', () => {
