@@ -152,3 +152,12 @@ export function storageUnavailable(cause: unknown): CofferError {
     { cause, auditReason: `storage unavailable (${failure?.code ?? 'I/O error'})` },
   );
 }
+
+/**
+ * A stack overflow (V8's RangeError "Maximum call stack size exceeded"):
+ * always the input's nesting. Callers say "nested too deeply" instead of
+ * showing V8's message.
+ */
+export function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && err.message.includes('call stack');
+}

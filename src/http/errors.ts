@@ -6,7 +6,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { CofferError, PolicyError, storageFailureOf, storageUnavailable, type ErrorCode } from '../errors.js';
+import { CofferError, PolicyError, isStackOverflow, storageFailureOf, storageUnavailable, type ErrorCode } from '../errors.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   bad_request: 400,
@@ -49,6 +49,10 @@ export function renderError(c: Context, err: unknown, log: (err: unknown) => voi
     // A full or failing disk is the operator's to fix, not a bug: 503 like an unwritable audit log.
     if (storageFailureOf(err)) return renderError(c, storageUnavailable(err), log);
     log(err);
+    // A stack overflow is the input's nesting, not a server fault: say so, never V8's message.
+    if (isStackOverflow(err)) {
+      return c.json({ error: { code: 'unprocessable_entity', message: 'Request is nested too deeply to process' } }, 422);
+    }
     return c.json({ error: { code: 'internal_error', message: 'Internal server error; see the server log for the request id' } }, 500);
   }
   const status = statusOf(err.code);

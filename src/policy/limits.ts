@@ -22,6 +22,8 @@
  */
 import { PolicyError } from '../errors.js';
 
+export { isStackOverflow } from '../errors.js';
+
 export interface PolicyLimits {
   /** Upper bound on YAML nodes (collections, items, keys, values). */
   maxNodes: number;
@@ -58,6 +60,15 @@ const QUESTION = 63;
 const STAR = 42;
 const LBRACKET = 91;
 const LBRACE = 123;
+const RBRACKET = 93;
+const RBRACE = 125;
+const BANG = 33;
+const AMP = 38;
+const DQUOTE = 34;
+const SQUOTE = 39;
+const PIPE = 124;
+const GT = 62;
+const HASH = 35;
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 
@@ -69,6 +80,14 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
  * its first key and value), `,` 2 (a flow map's next key and value), `:` 2
  * (a key and its value), `?` + blank 2, `-` + blank 1 (a block item),
  * `---`/`...` at a line start 1 (a document), plus 1 for the first document.
+ * Characters that start other tokens the parser must handle — `]`, `}`,
+ * `*`, `!`, `&`, quotes, `|`, `>` — weigh 1 each, wherever they are, so the
+ * parser's work (tokens) is bounded by nodes plus lines, not only the nodes
+ * it builds. Every `:` and `,` counts, quoted or not: over-counting prose is
+ * harmless, under-counting never happens. A line with none of the
+ * indicators that make items and pairs (`[ { , : - ? ---`), other than a
+ * comment or blank line, weighs 2 more: YAML may read it as a key without a
+ * value. The property tests check the count against what `yaml` builds.
  */
 export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts {
   const maxLines = limits.maxNodes * LINES_PER_NODE;
@@ -77,6 +96,17 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
   let lines = 1;
   let aliases = 0;
   let lineStart = 0;
+  /** Whether the current line has a counted indicator, or anything but blanks and a comment. */
+  let counted = false;
+  let content = false;
+  const bareLine = (i: number): void => {
+    if (content && !counted) {
+      nodes += 2;
+      if (nodes > limits.maxNodes) fail(`Policy has more than ${fmt(limits.maxNodes)} YAML nodes (limit: ${fmt(limits.maxNodes)})`, i);
+    }
+    content = false;
+    counted = false;
+  };
   const fail = (what: string, i: number): never => {
     throw new PolicyError('policy_invalid', what, { line: lines, column: i - lineStart + 1 });
   };
@@ -86,6 +116,7 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
     switch (c) {
       case NL:
       case CR:
+        bareLine(i);
         if (c === CR && text.charCodeAt(i + 1) === NL) i++;
         if (++lines > maxLines) {
           fail(`Policy has more than ${fmt(maxLines)} lines (limit: ${LINES_PER_NODE} per allowed node)`, i);
@@ -97,6 +128,16 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
         break;
       case LBRACE:
         add = 3;
+        break;
+      case RBRACKET:
+      case RBRACE:
+      case BANG:
+      case AMP:
+      case DQUOTE:
+      case SQUOTE:
+      case PIPE:
+      case GT:
+        add = 1;
         break;
       case COMMA:
       case COLON:
@@ -114,7 +155,10 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
             break;
           }
         }
-        if (c === DOT) continue;
+        if (c === DOT) {
+          content = true;
+          continue;
+        }
         const next = i + 1 < n ? text.charCodeAt(i + 1) : SPACE;
         if (next === SPACE || next === TAB || next === NL || next === CR) add = c === DASH ? 1 : 2;
         break;
@@ -126,24 +170,32 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
             fail(`Policy has more than ${fmt(limits.maxAliases)} aliases (limit: ${fmt(limits.maxAliases)})`, i);
           }
         }
-        continue;
+        add = 1;
+        break;
       }
+      case SPACE:
+      case TAB:
+        continue;
+      case HASH:
+        if (!content) content = counted = true; // a comment line: no node
+        continue;
       default:
+        content = true;
         continue;
     }
+    content = true;
+    if (add === 0) continue;
+    // Only the indicators that make items and pairs account for the line's own node.
+    if (c !== RBRACKET && c !== RBRACE && c !== BANG && c !== AMP && c !== DQUOTE && c !== SQUOTE && c !== PIPE && c !== GT && c !== STAR) counted = true;
     nodes += add;
     if (nodes > limits.maxNodes) {
       fail(`Policy has more than ${fmt(limits.maxNodes)} YAML nodes (limit: ${fmt(limits.maxNodes)})`, i);
     }
   }
+  bareLine(n);
   return { nodes, lines, aliases };
 }
 
 export function depthError(maxDepth: number, position: { line: number; column: number }): PolicyError {
   return new PolicyError('policy_invalid', `Policy is nested too deeply: more than ${maxDepth} levels (limit: ${maxDepth})`, position);
-}
-
-/** A stack overflow (V8's RangeError "Maximum call stack size exceeded"). */
-export function isStackOverflow(err: unknown): boolean {
-  return err instanceof RangeError && err.message.includes('call stack');
 }

@@ -536,7 +536,8 @@ class Walker {
       let before = at;
       while (before > 0 && (this.text[before - 1] === ' ' || this.text[before - 1] === '\t')) before--;
       for (const prop of props) {
-        if (prop && this.text.startsWith(prop, before - prop.length)) {
+        // (startsWith clamps a negative position to 0: without the bound this never ends at the text's start.)
+        if (prop && before >= prop.length && this.text.startsWith(prop, before - prop.length)) {
           at = before - prop.length;
           found = true;
         }

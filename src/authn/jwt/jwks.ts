@@ -23,6 +23,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { createLocalJWKSet, errors as joseErrors, type CryptoKey, type JSONWebKeySet, type LocalJWKSet } from 'jose';
 import { checkFetchUrl, isRecord, jwtAuthnError, normalizeHostList, type JwtAuthenticatorConfig } from './config.js';
+import { isStackOverflow } from '../../errors.js';
 
 /** Hard deadline for one HTTP fetch (connect + headers + body). */
 export const JWKS_FETCH_TIMEOUT_MS = 5_000;
@@ -484,6 +485,7 @@ function trimSlash(value: string): string {
 
 function errorMessage(error: unknown): string {
   if (error instanceof SyntaxError) return 'response is not valid JSON';
+  if (isStackOverflow(error)) return 'response is nested too deeply';
   return error instanceof Error ? error.message : 'unknown error';
 }
 
