@@ -90,44 +90,53 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
  * value. The property tests check the count against what `yaml` builds.
  */
 export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts {
-  const maxLines = limits.maxNodes * LINES_PER_NODE;
+  // One tight loop over local variables (no closures: captured variables would live in a context object).
+  const maxNodes = limits.maxNodes;
+  const maxAliases = limits.maxAliases;
+  const maxLines = maxNodes * LINES_PER_NODE;
   const n = text.length;
   let nodes = 1;
   let lines = 1;
   let aliases = 0;
   let lineStart = 0;
-  /** Whether the current line has a counted indicator, or anything but blanks and a comment. */
+  /** Whether the current line has an item or pair indicator (or is a comment), and whether it has anything but blanks. */
   let counted = false;
   let content = false;
-  const bareLine = (i: number): void => {
-    if (content && !counted) {
-      nodes += 2;
-      if (nodes > limits.maxNodes) fail(`Policy has more than ${fmt(limits.maxNodes)} YAML nodes (limit: ${fmt(limits.maxNodes)})`, i);
-    }
-    content = false;
-    counted = false;
-  };
-  const fail = (what: string, i: number): never => {
-    throw new PolicyError('policy_invalid', what, { line: lines, column: i - lineStart + 1 });
-  };
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : NL;
     let add = 0;
     switch (c) {
       case NL:
       case CR:
-        bareLine(i);
-        if (c === CR && text.charCodeAt(i + 1) === NL) i++;
-        if (++lines > maxLines) {
-          fail(`Policy has more than ${fmt(maxLines)} lines (limit: ${LINES_PER_NODE} per allowed node)`, i);
+        if (content && !counted) {
+          nodes += 2; // a bare line: YAML may read it as a key without a value
+          if (nodes > maxNodes) throw nodesError(maxNodes, lines, i - lineStart + 1);
         }
+        content = false;
+        counted = false;
+        if (i === n) continue;
+        if (c === CR && text.charCodeAt(i + 1) === NL) i++;
+        if (++lines > maxLines) throw limitError(`Policy has more than ${fmt(maxLines)} lines (limit: ${LINES_PER_NODE} per allowed node)`, lines, 1);
         lineStart = i + 1;
+        continue;
+      case SPACE:
+      case TAB:
+        continue;
+      case HASH:
+        if (!content) content = counted = true; // a comment line: no node
         continue;
       case LBRACKET:
         add = 2;
+        counted = true;
         break;
       case LBRACE:
         add = 3;
+        counted = true;
+        break;
+      case COMMA:
+      case COLON:
+        add = 2;
+        counted = true;
         break;
       case RBRACKET:
       case RBRACE:
@@ -139,61 +148,49 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
       case GT:
         add = 1;
         break;
-      case COMMA:
-      case COLON:
-        add = 2;
-        break;
-      case DASH:
-      case QUESTION:
-      case DOT: {
-        if (i === lineStart && c !== QUESTION) {
-          const c1 = text.charCodeAt(i + 1);
-          const c2 = text.charCodeAt(i + 2);
-          if (c1 === c && c2 === c) {
-            add = 1; // a document marker (--- or ...)
-            i += 2;
-            break;
-          }
-        }
-        if (c === DOT) {
-          content = true;
-          continue;
-        }
-        const next = i + 1 < n ? text.charCodeAt(i + 1) : SPACE;
-        if (next === SPACE || next === TAB || next === NL || next === CR) add = c === DASH ? 1 : 2;
-        break;
-      }
       case STAR: {
         const prev = i === 0 ? SPACE : text.charCodeAt(i - 1);
         if (prev === SPACE || prev === TAB || prev === NL || prev === CR || prev === LBRACKET || prev === LBRACE || prev === COMMA) {
-          if (++aliases > limits.maxAliases) {
-            fail(`Policy has more than ${fmt(limits.maxAliases)} aliases (limit: ${fmt(limits.maxAliases)})`, i);
-          }
+          if (++aliases > maxAliases) throw limitError(`Policy has more than ${fmt(maxAliases)} aliases (limit: ${fmt(maxAliases)})`, lines, i - lineStart + 1);
         }
         add = 1;
         break;
       }
-      case SPACE:
-      case TAB:
-        continue;
-      case HASH:
-        if (!content) content = counted = true; // a comment line: no node
-        continue;
+      case DASH:
+      case QUESTION:
+      case DOT: {
+        if (i === lineStart && c !== QUESTION && text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c) {
+          add = 1; // a document marker (--- or ...)
+          counted = true;
+          i += 2;
+          break;
+        }
+        content = true;
+        if (c === DOT) continue;
+        const next = i + 1 < n ? text.charCodeAt(i + 1) : SPACE;
+        if (next === SPACE || next === TAB || next === NL || next === CR) {
+          add = c === DASH ? 1 : 2;
+          counted = true;
+        }
+        break;
+      }
       default:
         content = true;
         continue;
     }
     content = true;
-    if (add === 0) continue;
-    // Only the indicators that make items and pairs account for the line's own node.
-    if (c !== RBRACKET && c !== RBRACE && c !== BANG && c !== AMP && c !== DQUOTE && c !== SQUOTE && c !== PIPE && c !== GT && c !== STAR) counted = true;
     nodes += add;
-    if (nodes > limits.maxNodes) {
-      fail(`Policy has more than ${fmt(limits.maxNodes)} YAML nodes (limit: ${fmt(limits.maxNodes)})`, i);
-    }
+    if (nodes > maxNodes) throw nodesError(maxNodes, lines, i - lineStart + 1);
   }
-  bareLine(n);
   return { nodes, lines, aliases };
+}
+
+function limitError(message: string, line: number, column: number): PolicyError {
+  return new PolicyError('policy_invalid', message, { line, column });
+}
+
+function nodesError(maxNodes: number, line: number, column: number): PolicyError {
+  return limitError(`Policy has more than ${fmt(maxNodes)} YAML nodes (limit: ${fmt(maxNodes)})`, line, column);
 }
 
 export function depthError(maxDepth: number, position: { line: number; column: number }): PolicyError {

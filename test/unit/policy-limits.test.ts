@@ -163,7 +163,7 @@ describe('the limits', () => {
     return lines.join('\n') + '\n';
   })();
 
-  it('admit the 20,000-variable / 2,000-host benchmark policy with room to spare (under a third of each)', () => {
+  it('admit the 20,000-variable / 2,000-host benchmark policy with room to spare (under 40 % of the node limit, a third of the line limit)', () => {
     const c = prescanPolicy(bench, DEFAULT_POLICY_LIMITS);
     expect(c.nodes).toBeLessThan(DEFAULT_POLICY_LIMITS.maxNodes / 2.5);
     expect(c.lines).toBeLessThan((DEFAULT_POLICY_LIMITS.maxNodes * LINES_PER_NODE) / 3);
