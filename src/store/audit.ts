@@ -111,6 +111,9 @@ const TIME_MAX = '\uffff';
 const ftsPhrase = (q: string) => `"${q.replace(/"/g, '""')}"`;
 const qServedByFts = (q: string) => [...q].length >= MIN_Q_CHARS && !q.includes('\u0000');
 
+/** Events of the account's own index a q query checks before it turns to the full-text index. */
+const Q_FIRST_WALK = 5_000;
+
 /** Where the candidate events of a query come from, in seq order. */
 type Driver =
   | { kind: 'index'; index: string; prefix: string; params: unknown[] }
@@ -123,6 +126,8 @@ export interface AuditStoreOptions {
   /** Index entries of a query's first slice (default FIRST_SLICE; tests use fewer to exercise the growth). */
   firstSlice?: number;
 }
+
+const accountDriver = (f: AuditFilter): Driver => ({ kind: 'index', index: 'audit_events_account', prefix: 'account = ?', params: [f.account] });
 
 export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const slice = Math.max(1, Math.floor(opts.scanSlice ?? AUDIT_SCAN_SLICE));
@@ -186,7 +191,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     if (f.result !== undefined) {
       return { kind: 'index', index: 'audit_events_account_result', prefix: 'account = ? AND result = ?', params: [f.account, f.result] };
     }
-    return { kind: 'index', index: 'audit_events_account', prefix: 'account = ?', params: [f.account] };
+    return accountDriver(f);
   }
 
   interface SliceStatements {
@@ -246,7 +251,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
    * yields before the next slice so the caller can let other requests run.
    * No statement stays open across a yield. Returns the page.
    */
-  function* sliced(f: AuditFilter, d: Driver): Generator<void, AuditRow[], void> {
+  function* sliced(f: AuditFilter, d: Driver, once?: number): Generator<void, { rows: AuditRow[]; from: number; done: boolean }, void> {
     const { bound, rows } = sliceStatements(f, d);
     const boundSt = bound && prepared(bound.sql);
     const rowsSt = prepared(rows.sql);
@@ -254,13 +259,15 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const out: AuditRow[] = [];
     let from = f.cursor ?? (desc ? MAX_SEQ : 0);
     // Slices start small (a page that fills from the first candidates reads few) and grow to the bound.
-    let size = Math.min(slice, Math.max(firstSlice, 2 * (f.limit ?? slice)));
+    let size = once ?? Math.min(slice, Math.max(firstSlice, 2 * (f.limit ?? slice)));
     for (;;) {
       const far = boundSt ? (boundSt.get(...bound.params(from, size)) as { seq: number } | undefined)?.seq : undefined;
       const need = f.limit === undefined ? -1 : f.limit - out.length;
       out.push(...(rowsSt.all(...rows.params(from, far ?? (desc ? 0 : MAX_SEQ), need)) as AuditRow[]));
-      if (far === undefined || (f.limit !== undefined && out.length >= f.limit)) return out;
+      const full = f.limit !== undefined && out.length >= f.limit;
+      if (far === undefined || full) return { rows: out, from: far ?? from, done: true };
       from = far;
+      if (once !== undefined) return { rows: out, from, done: false };
       size = Math.min(slice, size * 4);
       yield;
     }
@@ -291,7 +298,16 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     if (f.scopes.length === 0) return [];
     const scoped = !f.scopes.some((sc) => sc.type === 'all');
     const d = chooseDriver(f, scoped);
-    return d ? yield* sliced(f, d) : yield* rangePlan(f);
+    if (!d) return yield* rangePlan(f);
+    if (d.kind !== 'fts') return (yield* sliced(f, d)).rows;
+    // A q that many events contain fills its page from the account's newest (or oldest) events sooner than
+    // the full-text index can list them (its common trigrams have long doclists): one slice of the account's
+    // own index first, then the full-text index from where that slice ended.
+    const head = yield* sliced(f, accountDriver(f), Math.min(slice, Q_FIRST_WALK));
+    if (head.done) return head.rows;
+    yield;
+    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, d);
+    return [...head.rows, ...rest.rows];
   }
 
   return {
@@ -335,6 +351,10 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
           lines.push(...plan(sql, params));
         }
         return lines;
+      }
+      if (d.kind === 'fts') {
+        const walk = sliceStatements(f, accountDriver(f));
+        lines.push(...plan(walk.bound!.sql, walk.bound!.params(MAX_SEQ, slice)), ...plan(walk.rows.sql, walk.rows.params(MAX_SEQ, 0, 100)));
       }
       const { bound, rows } = sliceStatements(f, d);
       if (bound) lines.push(...plan(bound.sql, bound.params(MAX_SEQ, slice)));
