@@ -27,10 +27,15 @@ export const MODULES = {
     mutate: ['src/rbac/**/*.ts'],
     tests: ['test/unit/rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/cli-inspect.test.ts', ...MATRIX],
   },
+  // Value writes and every fetch path (single, versions, both batch forms): execute vs read, 404 vs 403.
   secrets: {
-    mutate: ['src/secrets/**/*.ts'],
-    tests: ['test/unit/barrier.test.ts', 'test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts',
-      'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+    mutate: ['src/secrets/service.ts'],
+    tests: ['test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+  },
+  // The envelope encryption (barrier) and data-key rotation.
+  'secrets-barrier': {
+    mutate: ['src/secrets/barrier.ts', 'src/secrets/rotation.ts'],
+    tests: ['test/unit/barrier.test.ts', 'test/unit/mutation-secrets.test.ts', 'test/e2e/secrets-audit.test.ts', ...MATRIX],
   },
   // Policy loads: the writes (apply) and the loader's per-mode privilege
   // checks (load/run/requireUpdateBeneath and isDeletion; not the dry-run report).
