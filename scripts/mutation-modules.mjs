@@ -23,8 +23,14 @@ export const MODULES = {
     mutate: ['src/hostfactory/**/*.ts'],
     tests: ['test/unit/host-factory-rules.test.ts', 'test/unit/mutation-hostfactory.test.ts', 'test/e2e/host-factory.test.ts', ...MATRIX],
   },
+  // Every privilege decision: closures, can/canOn, visibility (404 vs 403), permitted roles.
   rbac: {
-    mutate: ['src/rbac/**/*.ts'],
+    mutate: ['src/rbac/authorizer.ts'],
+    tests: ['test/unit/rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+  },
+  // Resource/role JSON and the dry-run view with its redaction of ids the viewer cannot see.
+  'rbac-views': {
+    mutate: ['src/rbac/views.ts'],
     tests: ['test/unit/rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/cli-inspect.test.ts', ...MATRIX],
   },
   // Value writes and every fetch path (single, versions, both batch forms): execute vs read, 404 vs 403.
