@@ -1,0 +1,94 @@
+/**
+ * Authorizer decisions at their edges, aimed at mutants of
+ * src/rbac/authorizer.ts (npm run mutation -- --module rbac): a permission
+ * (not ownership) makes a resource visible, a privilege on one resource says
+ * nothing about another, cached decisions and closures are dropped by
+ * invalidate(), 403 vs 404 with their codes, permitted roles walk members.
+ */
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
+import { openStore } from '../../src/store/index.js';
+import { Authorizer, notFoundFor } from '../../src/rbac/authorizer.js';
+
+function graph() {
+  const store = openStore(join(tempDir('coffer-mut-rbac-'), 'c.db'));
+  const g = store.graph;
+  const role = (kind: string, id: string) => g.insertRole(`a:${kind}:${id}`, 'a', kind, id, null);
+  const res = (kind: string, id: string, owner: string) => g.insertResource(`a:${kind}:${id}`, 'a', kind, id, owner, null);
+  for (const [k, id] of [['user', 'admin'], ['user', 'reader'], ['user', 'runner'], ['user', 'eve'], ['group', 'ops'], ['host', 'h']] as const) role(k, id);
+  res('variable', 'x', 'a:user:admin');
+  res('variable', 'y', 'a:user:admin');
+  res('variable', 'owned', 'a:group:ops');
+  g.insertPermission('a:variable:x', 'read', 'a:user:reader', null);
+  g.insertPermission('a:variable:x', 'execute', 'a:user:runner', null);
+  g.insertMembership('a:group:ops', 'a:host:h', false, false, null);
+  return { store, g, auth: new Authorizer(g) };
+}
+
+describe('Authorizer edges', () => {
+  it('a permission makes a resource visible without ownership; no relationship hides it', () => {
+    const { auth, g } = graph();
+    const x = g.getResource('a:variable:x')!;
+    const y = g.getResource('a:variable:y')!;
+    expect(auth.isVisible('a:user:reader', x)).toBe(true);
+    expect(auth.isVisible('a:user:reader', y)).toBe(false);
+    expect(auth.isVisible('a:user:eve', x)).toBe(false);
+    expect(auth.isVisible('a:host:h', g.getResource('a:variable:owned')!)).toBe(true);
+    expect(auth.isVisible('a:user:admin', y)).toBe(true);
+  });
+
+  it('read is not execute, a privilege on x is none on y, and a missing resource is nothing', () => {
+    const { auth } = graph();
+    expect(auth.can('a:user:reader', 'read', 'a:variable:x')).toBe(true);
+    expect(auth.can('a:user:reader', 'execute', 'a:variable:x')).toBe(false);
+    expect(auth.can('a:user:runner', 'execute', 'a:variable:x')).toBe(true);
+    expect(auth.can('a:user:runner', 'read', 'a:variable:x')).toBe(false);
+    expect(auth.can('a:user:runner', 'execute', 'a:variable:y')).toBe(false);
+    expect(auth.can('a:user:admin', 'execute', 'a:variable:missing')).toBe(false);
+    expect(auth.can('a:host:h', 'update', 'a:variable:owned')).toBe(true);
+    expect(auth.can('a:host:h', 'update', 'a:variable:x')).toBe(false);
+  });
+
+  it('require: 403 forbidden when visible without the privilege, 404 not_found when invisible or missing', () => {
+    const { auth } = graph();
+    expect(auth.require('a:user:runner', 'execute', 'a:variable:x').resource_id).toBe('a:variable:x');
+    expect(() => auth.require('a:user:reader', 'execute', 'a:variable:x')).toThrow(expect.objectContaining({ code: 'forbidden' }));
+    expect(() => auth.require('a:user:eve', 'execute', 'a:variable:x')).toThrow(expect.objectContaining({ code: 'not_found' }));
+    expect(() => auth.requireVisible('a:user:admin', 'a:variable:nope')).toThrow(/Variable 'nope' not found in account 'a'/);
+    expect(auth.requireVisible('a:user:reader', 'a:variable:x').owner_id).toBe('a:user:admin');
+  });
+
+  it('cached decisions and closures are dropped by invalidate(), and only then', () => {
+    const { auth, g } = graph();
+    expect(auth.graphGeneration).toBe(0);
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:owned')).toBe(false);
+    expect([...auth.allRoles('a:user:eve')]).toEqual(['a:user:eve']);
+    g.insertMembership('a:group:ops', 'a:user:eve', false, false, null);
+    // Still cached until invalidated.
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:owned')).toBe(false);
+    auth.invalidate();
+    expect(auth.graphGeneration).toBe(1);
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:owned')).toBe(true);
+    expect([...auth.allRoles('a:user:eve')].sort()).toEqual(['a:group:ops', 'a:user:eve']);
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:y')).toBe(false);
+    g.insertPermission('a:variable:y', 'execute', 'a:user:eve', null);
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:y')).toBe(false);
+    auth.invalidate();
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:y')).toBe(true);
+  });
+
+  it('permitted roles: the owner, the permission holders and all their members, sorted, without duplicates', () => {
+    const { auth, g } = graph();
+    g.insertMembership('a:group:ops', 'a:user:runner', false, false, null);
+    g.insertPermission('a:variable:owned', 'execute', 'a:user:runner', null);
+    expect(auth.permittedRoles(g.getResource('a:variable:owned')!, 'execute')).toEqual(['a:group:ops', 'a:host:h', 'a:user:runner']);
+    expect(auth.permittedRoles(g.getResource('a:variable:x')!, 'read')).toEqual(['a:user:admin', 'a:user:reader']);
+  });
+
+  it('notFoundFor names the kind and id, or the raw text when it is not a full id', () => {
+    expect(notFoundFor('a:variable:db/pw')).toMatchObject({ code: 'not_found', message: "Variable 'db/pw' not found in account 'a'" });
+    expect(notFoundFor('garbage')).toMatchObject({ code: 'not_found' });
+    expect(notFoundFor('garbage').message).toContain('garbage');
+  });
+});
