@@ -54,15 +54,15 @@ for (const module of wanted) {
 
 const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
-console.log('\nMutation score per module (killed+timeout / all valid mutants; compile errors excluded)');
-console.log(`${pad('module', 11)}${lpad('score', 8)}${lpad('killed', 8)}${lpad('timeout', 9)}${lpad('survived', 10)}${lpad('no-cov', 8)}${lpad('invalid', 9)}`);
+console.log('\nMutation score per module: (killed + timeout) / (killed + timeout + survived + no-cov); invalid = type errors, ignored = message text and static');
+console.log(`${pad('module', 16)}${lpad('score', 8)}${lpad('killed', 8)}${lpad('timeout', 9)}${lpad('survived', 10)}${lpad('no-cov', 8)}${lpad('invalid', 9)}${lpad('ignored', 9)}`);
 for (const r of rows) {
   if (r.missing) {
-    console.log(`${pad(r.module, 11)}  (no report: run npm run mutation -- --module ${r.module})`);
+    console.log(`${pad(r.module, 16)}  (no report: run npm run mutation -- --module ${r.module})`);
     continue;
   }
   console.log(
-    `${pad(r.module, 11)}${lpad(`${r.score.toFixed(1)}%`, 8)}${lpad(r.Killed, 8)}${lpad(r.Timeout, 9)}${lpad(r.Survived, 10)}${lpad(r.NoCoverage, 8)}${lpad(r.CompileError + r.RuntimeError, 9)}`,
+    `${pad(r.module, 16)}${lpad(`${r.score.toFixed(1)}%`, 8)}${lpad(r.Killed, 8)}${lpad(r.Timeout, 9)}${lpad(r.Survived, 10)}${lpad(r.NoCoverage, 8)}${lpad(r.CompileError + r.RuntimeError, 9)}${lpad(r.Ignored, 9)}`,
   );
 }
 if (survivors.length) {
