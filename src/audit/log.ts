@@ -6,7 +6,7 @@
  * request. A failed commit rejects every waiter, and callers answer 503
  * without releasing anything.
  */
-import type { AuditRow, AuditStore } from '../store/audit.js';
+import { SEARCH_INDEX_STEP, type AuditRow, type AuditStore } from '../store/audit.js';
 import { CofferError } from '../errors.js';
 import { GENESIS_HASH, canonicalText, chainHash, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
@@ -90,6 +90,10 @@ export interface AuditLogDeps {
   onSinkError?: (err: unknown) => void;
 }
 
+/** How long the log must have been quiet before the search index is filled, and how much each step adds. */
+const SEARCH_INDEX_IDLE_MS = 250;
+const SEARCH_INDEX_BATCH = SEARCH_INDEX_STEP;
+
 const MAX_FIELD = 2048;
 /** Request-supplied text, at most MAX_FIELD UTF-16 units (a cut surrogate pair becomes U+FFFD below). */
 const clip = (s: string | undefined | null) => (s == null ? null : s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
@@ -100,6 +104,7 @@ export class AuditLog {
   private queue: Pending[] = [];
   private drainWaiters: (() => void)[] = [];
   private scheduled = false;
+  private searchIndexTimer?: NodeJS.Timeout;
   private readonly nowIso: () => string;
 
   constructor(private readonly deps: AuditLogDeps) {
@@ -148,6 +153,7 @@ export class AuditLog {
   /** Drains the queue, then flushes and closes the sinks (server shutdown). */
   async close(): Promise<void> {
     await this.drain();
+    clearTimeout(this.searchIndexTimer);
     await Promise.all((this.deps.sinks ?? []).map((sink) => sink.close?.()));
   }
 
@@ -173,6 +179,28 @@ export class AuditLog {
     for (const p of batch) p.resolve();
     for (const resolve of drains) resolve();
     this.publish(rows);
+    this.indexSearchWhenIdle();
+  }
+
+  /**
+   * The full-text index of messages (q queries) is kept off the write path:
+   * it is filled in batches once no event has been written for a while, and
+   * a q query catches it up itself. Every write pushes the next batch back,
+   * so a busy server spends nothing on it.
+   */
+  private indexSearchWhenIdle(): void {
+    clearTimeout(this.searchIndexTimer);
+    const step = () => {
+      let added = 0;
+      try {
+        added = this.deps.store.indexSearchBatch(SEARCH_INDEX_BATCH);
+      } catch {
+        // A derived index: a failed batch (a full disk) is retried after the next write.
+        return;
+      }
+      if (added === SEARCH_INDEX_BATCH) this.searchIndexTimer = setTimeout(step, 0).unref();
+    };
+    this.searchIndexTimer = setTimeout(step, SEARCH_INDEX_IDLE_MS).unref();
   }
 
   private append(events: AuditEvent[]): AuditRow[] {

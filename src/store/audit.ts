@@ -100,6 +100,9 @@ export const AUDIT_SCAN_SLICE = 10_000;
  */
 export const MIN_Q_CHARS = 3;
 
+/** Events added to the full-text index per step (a few tens of milliseconds of trigram indexing at most). */
+export const SEARCH_INDEX_STEP = 500;
+
 /** Index entries of a query's first slice (at least twice its limit); each next slice is 4 times larger, up to the bound. */
 const FIRST_SLICE = 256;
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
@@ -144,6 +147,21 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
+  const ftsUpto = db.prepare<[], { n: number }>('SELECT indexed_upto AS n FROM audit_fts_state WHERE id = 1');
+  const ftsFill = db.prepare<[number, number]>(
+    'INSERT INTO audit_fts (rowid, message) SELECT seq, message FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?',
+  );
+  const ftsMoveTo = db.prepare<[number]>('UPDATE audit_fts_state SET indexed_upto = ? WHERE id = 1');
+  /** Adds up to `max` events after indexed_upto to the full-text index, in one transaction; returns how many. */
+  const indexSearchBatch = db.transaction((max: number): number => {
+    const upto = ftsUpto.get()!.n;
+    const headSeq = head.get()?.seq ?? 0;
+    if (headSeq <= upto) return 0;
+    const to = Math.min(headSeq, upto + max);
+    ftsFill.run(upto, to - upto);
+    ftsMoveTo.run(to);
+    return to - upto;
+  });
   const timeCount = db.prepare<[string, string, string], { n: number }>(
     'SELECT count(*) AS n FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_account_time ' +
       `WHERE account = ? AND time >= ? AND time < ? LIMIT ${slice + 1})`,
@@ -300,6 +318,9 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const d = chooseDriver(f, scoped);
     if (!d) return yield* rangePlan(f);
     if (d.kind !== 'fts') return (yield* sliced(f, d)).rows;
+    // The full-text index lags the log (it is filled off the write path): bring it up to the head first, one
+    // bounded batch per step, so the search covers every event logged before this query.
+    while (indexSearchBatch(SEARCH_INDEX_STEP) === SEARCH_INDEX_STEP) yield;
     // A q that many events contain fills its page from the account's newest (or oldest) events sooner than
     // the full-text index can list them (its common trigrams have long doclists): one slice of the account's
     // own index first, then the full-text index from where that slice ended.
@@ -313,6 +334,12 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   return {
     head: () => head.get(),
     insert: (row: AuditRow) => void insert.run(row),
+    /**
+     * Adds up to `max` not yet indexed events to the full-text index (one
+     * transaction); returns how many. The audit log calls it while idle, a
+     * q query until it is caught up.
+     */
+    indexSearchBatch: (max: number): number => indexSearchBatch(max),
     /** Iterates events in sequence order, starting after `afterSeq`. */
     iterate: (afterSeq = 0) => walk.iterate(afterSeq) as IterableIterator<AuditRow>,
     /** Up to `limit` events after `afterSeq`, in sequence order (a walk that can pause between pages). */

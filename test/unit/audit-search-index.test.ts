@@ -1,0 +1,42 @@
+/**
+ * The full-text index of audit messages is filled off the write path: only
+ * once the log has been quiet, in bounded steps, and pushed back by every new
+ * write — so a busy server spends nothing on it (issue 9, item 3).
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { join } from 'node:path';
+import { openStore } from '../../src/store/index.js';
+import { AuditLog } from '../../src/audit/log.js';
+import { SEARCH_INDEX_STEP } from '../../src/store/audit.js';
+import { tempDir } from '../helpers/tmp.js';
+
+afterEach(() => vi.useRealTimers());
+
+const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', result: 'success' as const, message: `event number ${i}` });
+
+describe('audit search index', () => {
+  it('is filled in steps once the log is idle, and every write pushes it back', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const store = openStore(join(tempDir('coffer-test-search-'), 'c.db'));
+    const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+    const indexed = () => (store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n;
+    const total = SEARCH_INDEX_STEP * 2 + 10;
+    await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
+    expect(indexed()).toBe(0);
+    vi.advanceTimersByTime(200);
+    expect(indexed()).toBe(0); // not idle long enough yet
+    await log.record(ev(total)); // a write pushes the indexing back
+    vi.advanceTimersByTime(249);
+    expect(indexed()).toBe(0);
+    vi.advanceTimersToNextTimer();
+    expect(indexed()).toBe(SEARCH_INDEX_STEP); // one bounded step per timer turn
+    vi.advanceTimersToNextTimer();
+    expect(indexed()).toBe(SEARCH_INDEX_STEP * 2);
+    vi.advanceTimersToNextTimer();
+    expect(indexed()).toBe(total + 1);
+    expect(vi.getTimerCount()).toBe(0); // caught up: nothing more scheduled
+    expect((store.db.prepare(`SELECT count(*) AS n FROM audit_fts WHERE audit_fts MATCH '"number"'`).get() as { n: number }).n).toBe(total + 1);
+    await log.close();
+    store.close();
+  });
+});
