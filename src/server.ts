@@ -13,7 +13,7 @@ import type { AuditSink } from './audit/log.js';
 import { openAuditSinks } from './audit/sinks.js';
 import type { ServerConfig } from './config.js';
 import { systemClock, type Clock } from './context.js';
-import { createApp } from './http/app.js';
+import { createApp, refuseOversizedTarget } from './http/app.js';
 import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secrets/barrier.js';
 import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
 import { openStore } from './store/index.js';
@@ -155,7 +155,7 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
   const server: ServerType = await new Promise((resolveListen, reject) => {
     const s = serve(
       {
-        fetch: app.fetch,
+        fetch: (req, env) => refuseOversizedTarget(req.url) ?? app.fetch(req, env),
         port: config.port,
         hostname: config.host,
         serverOptions: { ...tls, ...slowClientOptions(config) },
