@@ -129,6 +129,24 @@ describe('access token expiry and "not before"', () => {
     expect(() => svc.verify(JSON.stringify({ protected: t.protected, payload: t.payload }))).toThrow(/Invalid token/);
   });
 
+  it('pruning expired revocations (past 10,000) keeps every live one', () => {
+    const { svc, setMs } = tokens();
+    const live = svc.issue('acme', 'alice', 600);
+    svc.revoke(svc.verify(live.json));
+    const nowS = T0 / 1000;
+    // 10,000 more revocations, half of them already expired: the next revoke prunes.
+    for (let i = 0; i < 10_000; i++) {
+      svc.revoke({ account: 'acme', sub: 'x', roleId: 'acme:user:x', iat: nowS - 100, exp: i % 2 ? nowS + 600 : nowS - 1, jti: `j${i}` });
+    }
+    const late = svc.issue('acme', 'bob', 600);
+    svc.revoke(svc.verify(late.json));
+    expect(() => svc.verify(live.json)).toThrow(/Invalid token/);
+    expect(() => svc.verify(late.json)).toThrow(/Invalid token/);
+    setMs(T0 + 1000);
+    expect(() => svc.verify(live.json)).toThrow(/Invalid token/);
+    expect(svc.verify(svc.issue('acme', 'carol', 600).json).sub).toBe('carol');
+  });
+
   it('a revocation survives a restart of the service', () => {
     const { svc, store, dataKey } = tokens();
     const { json } = svc.issue('acme', 'alice', 600);
