@@ -88,7 +88,19 @@ describe('Authorizer edges', () => {
 
   it('notFoundFor names the kind and id, or the raw text when it is not a full id', () => {
     expect(notFoundFor('a:variable:db/pw')).toMatchObject({ code: 'not_found', message: "Variable 'db/pw' not found in account 'a'" });
-    expect(notFoundFor('garbage')).toMatchObject({ code: 'not_found' });
-    expect(notFoundFor('garbage').message).toContain('garbage');
+    expect(notFoundFor('garbage')).toMatchObject({ code: 'not_found', message: "Resource 'garbage' not found in account ''" });
+  });
+
+  it('a membership cycle in the database ends the closure and the permitted-roles walk', () => {
+    const { auth, g } = graph();
+    g.insertRole('a:group:g1', 'a', 'group', 'g1', null);
+    g.insertRole('a:group:g2', 'a', 'group', 'g2', null);
+    g.insertMembership('a:group:g1', 'a:group:g2', false, false, null);
+    g.insertMembership('a:group:g2', 'a:group:g1', false, false, null);
+    g.insertMembership('a:group:g1', 'a:user:eve', false, false, null);
+    g.insertPermission('a:variable:y', 'execute', 'a:group:g2', null);
+    expect([...auth.allRoles('a:group:g1')].sort()).toEqual(['a:group:g1', 'a:group:g2']);
+    expect(auth.can('a:user:eve', 'execute', 'a:variable:y')).toBe(true);
+    expect(auth.permittedRoles(g.getResource('a:variable:y')!, 'execute')).toEqual(['a:group:g1', 'a:group:g2', 'a:user:admin', 'a:user:eve']);
   });
 });
