@@ -126,7 +126,7 @@ export class PolicyError extends CofferError {
  * SQLite result codes (extended codes included: SQLITE_IOERR_WRITE…) and
  * errno codes that mean the database or the disk under it cannot be written.
  */
-const STORAGE_FAILURE = /^(SQLITE_FULL|SQLITE_IOERR|SQLITE_READONLY|SQLITE_CANTOPEN|ENOSPC|EDQUOT|EIO|EROFS)\b/;
+const STORAGE_FAILURE = /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN)(_[A-Z_]+)?|ENOSPC|EDQUOT|EIO|EROFS)$/;
 
 /**
  * The storage failure `err` is or was caused by (disk full, I/O error,

@@ -214,9 +214,13 @@ function boundConnections(server: ServerType, config: ServerConfig): void {
     const socket = req.socket;
     const onIdle = () => socket.destroy();
     socket.setTimeout(config.bodyIdleTimeoutMs, onIdle);
+    let armed = true;
     const disarm = () => {
-      socket.setTimeout(0);
+      if (!armed) return;
+      armed = false;
       socket.off('timeout', onIdle);
+      // Once the response is out the socket is an idle keep-alive one, whose timeout Node has just set: keep it.
+      socket.setTimeout(res.writableFinished ? http.keepAliveTimeout : 0);
     };
     req.once('end', disarm);
     req.once('close', disarm);

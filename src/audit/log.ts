@@ -90,9 +90,8 @@ export interface AuditLogDeps {
   onSinkError?: (err: unknown) => void;
 }
 
-/** How long the log must have been quiet before the search index is filled, and how much each step adds. */
+/** How long the log must have been quiet before the search index is filled (SEARCH_INDEX_STEP events a step). */
 const SEARCH_INDEX_IDLE_MS = 250;
-const SEARCH_INDEX_BATCH = SEARCH_INDEX_STEP;
 
 const MAX_FIELD = 2048;
 /** Request-supplied text, at most MAX_FIELD UTF-16 units (a cut surrogate pair becomes U+FFFD below). */
@@ -193,12 +192,12 @@ export class AuditLog {
     const step = () => {
       let added = 0;
       try {
-        added = this.deps.store.indexSearchBatch(SEARCH_INDEX_BATCH);
+        added = this.deps.store.indexSearchBatch(SEARCH_INDEX_STEP);
       } catch {
         // A derived index: a failed batch (a full disk) is retried after the next write.
         return;
       }
-      if (added === SEARCH_INDEX_BATCH) this.searchIndexTimer = setTimeout(step, 0).unref();
+      if (added === SEARCH_INDEX_STEP) this.searchIndexTimer = setTimeout(step, 0).unref();
     };
     this.searchIndexTimer = setTimeout(step, SEARCH_INDEX_IDLE_MS).unref();
   }

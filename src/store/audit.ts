@@ -2,6 +2,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { KNOWN_KINDS } from '../ids.js';
+import { storageFailureOf } from '../errors.js';
 
 export interface AuditRow {
   seq: number;
@@ -148,9 +149,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
   const ftsUpto = db.prepare<[], { n: number }>('SELECT indexed_upto AS n FROM audit_fts_state WHERE id = 1');
-  const ftsFill = db.prepare<[number, number]>(
-    'INSERT INTO audit_fts (rowid, message) SELECT seq, message FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?',
-  );
+  const ftsFill = db.prepare<[number, number]>('INSERT INTO audit_fts (rowid, message) SELECT seq, message FROM audit_events WHERE seq > ? AND seq <= ?');
   const ftsMoveTo = db.prepare<[number]>('UPDATE audit_fts_state SET indexed_upto = ? WHERE id = 1');
   /** Adds up to `max` events after indexed_upto to the full-text index, in one transaction; returns how many. */
   const indexSearchBatch = db.transaction((max: number): number => {
@@ -158,7 +157,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const headSeq = head.get()?.seq ?? 0;
     if (headSeq <= upto) return 0;
     const to = Math.min(headSeq, upto + max);
-    ftsFill.run(upto, to - upto);
+    ftsFill.run(upto, to);
     ftsMoveTo.run(to);
     return to - upto;
   });
@@ -319,8 +318,14 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     if (!d) return yield* rangePlan(f);
     if (d.kind !== 'fts') return (yield* sliced(f, d)).rows;
     // The full-text index lags the log (it is filled off the write path): bring it up to the head first, one
-    // bounded batch per step, so the search covers every event logged before this query.
-    while (indexSearchBatch(SEARCH_INDEX_STEP) === SEARCH_INDEX_STEP) yield;
+    // bounded batch per step, so the search covers every event logged before this query. If that cannot be
+    // written (a full disk), the search is still answered, by the account's own index in bounded slices.
+    try {
+      while (indexSearchBatch(SEARCH_INDEX_STEP) === SEARCH_INDEX_STEP) yield;
+    } catch (err) {
+      if (!storageFailureOf(err)) throw err;
+      return (yield* sliced(f, accountDriver(f))).rows;
+    }
     // A q that many events contain fills its page from the account's newest (or oldest) events sooner than
     // the full-text index can list them (its common trigrams have long doclists): one slice of the account's
     // own index first, then the full-text index from where that slice ended.

@@ -52,7 +52,8 @@ export function createStorageHealth(db: Db): StorageHealth {
       const s = statfsSync(dir);
       free = Number(s.bavail) * Number(s.bsize);
     } catch (err) {
-      return { writable: false, reason: `cannot inspect the data directory's file system: ${(err as Error).message}` };
+      // The code only: the message names the data directory's path, and /health answers anyone.
+      return { writable: false, reason: `cannot inspect the data directory's file system (${String((err as { code?: unknown }).code ?? 'error')})` };
     }
     if (free >= minFreeBytes) return undefined;
     return { writable: false, reason: `no space left for writes: ${free} bytes free on the data directory's file system, at least ${minFreeBytes} needed` };

@@ -131,6 +131,15 @@ describe('slow clients', () => {
     expect(r.received()).toMatch(/^HTTP\/1\.1 200 /);
     expect(r.received()).toMatch(/keep-alive/i);
   }, 20_000);
+
+  it('an idle keep-alive connection whose request had a body is closed after the keep-alive timeout too', async () => {
+    // The body idle timer must hand the socket back to Node's keep-alive timeout, not switch timeouts off:
+    // otherwise anyone could hold connections open with one small POST each, up to the connection cap.
+    const r = await raw(port);
+    r.socket.write(`POST /authn/${srv.account}/nobody/authenticate HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx`);
+    await r.closed;
+    expect(r.received()).toMatch(/^HTTP\/1\.1 401 /);
+  }, 20_000);
 });
 
 describe('body idle timeout and slow answers', () => {

@@ -40,3 +40,20 @@ describe('audit search index', () => {
     store.close();
   });
 });
+
+describe('audit search on a full disk', () => {
+  it('a q query still answers, through the account index, when the search index cannot be caught up', async () => {
+    const store = openStore(join(tempDir('coffer-test-search-full-'), 'c.db'));
+    const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+    const total = SEARCH_INDEX_STEP * 3;
+    await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
+    // The database may not grow by a page more: every write that needs one fails with SQLITE_FULL.
+    store.db.pragma(`max_page_count = ${store.db.pragma('page_count', { simple: true }) as number}`);
+    expect(() => store.audit.indexSearchBatch(SEARCH_INDEX_STEP)).toThrow(expect.objectContaining({ code: 'SQLITE_FULL' }));
+    const rows = store.audit.query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], q: 'number 12', order: 'desc' });
+    const expected = Array.from({ length: total }, (_, i) => i).filter((i) => `event number ${i}`.includes('number 12'));
+    expect(rows.map((r) => r.message)).toEqual(expected.reverse().map((i) => `event number ${i}`));
+    await log.close();
+    store.close();
+  });
+});

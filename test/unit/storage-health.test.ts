@@ -124,3 +124,17 @@ describe('storage health probe', () => {
     expect(db.prepare('SELECT count(*) AS n FROM health_probe').get()).toEqual({ n: 1 });
   });
 });
+
+describe('storage failures are recognised by their codes', () => {
+  it("SQLite's primary and extended codes and the errno codes of a full or failing disk, also as a cause; nothing else", async () => {
+    const { storageFailureOf } = await import('../../src/errors.js');
+    const err = (code: string) => Object.assign(new Error(`failed: ${code}`), { code });
+    for (const code of ['SQLITE_FULL', 'SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_IOERR_FSYNC', 'SQLITE_READONLY', 'SQLITE_READONLY_DBMOVED', 'SQLITE_CANTOPEN', 'SQLITE_CANTOPEN_ISDIR', 'ENOSPC', 'EDQUOT', 'EIO', 'EROFS']) {
+      expect(storageFailureOf(err(code))?.code, code).toBe(code);
+      expect(storageFailureOf(new Error('wrapped', { cause: err(code) }))?.code, `wrapped ${code}`).toBe(code);
+    }
+    for (const code of ['SQLITE_CONSTRAINT', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_BUSY', 'SQLITE_FULLX', 'ENOENT', 'EIOX', 'sqlite_full']) {
+      expect(storageFailureOf(err(code)), code).toBeUndefined();
+    }
+  });
+});
