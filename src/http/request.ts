@@ -6,6 +6,7 @@ import { CofferError, argumentError, badRequest, unprocessable } from '../errors
 import { validateIdentifier } from '../ids.js';
 import type { RequestInfo } from '../audit/log.js';
 import { cidrContains } from '../cidr.js';
+import { hasIllFormedString } from '../text.js';
 
 export interface HttpEnv {
   Bindings: { incoming: IncomingMessage };
@@ -128,16 +129,7 @@ export function parseJsonBody(body: Buffer, notJson: () => CofferError): unknown
   } catch {
     throw notJson();
   }
-  // Iterative walk: JSON.parse accepts nesting deeper than the call stack.
-  const pending: unknown[] = [json];
-  while (pending.length > 0) {
-    const v = pending.pop();
-    if (typeof v === 'string') {
-      if (!v.isWellFormed()) throw unprocessable('Request body contains ill-formed Unicode (a lone UTF-16 surrogate escape such as \\ud800)');
-    } else if (v !== null && typeof v === 'object') {
-      for (const [k, item] of Object.entries(v)) pending.push(k, item);
-    }
-  }
+  if (hasIllFormedString(json)) throw unprocessable('Request body contains ill-formed Unicode (a lone UTF-16 surrogate escape such as \\ud800)');
   return json;
 }
 

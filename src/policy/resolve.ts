@@ -16,6 +16,7 @@
 import { normalizeCidr } from '../cidr.js';
 import { CofferError, PolicyError } from '../errors.js';
 import { validateIdentifier } from '../ids.js';
+import { hasIllFormedString } from '../text.js';
 import { isResourceTag, isRoleTag, recordTypeName } from './parse.js';
 import type {
   ParsedDocument,
@@ -87,19 +88,8 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
  * as changed for ever).
  */
 function checkWellFormedText(statements: Statement[]): void {
-  for (const statement of statements) {
-    const pending: unknown[] = [statement];
-    while (pending.length > 0) {
-      const v = pending.pop();
-      if (typeof v === 'string') {
-        if (!v.isWellFormed()) {
-          throw resolveError('The policy contains ill-formed Unicode (a lone UTF-16 surrogate, e.g. a "\\ud800" escape)', statement.position);
-        }
-      } else if (v !== null && typeof v === 'object') {
-        for (const [k, item] of Object.entries(v)) pending.push(k, item);
-      }
-    }
-  }
+  const bad = statements.find((statement) => hasIllFormedString(statement));
+  if (bad) throw resolveError('The policy contains ill-formed Unicode (a lone UTF-16 surrogate, e.g. a "\\ud800" escape)', bad.position);
 }
 
 // ---------------------------------------------------------------------------
