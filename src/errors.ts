@@ -154,6 +154,16 @@ export function storageUnavailable(cause: unknown): CofferError {
 }
 
 /**
+ * Why a request failed, for its audit event: the error's own reason, a
+ * storage failure's code, or "internal error" (an unexpected error's message
+ * is for the server log only).
+ */
+export function auditReasonOf(err: unknown): string {
+  if (err instanceof CofferError) return err.auditReason ?? err.message;
+  return storageFailureOf(err) ? storageUnavailable(err).auditReason! : 'internal error';
+}
+
+/**
  * A stack overflow (V8's RangeError "Maximum call stack size exceeded"):
  * always the input's nesting. Callers say "nested too deeply" instead of
  * showing V8's message.

@@ -5,7 +5,7 @@
  */
 import type { AuditLog, RequestInfo } from '../audit/log.js';
 import type { Actor, Clock } from '../context.js';
-import { CofferError, forbidden, unauthorized } from '../errors.js';
+import { CofferError, auditReasonOf, forbidden, unauthorized } from '../errors.js';
 import { loginFromRoleId, parseFullId, roleIdFromLogin } from '../ids.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import type { Store } from '../store/index.js';
@@ -280,7 +280,7 @@ export class AuthnService {
 
   private async auditFailure(err: unknown, e: { account: string; action: string; operation: string; message: string; roleId?: string; resourceId?: string; request: RequestInfo; details?: unknown }) {
     // A failure that cannot be recorded turns into the audit's 503 (fail closed).
-    const reason = err instanceof CofferError ? err.auditReason ?? err.message : 'internal error';
+    const reason = auditReasonOf(err);
     await this.d.audit.record({ ...e, result: 'failure', reason, message: `${e.message}: ${reason}` });
   }
 }

@@ -18,7 +18,7 @@ import type { AuditEvent, AuditLog, RequestInfo } from '../audit/log.js';
 import type { Credentials } from '../authn/credentials.js';
 import { cidrContains } from '../cidr.js';
 import type { Actor, Clock } from '../context.js';
-import { CofferError, argumentError, forbidden, notFound, unauthorized } from '../errors.js';
+import { CofferError, auditReasonOf, argumentError, forbidden, notFound, unauthorized } from '../errors.js';
 import { fullId, makeFullId, parseFullId } from '../ids.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import { Barrier, packSealed, unpackSealed } from '../secrets/barrier.js';
@@ -341,7 +341,7 @@ export class HostFactoryService {
 
   private async auditFailure(err: unknown, e: Omit<AuditEvent, 'result'>): Promise<void> {
     // A failure that cannot be recorded becomes the audit's 503 (fail closed).
-    const reason = err instanceof CofferError ? err.auditReason ?? err.message : 'internal error';
+    const reason = auditReasonOf(err);
     await this.d.audit.record({ ...e, result: 'failure', reason, message: `${e.message}: ${reason}` });
   }
 }

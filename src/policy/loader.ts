@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
 import type { Actor } from '../context.js';
-import { CofferError, PolicyError, forbidden } from '../errors.js';
+import { CofferError, auditReasonOf, PolicyError, forbidden } from '../errors.js';
 import { fullId } from '../ids.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import { dryRunItem } from '../rbac/views.js';
@@ -83,7 +83,7 @@ export class PolicyLoader {
       return response;
     } catch (err) {
       if (err instanceof DryRunRollback) return err.report;
-      const reason = err instanceof CofferError ? err.auditReason ?? err.message : 'internal error';
+      const reason = auditReasonOf(err);
       await this.d.audit.record({
         ...event,
         operation: OPERATION[mode],

@@ -8,7 +8,7 @@
  */
 import type { AuditEvent, AuditLog } from '../audit/log.js';
 import type { Actor } from '../context.js';
-import { CofferError, forbidden, storageFailureOf, storageUnavailable, unprocessable } from '../errors.js';
+import { CofferError, auditReasonOf, forbidden, unprocessable } from '../errors.js';
 import { parseFullId } from '../ids.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import type { Store } from '../store/index.js';
@@ -259,7 +259,7 @@ export class SecretsService {
 
   private async recordFailure(err: unknown, event: ReturnType<SecretsService['event']>, prefix: string): Promise<void> {
     if (err instanceof CofferError && err.code === 'service_unavailable') return;
-    const reason = err instanceof CofferError ? err.auditReason ?? err.message : storageFailureOf(err) ? storageUnavailable(err).auditReason! : 'internal error';
+    const reason = auditReasonOf(err);
     await this.d.audit.record({ ...event, result: 'failure', reason, message: `${prefix}: ${reason}` });
   }
 }

@@ -138,3 +138,13 @@ describe('storage failures are recognised by their codes', () => {
     }
   });
 });
+
+describe('audit reasons of failed requests', () => {
+  it('a CofferError gives its reason, a storage failure its code, anything else only "internal error"', async () => {
+    const { auditReasonOf, forbidden, unprocessable } = await import('../../src/errors.js');
+    expect(auditReasonOf(forbidden('no execute privilege'))).toBe('no execute privilege');
+    expect(auditReasonOf(unprocessable('bad input'))).toBe('bad input');
+    expect(auditReasonOf(new Error('x', { cause: Object.assign(new Error('disk'), { code: 'SQLITE_IOERR_WRITE' }) }))).toBe('storage unavailable (SQLITE_IOERR_WRITE)');
+    expect(auditReasonOf(new Error('secret-looking detail'))).toBe('internal error');
+  });
+});

@@ -9,7 +9,7 @@
  */
 import type { AuditLog, RequestInfo } from '../../audit/log.js';
 import { nowIso, type Actor, type Clock } from '../../context.js';
-import { CofferError, forbidden, recordNotFound } from '../../errors.js';
+import { CofferError, auditReasonOf, forbidden, recordNotFound } from '../../errors.js';
 import { loginFromRoleId } from '../../ids.js';
 import type { Authorizer } from '../../rbac/authorizer.js';
 import type { SecretsService } from '../../secrets/service.js';
@@ -143,7 +143,7 @@ export class JwtAuthnService {
       });
       return json;
     } catch (err) {
-      const reason = err instanceof CofferError ? (err.auditReason ?? err.message) : 'internal error';
+      const reason = auditReasonOf(err);
       await this.d.audit.record({
         ...event(),
         result: 'failure',
@@ -214,7 +214,7 @@ export class JwtAuthnService {
       });
       this.d.audit.publish(rows);
     } catch (err) {
-      const reason = err instanceof CofferError ? (err.auditReason ?? err.message) : 'internal error';
+      const reason = auditReasonOf(err);
       await this.d.audit.record({
         ...event,
         result: 'failure',
