@@ -100,8 +100,10 @@ describe('request path bounds', () => {
           const r = await api.request(route.method, path, { token: route.prefix.startsWith('/authn') ? undefined : admin, body: route.method === 'GET' ? undefined : 'x', skipContract: true });
           expect(r.status).not.toBe(500);
           if (over) {
-            // Past 16 KiB of request line Node's HTTP parser answers 431 before the server sees it.
-            expect(r.status).toBe(Buffer.byteLength(path) > 16_000 ? 431 : 414);
+            // Past 16 KiB of request line and headers (the token header adds up to ~1 KB) Node's HTTP parser
+            // answers 431 before the server sees the request; below 15,000 bytes of path it never does.
+            if (Buffer.byteLength(path) > 15_000) expect([414, 431]).toContain(r.status);
+            else expect(r.status).toBe(414);
             expect(auditCount()).toBe(before);
           } else expect(r.status).not.toBe(414);
         },
