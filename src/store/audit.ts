@@ -313,11 +313,14 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
             params: (from, to, need) => [...d.ranges.flatMap((range) => [...range.params, from, to, ...r.params]), need],
           },
         };
+      // FTS5 seeks to a rowid bound only when its value is an INTEGER; better-sqlite3 binds a JavaScript number as
+      // a REAL, which FTS5 ignores (SQLite then filters every match: 46–64 ms instead of ~1 ms for a bound over
+      // a million events), hence the CASTs.
       case 'fts':
         return {
           bounds: [
             {
-              sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`,
+              sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} CAST(? AS INTEGER) AND rowid ${upTo} CAST(? AS INTEGER) ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`,
               params: (from, end, size) => [d.match, from, end, size - 1],
             },
           ],
@@ -325,7 +328,7 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
           // account's time index instead, checking each event against the candidate list.
           rows: {
             sql:
-              `SELECT * FROM audit_events NOT INDEXED WHERE seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ?) ` +
+              `SELECT * FROM audit_events NOT INDEXED WHERE seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} CAST(? AS INTEGER) AND rowid ${upTo} CAST(? AS INTEGER)) ` +
               `AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
             params: (from, to, need) => [d.match, from, to, ...r.params, need],
           },
