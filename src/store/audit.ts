@@ -89,7 +89,8 @@ function scopeSql(scope: AuditScope, params: unknown[]): string {
  * Most index entries one slice of a query examines. A query whose filters no
  * single index answers exactly (say `role` and `result` together: the role's
  * index is walked and `result` checked per event) is run as a sequence of
- * slices, each bounded by this many entries of the index it walks, and the
+ * slices, each bounded by this many entries of each index range it walks
+ * (action alone walks two: one per result), and the
  * caller yields to the event loop between slices (see `querySlices`).
  */
 export const AUDIT_SCAN_SLICE = 10_000;
@@ -118,11 +119,34 @@ const qServedByFts = (q: string) => [...q].length >= MIN_Q_CHARS && !q.includes(
 /** Events of the account's own index a q query checks before it turns to the full-text index. */
 const Q_FIRST_WALK = 5_000;
 
-/** Where the candidate events of a query come from, in seq order. */
+/** The values of `result` (the CHECK of audit_events in 0001). */
+const RESULTS = ['success', 'failure'] as const;
+
+/** One range of an index, in seq order: the equality terms on its leading columns. */
+interface IndexRange {
+  prefix: string;
+  params: unknown[];
+}
+
+/**
+ * Where the candidate events of a query come from, in seq order. An index
+ * driver reads one range of its index, or several (action alone: one per
+ * result) merged by seq.
+ */
 type Driver =
-  | { kind: 'index'; index: string; prefix: string; params: unknown[] }
+  | { kind: 'index'; index: string; ranges: IndexRange[] }
   | { kind: 'fts'; match: string }
   | { kind: 'time'; since: string; until: string };
+
+/**
+ * The seqs a query may return, both bounds exclusive: its time filters as
+ * seq bounds (see `seqWindow`). Every walk stays inside it.
+ */
+export interface SeqWindow {
+  after: number;
+  before: number;
+}
+const WHOLE_LOG: SeqWindow = { after: 0, before: MAX_SEQ };
 
 export interface AuditStoreOptions {
   /** Index entries per slice (tests use a few to exercise slicing on a small log). */
@@ -131,7 +155,8 @@ export interface AuditStoreOptions {
   firstSlice?: number;
 }
 
-const accountDriver = (f: AuditFilter): Driver => ({ kind: 'index', index: 'audit_events_account', prefix: 'account = ?', params: [f.account] });
+const indexDriver = (index: string, prefix: string, params: unknown[]): Driver => ({ kind: 'index', index, ranges: [{ prefix, params }] });
+const accountDriver = (f: AuditFilter): Driver => indexDriver('audit_events_account', 'account = ?', [f.account]);
 
 export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const slice = Math.max(1, Math.floor(opts.scanSlice ?? AUDIT_SCAN_SLICE));
@@ -161,6 +186,15 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     ftsMoveTo.run(to);
     return to - upto;
   });
+  const timeState = db.prepare<[], { regression_upto: number }>('SELECT regression_upto FROM audit_time_state WHERE id = 1');
+  /** The account's last event before `until` in (time, seq) order. */
+  const lastBefore = db.prepare<[string, string], { seq: number }>(
+    'SELECT seq FROM audit_events INDEXED BY audit_events_account_time WHERE account = ? AND time < ? ORDER BY time DESC, seq DESC LIMIT 1',
+  );
+  /** The account's first event at or after `since` in (time, seq) order. */
+  const firstFrom = db.prepare<[string, string], { seq: number }>(
+    'SELECT seq FROM audit_events INDEXED BY audit_events_account_time WHERE account = ? AND time >= ? ORDER BY time ASC, seq ASC LIMIT 1',
+  );
   const timeCount = db.prepare<[string, string, string], { n: number }>(
     'SELECT count(*) AS n FROM (SELECT 1 FROM audit_events INDEXED BY audit_events_account_time ' +
       `WHERE account = ? AND time >= ? AND time < ? LIMIT ${slice + 1})`,
@@ -177,6 +211,41 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     return st;
   };
 
+  /**
+   * The seqs a query's since/until can match, exactly, even when the clock
+   * went backwards; undefined when none can. With R = regression_upto of
+   * audit_time_state (every event after R has a time >= that of every event
+   * before it):
+   * - until U: let S be the account's last event with time < U in (time, seq)
+   *   order. No event after max(S, R) has a time < U: such an event e is past
+   *   R, so time(e) >= time(S) (S is before it); time(e) < U would make e an
+   *   event below U later than S in (time, seq) order (equal time: higher seq).
+   * - since T: let s be the account's first event with time >= T in (time, seq)
+   *   order. When s > R, no event before s has a time >= T: such an event e
+   *   has time(e) <= time(s) (s is past R), time(s) <= time(e) (s is first),
+   *   so equal times, and then s is first by seq — yet e is before it. When
+   *   s <= R, no lower bound.
+   * The time conditions stay in every query (they are the exact filter); the
+   * window only keeps the walks off events that cannot match.
+   */
+  function seqWindow(f: AuditFilter): SeqWindow | undefined {
+    if (f.since === undefined && f.until === undefined) return WHOLE_LOG;
+    // No state row (never so after the migration): no bound at all.
+    const r = timeState.get()?.regression_upto ?? MAX_SEQ;
+    const w = { ...WHOLE_LOG };
+    if (f.until !== undefined) {
+      const s = lastBefore.get(f.account, f.until);
+      if (!s) return undefined;
+      w.before = Math.min(MAX_SEQ, Math.max(s.seq, r) + 1);
+    }
+    if (f.since !== undefined) {
+      const s = firstFrom.get(f.account, f.since);
+      if (!s) return undefined;
+      if (s.seq > r) w.after = s.seq - 1;
+    }
+    return w.after + 1 < w.before ? w : undefined;
+  }
+
   /** A time range [since, until) of the account holding at most one slice of events. */
   function narrowTime(f: AuditFilter): Driver | undefined {
     if (f.since === undefined && f.until === undefined) return undefined;
@@ -188,33 +257,36 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   /**
    * The index a query walks. Exact ids first (usually few events each), then
    * a narrow time range, the full-text index for q, and the low-cardinality
-   * action and result; the account's own index when nothing else is given.
-   * Scoped auditors without an id, time or q filter use `rangePlan` instead.
+   * action (with result) and result; the account's own index when nothing
+   * else is given. A wider time range is no driver: it bounds the walk of
+   * the chosen one (`seqWindow`). Scoped auditors without an id, time or q
+   * filter use `rangePlan` instead.
    */
   function chooseDriver(f: AuditFilter, scoped: boolean): Driver | undefined {
-    if (f.resource !== undefined) {
-      return { kind: 'index', index: 'audit_events_account_resource', prefix: 'account = ? AND resource_id = ?', params: [f.account, f.resource] };
-    }
-    if (f.role !== undefined) {
-      return { kind: 'index', index: 'audit_events_account_role', prefix: 'account = ? AND role_id = ?', params: [f.account, f.role] };
-    }
+    if (f.resource !== undefined) return indexDriver('audit_events_account_resource', 'account = ? AND resource_id = ?', [f.account, f.resource]);
+    if (f.role !== undefined) return indexDriver('audit_events_account_role', 'account = ? AND role_id = ?', [f.account, f.role]);
     const time = narrowTime(f);
     if (time) return time;
     if (f.q !== undefined && qServedByFts(f.q)) return { kind: 'fts', match: ftsPhrase(f.q) };
     if (scoped) return undefined;
     if (f.action !== undefined) {
-      return { kind: 'index', index: 'audit_events_account_action', prefix: 'account = ? AND action = ?', params: [f.account, f.action] };
+      // action + result: one range; action alone: its two result ranges, merged by seq.
+      const prefix = 'account = ? AND action = ? AND result = ?';
+      const results = f.result === undefined ? RESULTS : [f.result];
+      return { kind: 'index', index: 'audit_events_account_action_result', ranges: results.map((r) => ({ prefix, params: [f.account, f.action, r] })) };
     }
-    if (f.result !== undefined) {
-      return { kind: 'index', index: 'audit_events_account_result', prefix: 'account = ? AND result = ?', params: [f.account, f.result] };
-    }
+    if (f.result !== undefined) return indexDriver('audit_events_account_result', 'account = ? AND result = ?', [f.account, f.result]);
     return accountDriver(f);
   }
 
   interface SliceStatements {
-    /** The far end of the slice: the AUDIT_SCAN_SLICE-th candidate past `from` (absent for a time driver: one slice). */
-    bound?: { sql: string; params: (from: number, size: number) => unknown[] };
-    /** The slice's events matching every filter, between `from` (exclusive) and `to` (inclusive). */
+    /**
+     * Per range of the driver: its `size`-th candidate past `from`, not past the
+     * walk's `end` (none for a time driver: one slice). The slice ends at the
+     * nearest of them.
+     */
+    bounds: { sql: string; params: (from: number, end: number, size: number) => unknown[] }[];
+    /** The slice's events matching every filter, between `from` (exclusive) and `to` (inclusive), in seq order. */
     rows: { sql: string; params: (from: number, to: number, need: number) => unknown[] };
   }
 
@@ -227,30 +299,40 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     switch (d.kind) {
       case 'index':
         return {
-          bound: {
-            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ?`,
-            params: (from, size) => [...d.params, from, size - 1],
-          },
+          bounds: d.ranges.map((range) => ({
+            sql: `SELECT seq FROM audit_events INDEXED BY ${d.index} WHERE ${range.prefix} AND seq ${past} ? AND seq ${upTo} ? ORDER BY seq ${dir} LIMIT 1 OFFSET ?`,
+            params: (from, end, size) => [...range.params, from, end, size - 1],
+          })),
+          // Several ranges: a UNION ALL ordered by seq, which SQLite runs as a merge of the ranges (each read in
+          // index order, no sort) that stops at the limit.
           rows: {
-            sql: `SELECT * FROM audit_events INDEXED BY ${d.index} WHERE ${d.prefix} AND seq ${past} ? AND seq ${upTo} ? AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
-            params: (from, to, need) => [...d.params, from, to, ...r.params, need],
+            sql:
+              d.ranges
+                .map((range) => `SELECT * FROM audit_events INDEXED BY ${d.index} WHERE ${range.prefix} AND seq ${past} ? AND seq ${upTo} ? AND ${r.where}`)
+                .join(' UNION ALL ') + ` ORDER BY seq ${dir} LIMIT ?`,
+            params: (from, to, need) => [...d.ranges.flatMap((range) => [...range.params, from, to, ...r.params]), need],
           },
         };
       case 'fts':
         return {
-          bound: {
-            sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`,
-            params: (from, size) => [d.match, from, size - 1],
-          },
+          bounds: [
+            {
+              sql: `SELECT rowid AS seq FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ? ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`,
+              params: (from, end, size) => [d.match, from, end, size - 1],
+            },
+          ],
+          // NOT INDEXED: the candidates are looked up by seq. Otherwise a time filter lets SQLite walk the
+          // account's time index instead, checking each event against the candidate list.
           rows: {
             sql:
-              `SELECT * FROM audit_events WHERE seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ?) ` +
+              `SELECT * FROM audit_events NOT INDEXED WHERE seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid ${past} ? AND rowid ${upTo} ?) ` +
               `AND ${r.where} ORDER BY seq ${dir} LIMIT ?`,
             params: (from, to, need) => [d.match, from, to, ...r.params, need],
           },
         };
       case 'time':
         return {
+          bounds: [],
           rows: {
             sql:
               'SELECT * FROM audit_events INDEXED BY audit_events_account_time WHERE account = ? AND time >= ? AND time < ? ' +
@@ -261,28 +343,48 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     }
   }
 
+  /** Where a walk starts (exclusive: the cursor, or the window's edge) and ends (inclusive), in the query's order. */
+  function walkEnds(f: AuditFilter, w: SeqWindow): { from: number; end: number } {
+    return f.order === 'desc'
+      ? { from: Math.min(f.cursor ?? MAX_SEQ, w.before), end: w.after + 1 }
+      : { from: Math.max(f.cursor ?? 0, w.after), end: w.before - 1 };
+  }
+
   /**
    * Runs a query one slice at a time: each slice reads at most
-   * AUDIT_SCAN_SLICE entries of the driving index (a narrow time range is
-   * one slice), keeps the events matching every filter, and the generator
-   * yields before the next slice so the caller can let other requests run.
-   * No statement stays open across a yield. Returns the page.
+   * AUDIT_SCAN_SLICE entries of each range of the driving index (a narrow
+   * time range is one slice), keeps the events matching every filter, and
+   * the generator yields before the next slice so the caller can let other
+   * requests run. The walk stays inside the seq window `w`. No statement
+   * stays open across a yield. Returns the page.
    */
-  function* sliced(f: AuditFilter, d: Driver, once?: number): Generator<void, { rows: AuditRow[]; from: number; done: boolean }, void> {
-    const { bound, rows } = sliceStatements(f, d);
-    const boundSt = bound && prepared(bound.sql);
+  function* sliced(
+    f: AuditFilter,
+    d: Driver,
+    w: SeqWindow,
+    once?: number,
+  ): Generator<void, { rows: AuditRow[]; from: number; done: boolean }, void> {
+    const { bounds, rows } = sliceStatements(f, d);
+    const boundSts = bounds.map((b) => prepared(b.sql));
     const rowsSt = prepared(rows.sql);
     const desc = f.order === 'desc';
     const out: AuditRow[] = [];
-    let from = f.cursor ?? (desc ? MAX_SEQ : 0);
+    let { from } = walkEnds(f, w);
+    const { end } = walkEnds(f, w);
+    if (desc ? from <= end : from >= end) return { rows: out, from, done: true };
     // Slices start small (a page that fills from the first candidates reads few) and grow to the bound.
     let size = once ?? Math.min(slice, Math.max(firstSlice, 2 * (f.limit ?? slice)));
     for (;;) {
-      const far = boundSt ? (boundSt.get(...bound.params(from, size)) as { seq: number } | undefined)?.seq : undefined;
+      // The nearest of the ranges' far ends: no range has more than `size` candidates in the slice.
+      let far: number | undefined;
+      bounds.forEach((b, i) => {
+        const seq = (boundSts[i]!.get(...b.params(from, end, size)) as { seq: number } | undefined)?.seq;
+        if (seq !== undefined && (far === undefined || (desc ? seq > far : seq < far))) far = seq;
+      });
       const need = f.limit === undefined ? -1 : f.limit - out.length;
-      out.push(...(rowsSt.all(...rows.params(from, far ?? (desc ? 0 : MAX_SEQ), need)) as AuditRow[]));
+      out.push(...(rowsSt.all(...rows.params(from, far ?? end, need)) as AuditRow[]));
       const full = f.limit !== undefined && out.length >= f.limit;
-      if (far === undefined || full) return { rows: out, from: far ?? from, done: true };
+      if (far === undefined || far === end || full) return { rows: out, from: far ?? from, done: true };
       from = far;
       if (once !== undefined) return { rows: out, from, done: false };
       size = Math.min(slice, size * 4);
@@ -297,13 +399,13 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
    * (600 ms over a million events). Instead each scope becomes index ranges
    * on (account, resource_id, seq) — one per resource kind for a subtree —
    * each asked for its first `limit` rows in the requested order, and the
-   * pages are merged. Yields between ranges.
+   * pages are merged. Yields between ranges. Stays inside the seq window `w`.
    */
-  function* rangePlan(f: AuditFilter): Generator<void, AuditRow[], void> {
+  function* rangePlan(f: AuditFilter, w: SeqWindow): Generator<void, AuditRow[], void> {
     const kinds = [...new Set([...KNOWN_KINDS, ...kindsOf.all(f.account).map((r) => r.kind)])];
     const bySeq = new Map<number, AuditRow>();
     for (const range of f.scopes.flatMap((sc) => scopeRanges(sc, f.account, kinds))) {
-      const { sql, params } = rangeQuery(f, range);
+      const { sql, params } = rangeQuery(f, range, w);
       for (const row of prepared(sql).all(...params) as AuditRow[]) bySeq.set(row.seq, row);
       yield;
     }
@@ -313,10 +415,12 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
 
   function* querySlices(f: AuditFilter): Generator<void, AuditRow[], void> {
     if (f.scopes.length === 0) return [];
+    const w = seqWindow(f);
+    if (!w) return [];
     const scoped = !f.scopes.some((sc) => sc.type === 'all');
     const d = chooseDriver(f, scoped);
-    if (!d) return yield* rangePlan(f);
-    if (d.kind !== 'fts') return (yield* sliced(f, d)).rows;
+    if (!d) return yield* rangePlan(f, w);
+    if (d.kind !== 'fts') return (yield* sliced(f, d, w)).rows;
     // The full-text index lags the log (it is filled off the write path): bring it up to the head first, one
     // bounded batch per step, so the search covers every event logged before this query. If that cannot be
     // written (a full disk), the search is still answered, by the account's own index in bounded slices.
@@ -324,15 +428,15 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
       while (indexSearchBatch(SEARCH_INDEX_STEP) === SEARCH_INDEX_STEP) yield;
     } catch (err) {
       if (!storageFailureOf(err)) throw err;
-      return (yield* sliced(f, accountDriver(f))).rows;
+      return (yield* sliced(f, accountDriver(f), w)).rows;
     }
     // A q that many events contain fills its page from the account's newest (or oldest) events sooner than
     // the full-text index can list them (its common trigrams have long doclists): one slice of the account's
     // own index first, then the full-text index from where that slice ended.
-    const head = yield* sliced(f, accountDriver(f), Math.min(slice, Q_FIRST_WALK));
+    const head = yield* sliced(f, accountDriver(f), w, Math.min(slice, Q_FIRST_WALK));
     if (head.done) return head.rows;
     yield;
-    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, d);
+    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, d, w);
     return [...head.rows, ...rest.rows];
   }
 
@@ -354,6 +458,12 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
      * and let the event loop turn between steps (AuditReader.query does).
      */
     querySlices,
+    /**
+     * The seqs `f`'s since/until can match, as exclusive bounds (the whole
+     * log without them); undefined when none can (tests check it never cuts
+     * off a match).
+     */
+    timeWindow: (f: AuditFilter): SeqWindow | undefined => seqWindow(f),
     /** A filtered page, all slices at once (tests and tools; the server uses querySlices). */
     query(f: AuditFilter): AuditRow[] {
       const gen = querySlices(f);
@@ -368,29 +478,36 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
      */
     explain(f: AuditFilter): string[] {
       if (f.scopes.length === 0) return [];
-      const scoped = !f.scopes.some((sc) => sc.type === 'all');
-      const d = chooseDriver(f, scoped);
       const plan = (sql: string, params: unknown[]) =>
         (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
       const lines: string[] = [];
+      if (f.since !== undefined || f.until !== undefined) {
+        lines.push(...plan(timeState.source, []));
+        if (f.until !== undefined) lines.push(...plan(lastBefore.source, [f.account, f.until]));
+        if (f.since !== undefined) lines.push(...plan(firstFrom.source, [f.account, f.since]));
+      }
+      // An empty window answers without another statement; the plans are then those of the whole log's.
+      const w = seqWindow(f) ?? WHOLE_LOG;
+      const scoped = !f.scopes.some((sc) => sc.type === 'all');
+      const d = chooseDriver(f, scoped);
       if (f.since !== undefined || f.until !== undefined) {
         lines.push(...plan(timeCount.source, [f.account, f.since ?? TIME_MIN, f.until ?? TIME_MAX]));
       }
       if (!d) {
         const kinds = [...new Set([...KNOWN_KINDS, ...kindsOf.all(f.account).map((r) => r.kind)])];
         for (const range of f.scopes.flatMap((sc) => scopeRanges(sc, f.account, kinds))) {
-          const { sql, params } = rangeQuery(f, range);
+          const { sql, params } = rangeQuery(f, range, w);
           lines.push(...plan(sql, params));
         }
         return lines;
       }
-      if (d.kind === 'fts') {
-        const walk = sliceStatements(f, accountDriver(f));
-        lines.push(...plan(walk.bound!.sql, walk.bound!.params(MAX_SEQ, slice)), ...plan(walk.rows.sql, walk.rows.params(MAX_SEQ, 0, 100)));
-      }
-      const { bound, rows } = sliceStatements(f, d);
-      if (bound) lines.push(...plan(bound.sql, bound.params(MAX_SEQ, slice)));
-      lines.push(...plan(rows.sql, rows.params(MAX_SEQ, 0, 100)));
+      const { from, end } = walkEnds(f, w);
+      const slicePlans = (s: SliceStatements) => [
+        ...s.bounds.flatMap((b) => plan(b.sql, b.params(from, end, slice))),
+        ...plan(s.rows.sql, s.rows.params(from, end, 100)),
+      ];
+      if (d.kind === 'fts') lines.push(...slicePlans(sliceStatements(f, accountDriver(f))));
+      lines.push(...slicePlans(sliceStatements(f, d)));
       return lines;
     },
   };
@@ -478,8 +595,8 @@ function residual(f: AuditFilter, withScopes: boolean): { where: string; params:
   return { where: where.join(' AND '), params };
 }
 
-/** One scope range's first `limit` events past the cursor, walking the resource index (and sorting its rows). */
-function rangeQuery(f: AuditFilter, range: IdRange): { sql: string; params: unknown[] } {
+/** One scope range's first `limit` events past the cursor and inside `w`, walking the resource index (and sorting its rows). */
+function rangeQuery(f: AuditFilter, range: IdRange, w: SeqWindow): { sql: string; params: unknown[] } {
   const r = residual(f, false);
   const where = [r.where, 'resource_id >= ? AND resource_id < ?'];
   const params = [...r.params, range.from, range.to];
@@ -490,6 +607,14 @@ function rangeQuery(f: AuditFilter, range: IdRange): { sql: string; params: unkn
   if (f.cursor !== undefined) {
     where.push(f.order === 'desc' ? 'seq < ?' : 'seq > ?');
     params.push(f.cursor);
+  }
+  if (w.after > WHOLE_LOG.after) {
+    where.push('seq > ?');
+    params.push(w.after);
+  }
+  if (w.before < WHOLE_LOG.before) {
+    where.push('seq < ?');
+    params.push(w.before);
   }
   let sql = `SELECT * FROM audit_events INDEXED BY audit_events_account_resource WHERE ${where.join(' AND ')} ORDER BY seq ${f.order === 'desc' ? 'DESC' : 'ASC'}`;
   if (f.limit !== undefined) {
