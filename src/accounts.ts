@@ -25,28 +25,31 @@ export interface CreatedAccount {
   api_key: string;
 }
 
-export function createAccount(d: AccountDeps, name: string): CreatedAccount {
+export async function createAccount(d: AccountDeps, name: string): Promise<CreatedAccount> {
   validateAccountName(name);
   let apiKey = '';
-  const rows = d.store.tx(() => {
-    if (d.store.accounts.exists(name)) {
+  // The key material made in here (an Ed25519 signing key, an API key and
+  // its HMAC) takes microseconds, so it is made inside the transaction with
+  // the rows it belongs to.
+  const rows = await d.store.tx(async () => {
+    if (await d.store.accounts.exists(name)) {
       throw new CofferError('conflict', `Account '${name}' already exists`, {
         target: 'account',
         details: { code: 'conflict', target: 'id', message: name },
       });
     }
-    d.store.accounts.insert(name);
-    d.tokens.createAccountKey(name);
+    await d.store.accounts.insert(name);
+    await d.tokens.createAccountKey(name);
     const admin = fullId(name, 'user', 'admin');
     const root = fullId(name, 'policy', 'root');
     const g = d.store.graph;
-    g.insertRole(admin, name, 'user', 'admin', null);
-    g.insertResource(admin, name, 'user', 'admin', admin, null);
-    apiKey = d.credentials.create(admin, []);
-    g.insertRole(root, name, 'policy', 'root', null);
-    g.insertResource(root, name, 'policy', 'root', admin, null);
-    g.insertMembership(root, admin, true, true, null);
-    return d.audit.recordInTransaction([
+    await g.insertRole(admin, name, 'user', 'admin', null);
+    await g.insertResource(admin, name, 'user', 'admin', admin, null);
+    apiKey = await d.credentials.create(admin, []);
+    await g.insertRole(root, name, 'policy', 'root', null);
+    await g.insertResource(root, name, 'policy', 'root', admin, null);
+    await g.insertMembership(root, admin, true, true, null);
+    return await d.audit.recordInTransaction([
       {
         account: name,
         action: 'account',

@@ -25,7 +25,7 @@ export const LOCK_FILE = 'server.pid';
 
 export interface Vault {
   services: Services;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** Reads the master key from the environment value or a file. */
@@ -73,8 +73,8 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const store = openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
   try {
-    const barrier = Barrier.open(opts.masterKey, store.keyring);
-    const services = createServices({
+    const barrier = await Barrier.open(opts.masterKey, store.keyring);
+    const services = await createServices({
       store,
       barrier,
       clock: opts.clock ?? systemClock,
@@ -84,12 +84,12 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
     });
     return { services, close: () => store.close() };
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
 }
 
-export function createAccountIn(vault: Vault, name: string): CreatedAccount {
+export function createAccountIn(vault: Vault, name: string): Promise<CreatedAccount> {
   const s = vault.services;
   return createAccount({ store: s.store, tokens: s.tokens, credentials: s.credentials, audit: s.audit, authorizer: s.authorizer }, name);
 }
@@ -133,15 +133,15 @@ async function listen(config: ServerConfig, dataDir: string, lockFile: string, l
   try {
     return await serveVault(config, vault, lockFile, log);
   } catch (err) {
-    vault.close();
+    await vault.close();
     throw err;
   }
 }
 
 async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, log: (line: string) => void): Promise<RunningServer> {
   let devAdmin: CreatedAccount | undefined;
-  if (config.dev && !vault.services.store.accounts.exists(config.devAccount)) {
-    devAdmin = createAccountIn(vault, config.devAccount);
+  if (config.dev && !(await vault.services.store.accounts.exists(config.devAccount))) {
+    devAdmin = await createAccountIn(vault, config.devAccount);
   }
   const app = createApp(vault.services, {
     bodyLimit: config.bodyLimit,
@@ -177,7 +177,7 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
       await vault.services.audit.close();
-      vault.close();
+      await vault.close();
       rmSync(lockFile, { force: true });
     },
   };

@@ -69,9 +69,9 @@ export interface ServiceDeps {
   jwksFetchText?: TextFetcher;
 }
 
-export function createServices(deps: ServiceDeps) {
+export async function createServices(deps: ServiceDeps) {
   const { store, barrier, clock, config } = deps;
-  const authorizer = new Authorizer(store.graph);
+  const authorizer = new Authorizer(store.graph, () => store.inTransaction());
   const audit = new AuditLog({
     store: store.audit,
     tx: (fn) => store.tx(fn),
@@ -87,7 +87,8 @@ export function createServices(deps: ServiceDeps) {
     now: () => nowSeconds(clock),
     nowMs: () => clock.nowMs(),
   });
-  const hasher = new ApiKeyHasher(barrier.serverSecret('api-key-pepper'));
+  await tokens.load();
+  const hasher = new ApiKeyHasher(await barrier.serverSecret('api-key-pepper'));
   const credentials = new Credentials(store.credentials, barrier, hasher, tokens, clock);
   const throttle = new AuthThrottle(clock, config.authnMaxFailures, config.authnFailureWindowMs);
   const authn = new AuthnService({
@@ -107,7 +108,7 @@ export function createServices(deps: ServiceDeps) {
     authorizer,
     audit,
     createCredentials: (roleId, restrictedTo) => credentials.create(roleId, restrictedTo),
-    writeSecret: (resourceId, value) => void secrets.writeVersion(resourceId, value),
+    writeSecret: async (resourceId, value) => void (await secrets.writeVersion(resourceId, value)),
     versionLimit: config.policyVersionLimit,
     parse: (text) => parsePool.parse(text, config.policyLimits),
   });
@@ -128,7 +129,8 @@ export function createServices(deps: ServiceDeps) {
   });
   const auditReader = new AuditReader({ store: store.audit, graph: store.graph, authorizer });
   const hostFactories = new HostFactoryService({ store, barrier, authorizer, audit, credentials, clock });
+  await hostFactories.init();
   return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader, jwtAuthn, hostFactories };
 }
 
-export type Services = ReturnType<typeof createServices>;
+export type Services = Awaited<ReturnType<typeof createServices>>;

@@ -1,12 +1,13 @@
 /**
  * The audit log. Fail closed and durable with group commit: `record()` queues
  * the event and resolves only once the transaction holding it has committed
- * (synchronous=FULL); every event queued during one event-loop turn goes into
- * one transaction, so durability costs one fsync per batch instead of one per
- * request. A failed commit rejects every waiter, and callers answer 503
+ * (synchronous=FULL); every event queued during one event-loop turn, or while
+ * the previous batch commits, goes into one transaction, so durability costs
+ * one fsync per batch instead of one per request. A failed commit rejects every waiter, and callers answer 503
  * without releasing anything.
  */
-import { SEARCH_INDEX_STEP, type AuditRow, type AuditStore } from '../store/audit.js';
+import { SEARCH_INDEX_STEP, type AuditRow } from '../store/audit.js';
+import type { AuditStore } from '../store/index.js';
 import { CofferError } from '../errors.js';
 import { GENESIS_HASH, canonicalText, chainHash, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
@@ -83,7 +84,7 @@ interface Pending {
 export interface AuditLogDeps {
   store: AuditStore;
   /** Runs a function in one database transaction. */
-  tx: <T>(fn: () => T) => T;
+  tx: <T>(fn: () => Promise<T>) => Promise<T>;
   sinks?: AuditSink[];
   nowIso?: () => string;
   /** Called when a sink throws; sinks run after commit and never block the request. */
@@ -103,6 +104,8 @@ export class AuditLog {
   private queue: Pending[] = [];
   private drainWaiters: (() => void)[] = [];
   private scheduled = false;
+  /** A batch is being committed; events queued meanwhile go into the next one. */
+  private flushing = false;
   private searchIndexTimer?: NodeJS.Timeout;
   private readonly nowIso: () => string;
 
@@ -114,11 +117,14 @@ export class AuditLog {
   record(event: AuditEvent): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ event, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
   }
 
   /**
@@ -126,7 +132,7 @@ export class AuditLog {
    * they commit or roll back with it. Pass the returned rows to `publish`
    * after the commit.
    */
-  recordInTransaction(events: AuditEvent[]): AuditRow[] {
+  recordInTransaction(events: AuditEvent[]): Promise<AuditRow[]> {
     return this.append(events);
   }
 
@@ -145,7 +151,7 @@ export class AuditLog {
 
   /** Resolves once everything queued so far is durable (or failed). */
   drain(): Promise<void> {
-    if (this.queue.length === 0) return Promise.resolve();
+    if (this.queue.length === 0 && !this.flushing) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -156,29 +162,41 @@ export class AuditLog {
     await Promise.all((this.deps.sinks ?? []).map((sink) => sink.close?.()));
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     this.scheduled = false;
+    this.flushing = true;
     const batch = this.queue;
     const drains = this.drainWaiters;
     this.queue = [];
     this.drainWaiters = [];
     let rows: AuditRow[] = [];
     try {
-      rows = this.deps.tx(() => this.append(batch.map((p) => p.event)));
+      rows = await this.deps.tx(() => this.append(batch.map((p) => p.event)));
     } catch (cause) {
+      this.flushing = false;
       const err = new CofferError(
         'service_unavailable',
         'The audit log cannot be written, so the request was refused (fail closed). Check the server log and disk.',
         { cause },
       );
       for (const p of batch) p.reject(err);
-      for (const resolve of drains) resolve();
+      this.settled(drains);
       return;
     }
+    this.flushing = false;
     for (const p of batch) p.resolve();
-    for (const resolve of drains) resolve();
+    this.settled(drains);
     this.publish(rows);
     this.indexSearchWhenIdle();
+  }
+
+  /** After a batch: its drain waiters are done, and so are later ones if nothing new was queued; else the next batch starts. */
+  private settled(drains: (() => void)[]): void {
+    for (const resolve of drains) resolve();
+    if (this.queue.length > 0) return this.schedule();
+    const idle = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of idle) resolve();
   }
 
   /**
@@ -189,22 +207,22 @@ export class AuditLog {
    */
   private indexSearchWhenIdle(): void {
     clearTimeout(this.searchIndexTimer);
-    const step = () => {
+    const step = async () => {
       let added = 0;
       try {
-        added = this.deps.store.indexSearchBatch(SEARCH_INDEX_STEP);
+        added = await this.deps.store.indexSearchBatch(SEARCH_INDEX_STEP);
       } catch {
         // A derived index: a failed batch (a full disk) is retried after the next write.
         return;
       }
-      if (added === SEARCH_INDEX_STEP) this.searchIndexTimer = setTimeout(step, 0).unref();
+      if (added === SEARCH_INDEX_STEP) this.searchIndexTimer = setTimeout(() => void step(), 0).unref();
     };
-    this.searchIndexTimer = setTimeout(step, SEARCH_INDEX_IDLE_MS).unref();
+    this.searchIndexTimer = setTimeout(() => void step(), SEARCH_INDEX_IDLE_MS).unref();
   }
 
-  private append(events: AuditEvent[]): AuditRow[] {
+  private async append(events: AuditEvent[]): Promise<AuditRow[]> {
     if (events.length === 0) return [];
-    const head = this.deps.store.head();
+    const head = await this.deps.store.head();
     let seq = head?.seq ?? 0;
     let prev: Buffer = head?.hash ?? GENESIS_HASH;
     const time = this.nowIso();
@@ -231,7 +249,7 @@ export class AuditLog {
       };
       const hash = chainHash(prev, base);
       const row: AuditRow = { ...base, prev_hash: prev, hash };
-      this.deps.store.insert(row);
+      await this.deps.store.insert(row);
       rows.push(row);
       prev = hash;
     }

@@ -6,8 +6,8 @@
  * `name@ci-sub`), and `audit` on root (held by admin, its owner) covers the
  * whole account.
  */
-import type { AuditFilter, AuditRow, AuditScope, AuditStore } from '../store/audit.js';
-import type { GraphStore } from '../store/graph.js';
+import type { AuditFilter, AuditRow, AuditScope } from '../store/audit.js';
+import type { AuditStore, GraphStore } from '../store/index.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import { fullId } from '../ids.js';
 import { ChainVerifier } from './chain.js';
@@ -53,13 +53,13 @@ export class AuditReader {
   constructor(private readonly d: AuditReaderDeps) {}
 
   /** The scopes of events `roleId` may read in `account`. */
-  scopesFor(account: string, roleId: string): AuditScope[] {
+  async scopesFor(account: string, roleId: string): Promise<AuditScope[]> {
     const { authorizer, graph } = this.d;
-    if (this.canAuditAccount(account, roleId)) return [{ type: 'all', account }];
+    if (await this.canAuditAccount(account, roleId)) return [{ type: 'all', account }];
     const scopes: AuditScope[] = [];
-    const policies = graph.policiesOfAccount(account);
+    const policies = await graph.policiesOfAccount(account);
     for (const policy of policies) {
-      if (!authorizer.canOn(roleId, 'audit', policy)) continue;
+      if (!(await authorizer.canOn(roleId, 'audit', policy))) continue;
       const path = policy.identifier;
       scopes.push({ type: 'subtree', account, path });
       for (const p of policies) {
@@ -68,24 +68,18 @@ export class AuditReader {
         }
       }
     }
-    const roles = [...authorizer.allRoles(roleId)];
-    for (const id of graph.resourcesWithPrivilege(roles, 'audit', account)) scopes.push({ type: 'resource', resourceId: id });
+    const roles = [...(await authorizer.allRoles(roleId))];
+    for (const id of await graph.resourcesWithPrivilege(roles, 'audit', account)) scopes.push({ type: 'resource', resourceId: id });
     return scopes;
   }
 
   /**
-   * A page of the events `roleId` may read. Runs in bounded slices of the
-   * store's indexes (AUDIT_SCAN_SLICE entries each) and lets the event loop
-   * turn between them, so a query that has to walk many events does not
-   * hold up other requests.
+   * A page of the events `roleId` may read. The store walks its indexes in
+   * bounded slices and lets other requests run between them, so a query
+   * that has to walk many events does not hold them up.
    */
   async query(account: string, roleId: string, q: AuditQuery): Promise<AuditRow[]> {
-    const slices = this.d.store.querySlices({ ...q, account, scopes: this.scopesFor(account, roleId) });
-    for (;;) {
-      const step = slices.next();
-      if (step.done) return step.value;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    return this.d.store.query({ ...q, account, scopes: await this.scopesFor(account, roleId) });
   }
 
   /**
@@ -93,16 +87,16 @@ export class AuditReader {
    * audit the whole account, and reports it in this account's terms.
    */
   async verify(account: string, roleId: string): Promise<AccountChainReport> {
-    if (!this.canAuditAccount(account, roleId)) {
+    if (!(await this.canAuditAccount(account, roleId))) {
       throw forbidden('audit privilege on the root policy is required to verify the audit chain');
     }
-    const head = this.d.store.head()?.seq ?? 0;
+    const head = (await this.d.store.head())?.seq ?? 0;
     const verifier = new ChainVerifier();
     let events = 0;
     let lastSeq: number | null = null;
     let after = 0;
     walk: while (after < head) {
-      const rows = this.d.store.page(after, VERIFY_PAGE);
+      const rows = await this.d.store.page(after, VERIFY_PAGE);
       if (rows.length === 0) break;
       for (const row of rows) {
         if (row.seq > head) break walk;
@@ -119,7 +113,7 @@ export class AuditReader {
     return { ok, account, events, lastSeq, ...(ok ? {} : { firstBadSeq, reason }), badSeqs, badCount };
   }
 
-  private canAuditAccount(account: string, roleId: string): boolean {
+  private canAuditAccount(account: string, roleId: string): Promise<boolean> {
     return this.d.authorizer.can(roleId, 'audit', fullId(account, 'policy', 'root'));
   }
 }

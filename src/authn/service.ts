@@ -13,7 +13,7 @@ import { cidrContains } from '../cidr.js';
 import type { Credentials } from './credentials.js';
 import { checkPasswordStrength, hashPassword, verifyPassword } from './passwords.js';
 import type { AuthThrottle } from './throttle.js';
-import type { TokenService } from './tokens.js';
+import type { TokenClaims, TokenService } from './tokens.js';
 import { parseTokenTtl } from './ttl.js';
 
 export interface AuthnConfig {
@@ -40,8 +40,8 @@ export class AuthnService {
   constructor(private readonly d: AuthnDeps) {}
 
   /** True when the client IP is allowed by the role's `restricted_to` (empty = anywhere). */
-  originAllowed(roleId: string, clientIp: string | undefined): boolean {
-    const raw = this.d.store.credentials.get(roleId)?.restricted_to ?? '[]';
+  async originAllowed(roleId: string, clientIp: string | undefined): Promise<boolean> {
+    const raw = (await this.d.store.credentials.get(roleId))?.restricted_to ?? '[]';
     const cidrs = JSON.parse(raw) as string[];
     if (cidrs.length === 0) return true;
     if (!clientIp) return false;
@@ -49,15 +49,15 @@ export class AuthnService {
   }
 
   /** Token lifetime for a role: annotation `authn/token-ttl` capped by the server maximum. */
-  ttlFor(roleId: string): number {
-    const annotation = this.d.store.graph.getAnnotation(roleId, 'authn/token-ttl')?.value;
+  async ttlFor(roleId: string): Promise<number> {
+    const annotation = (await this.d.store.graph.getAnnotation(roleId, 'authn/token-ttl'))?.value;
     const ttl = annotation === undefined ? this.d.config.tokenTtlSeconds : parseTokenTtl(annotation) ?? this.d.config.tokenTtlSeconds;
     return Math.max(1, Math.min(ttl, this.d.config.maxTokenTtlSeconds));
   }
 
   /** Issues an access token for a role that has proven its identity (any authenticator). */
-  issueToken(account: string, roleId: string) {
-    return this.d.tokens.issue(account, loginFromRoleId(roleId), this.ttlFor(roleId));
+  async issueToken(account: string, roleId: string): Promise<{ json: string; claims: TokenClaims }> {
+    return this.d.tokens.issue(account, loginFromRoleId(roleId), await this.ttlFor(roleId));
   }
 
   /** POST /authn/{account}/{login}/authenticate with the raw API key. Returns the token JSON. */
@@ -75,7 +75,9 @@ export class AuthnService {
     };
     try {
       this.d.throttle.check(throttleKey);
-      const cred = this.d.store.accounts.exists(account) ? this.d.store.credentials.get(roleId) : undefined;
+      // Taken before the credentials are read: see the check after issuing.
+      const notBeforeSeen = this.d.tokens.notBeforeOf(roleId);
+      const cred = (await this.d.store.accounts.exists(account)) ? await this.d.store.credentials.get(roleId) : undefined;
       const valid = this.d.credentials.hasher.verify(apiKey.trim(), cred?.api_key_hash);
       if (!valid) {
         this.d.throttle.fail(throttleKey);
@@ -83,13 +85,20 @@ export class AuthnService {
           auditReason: cred ? 'CONJ00002E Invalid credentials' : `CONJ00007E '${login}' not found`,
         });
       }
-      if (!this.originAllowed(roleId, request.clientIp)) {
+      if (!(await this.originAllowed(roleId, request.clientIp))) {
         this.d.throttle.fail(throttleKey);
         throw unauthorized('Unauthorized', {
           auditReason: `CONJ00003E Origin ${request.clientIp ?? 'unknown'} is not allowed to authenticate as ${roleId}`,
         });
       }
-      const { json } = this.issueToken(account, roleId);
+      const { json } = await this.issueToken(account, roleId);
+      // The key was checked several awaits ago. A rotation (or re-creation)
+      // finishing since then stamps its "not before" before this token's
+      // issue time, so the token would outlive the key it was issued for:
+      // refuse it, as if the key had been presented after the rotation.
+      if (this.d.tokens.notBeforeOf(roleId) !== notBeforeSeen) {
+        throw unauthorized('Unauthorized', { auditReason: 'CONJ00002E Invalid credentials (the API key changed during authentication)' });
+      }
       await this.d.audit.record({
         ...event,
         result: 'success',
@@ -114,7 +123,7 @@ export class AuthnService {
     const roleId = roleIdFromLogin(account, login);
     const throttleKey = `${roleId}\u0000${request.clientIp ?? ''}`;
     this.d.throttle.check(throttleKey);
-    const cred = login.trim() !== '' && this.d.store.accounts.exists(account) ? this.d.store.credentials.get(roleId) : undefined;
+    const cred = login.trim() !== '' && (await this.d.store.accounts.exists(account)) ? await this.d.store.credentials.get(roleId) : undefined;
     let ok = this.d.credentials.hasher.verify(secret, cred?.api_key_hash);
     if (!ok) ok = await verifyPassword(cred?.password_hash, secret);
     if (!ok || !cred) {
@@ -123,7 +132,7 @@ export class AuthnService {
         auditReason: cred ? 'CONJ00002E Invalid credentials' : `CONJ00007E '${login}' not found`,
       });
     }
-    if (!this.originAllowed(roleId, request.clientIp)) {
+    if (!(await this.originAllowed(roleId, request.clientIp))) {
       this.d.throttle.fail(throttleKey);
       throw unauthorized('Unauthorized', { auditReason: `CONJ00003E Origin ${request.clientIp ?? 'unknown'} is not allowed` });
     }
@@ -138,7 +147,7 @@ export class AuthnService {
     try {
       this.requireSelf(account, roleId, roleParam);
       await this.verifyBasic(account, login, secret, request);
-      const apiKey = this.d.credentials.reveal(roleId);
+      const apiKey = await this.d.credentials.reveal(roleId);
       if (!apiKey) throw unauthorized('Unauthorized', { auditReason: 'role has no API key' });
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully logged in with authenticator authn` });
       return apiKey;
@@ -157,7 +166,9 @@ export class AuthnService {
       await this.verifyBasic(account, login, secret, request);
       if (parseFullId(roleId)?.kind !== 'user') throw forbidden('only users have passwords');
       checkPasswordStrength(newPassword);
-      this.d.store.credentials.setPasswordHash(roleId, await hashPassword(newPassword));
+      // Hashed first (argon2, slow), then written: the write holds the store only for itself.
+      const hash = await hashPassword(newPassword);
+      await this.d.store.credentials.setPasswordHash(roleId, hash);
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully changed their password` });
     } catch (err) {
       await this.auditFailure(err, { ...event, message: `${roleId} failed to change their password` });
@@ -172,7 +183,7 @@ export class AuthnService {
     try {
       this.requireSelf(account, roleId, roleParam);
       await this.verifyBasic(account, login, secret, request);
-      const apiKey = this.d.credentials.rotate(roleId);
+      const apiKey = await this.d.credentials.rotate(roleId);
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully rotated their API key` });
       return apiKey;
     } catch (err) {
@@ -192,13 +203,13 @@ export class AuthnService {
       if (targetId === actor.roleId) {
         throw unauthorized('Credential strength is insufficient', { auditReason: 'Credential strength is insufficient' });
       }
-      const resource = this.d.authorizer.requireVisible(actor.roleId, targetId);
-      if (!this.d.authorizer.canOn(actor.roleId, 'update', resource)) throw forbidden();
+      const resource = await this.d.authorizer.requireVisible(actor.roleId, targetId);
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
       const kind = parseFullId(targetId)?.kind;
-      if ((kind !== 'user' && kind !== 'host') || !this.d.store.credentials.get(targetId)) {
+      if ((kind !== 'user' && kind !== 'host') || !(await this.d.store.credentials.get(targetId))) {
         throw new CofferError('method_not_allowed', `CONJ00126E Operation is not supported for ${kind ?? 'this'} type`);
       }
-      const apiKey = this.d.credentials.rotate(targetId);
+      const apiKey = await this.d.credentials.rotate(targetId);
       await this.d.audit.record({
         ...event,
         result: 'success',
@@ -212,8 +223,8 @@ export class AuthnService {
   }
 
   /** GET /authn/{account}/api_key: when the key was last rotated. */
-  apiKeyInfo(account: string, roleId: string): { role: string; timestamp: string } {
-    const cred = this.d.store.credentials.get(roleId);
+  async apiKeyInfo(account: string, roleId: string): Promise<{ role: string; timestamp: string }> {
+    const cred = await this.d.store.credentials.get(roleId);
     if (!cred) throw new CofferError('method_not_allowed', 'CONJ00126E Operation is not supported for this role type');
     return { role: roleId, timestamp: cred.updated_at };
   }
@@ -227,7 +238,7 @@ export class AuthnService {
     try {
       await this.verifyBasic(account, login, secret, request);
       this.requireSelf(account, roleId, roleParam);
-      const info = this.apiKeyInfo(account, roleId);
+      const info = await this.apiKeyInfo(account, roleId);
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully read when their API key was last rotated` });
       return info;
     } catch (err) {
@@ -237,11 +248,11 @@ export class AuthnService {
   }
 
   /** Token-authenticated variant: self, or another role with `update` on it. */
-  apiKeyInfoFor(actor: Actor, roleParam: string | undefined) {
+  async apiKeyInfoFor(actor: Actor, roleParam: string | undefined): Promise<{ role: string; timestamp: string }> {
     const targetId = roleParam === undefined ? actor.roleId : this.roleParamId(actor.account, roleParam);
     if (targetId !== actor.roleId) {
-      const resource = this.d.authorizer.requireVisible(actor.roleId, targetId);
-      if (!this.d.authorizer.canOn(actor.roleId, 'update', resource)) throw forbidden();
+      const resource = await this.d.authorizer.requireVisible(actor.roleId, targetId);
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
     }
     return this.apiKeyInfo(actor.account, targetId);
   }
@@ -249,7 +260,7 @@ export class AuthnService {
   /** DELETE /authn/{account}/token: revoke the presented token. */
   async revokeToken(actor: Actor): Promise<void> {
     if (!actor.claims) throw unauthorized('Unauthorized');
-    this.d.tokens.revoke(actor.claims);
+    await this.d.tokens.revoke(actor.claims);
     await this.d.audit.record({
       account: actor.account,
       action: 'authn',

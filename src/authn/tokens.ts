@@ -9,7 +9,8 @@
  * token JSON before sending it back. Verified tokens are cached (keyed by a
  * SHA-256 of the presented bytes) until they expire, so the signature is not
  * paid per request; revocation and "not before" checks run on every request
- * against in-memory sets.
+ * against in-memory sets, loaded from the store by `load()` before the
+ * service is used.
  */
 import {
   createHash,
@@ -22,9 +23,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import type { Barrier } from '../secrets/barrier.js';
-import type { SecretsStore } from '../store/secrets.js';
-import type { TokensStore } from '../store/tokens.js';
-import type { CredentialsStore } from '../store/credentials.js';
+import type { CredentialsStore, SecretsStore, TokensStore } from '../store/index.js';
 import { unauthorized } from '../errors.js';
 import { roleIdFromLogin } from '../ids.js';
 
@@ -70,21 +69,42 @@ export class TokenService {
   private verified = new Map<string, TokenClaims>();
   private revoked = new Map<string, number>();
   private notBefore = new Map<string, number>();
+  private loaded = false;
 
-  constructor(private readonly deps: TokenServiceDeps) {
-    const now = deps.now();
-    for (const r of deps.tokens.liveRevocations(now)) this.revoked.set(r.jti, r.expires_at);
-    for (const r of deps.credentials.allNotBefore()) this.notBefore.set(r.role_id, r.tokens_not_before);
+  constructor(private readonly deps: TokenServiceDeps) {}
+
+  /**
+   * Loads the revoked token ids and the roles' "not before" times from the
+   * store. Call once, before the service verifies or issues any token:
+   * until then a revoked token would pass.
+   */
+  async load(): Promise<void> {
+    const now = this.deps.now();
+    const revoked = await this.deps.tokens.liveRevocations(now);
+    const notBefore = await this.deps.credentials.allNotBefore();
+    // Merged, not replaced: a revocation or credential change made while the
+    // rows were read is already in the maps and may be newer than the rows.
+    for (const r of revoked) this.revoked.set(r.jti, r.expires_at);
+    for (const r of notBefore) {
+      const current = this.notBefore.get(r.role_id);
+      this.notBefore.set(r.role_id, current === undefined ? r.tokens_not_before : Math.max(current, r.tokens_not_before));
+    }
+    this.loaded = true;
+  }
+
+  /** Fails closed when `load()` has not run: the revocation and "not before" sets would be empty. */
+  private requireLoaded(): void {
+    if (!this.loaded) throw new Error('TokenService.load() must complete before tokens are issued or verified');
   }
 
   /** Creates the account's signing key (account creation). */
-  createAccountKey(account: string): void {
+  async createAccountKey(account: string): Promise<void> {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     const spki = publicKey.export({ type: 'spki', format: 'der' });
     const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
     const sealed = this.deps.barrier.encrypt(pkcs8, signingAd(account));
     pkcs8.fill(0);
-    this.deps.secrets.insertSigningKey({
+    await this.deps.secrets.insertSigningKey({
       account,
       kid: createHash('sha256').update(spki).digest('hex'),
       public_key: spki,
@@ -94,12 +114,12 @@ export class TokenService {
     });
   }
 
-  private keyForAccount(account: string): AccountKey {
+  private async keyForAccount(account: string): Promise<AccountKey> {
     let key = this.keysByAccount.get(account);
     if (!key?.privateKey) {
-      const row = this.deps.secrets.signingKey(account);
+      const row = await this.deps.secrets.signingKey(account);
       if (!row) throw new Error(`account '${account}' has no signing key`);
-      const der = this.deps.barrier.decrypt(
+      const der = await this.deps.barrier.decrypt(
         { keyVersion: row.key_version, nonce: row.nonce, ciphertext: row.ciphertext },
         signingAd(account),
       );
@@ -112,10 +132,10 @@ export class TokenService {
     return key;
   }
 
-  private keyForKid(kid: string): AccountKey | undefined {
+  private async keyForKid(kid: string): Promise<AccountKey | undefined> {
     let key = this.keysByKid.get(kid);
     if (!key) {
-      const row = this.deps.secrets.signingKeyByKid(kid);
+      const row = await this.deps.secrets.signingKeyByKid(kid);
       if (!row) return undefined;
       key = { account: row.account, kid, publicKey: createPublicKey({ key: row.public_key, format: 'der', type: 'spki' }) };
       this.keysByKid.set(kid, key);
@@ -124,8 +144,9 @@ export class TokenService {
   }
 
   /** Issues a token for `login` in `account`, valid for `ttlSeconds`. Returns the token JSON text. */
-  issue(account: string, login: string, ttlSeconds: number): { json: string; claims: TokenClaims } {
-    const key = this.keyForAccount(account);
+  async issue(account: string, login: string, ttlSeconds: number): Promise<{ json: string; claims: TokenClaims }> {
+    this.requireLoaded();
+    const key = await this.keyForAccount(account);
     // iat is captured once so exp - iat is exactly the TTL clients see.
     const iat = this.deps.now();
     // The jti carries the issue time in milliseconds so that a credential
@@ -145,13 +166,15 @@ export class TokenService {
 
   /**
    * Verifies a token (the decoded JSON text of the Authorization header).
-   * Throws 401 "Invalid token" for anything wrong with it.
+   * Throws 401 "Invalid token" for anything wrong with it. A cached token
+   * costs no store call; only a signing key not seen before is read.
    */
-  verify(tokenJson: string): TokenClaims {
+  async verify(tokenJson: string): Promise<TokenClaims> {
+    this.requireLoaded();
     const cacheKey = createHash('sha256').update(tokenJson).digest('base64');
     let claims = this.verified.get(cacheKey);
     if (!claims) {
-      claims = this.verifyUncached(tokenJson);
+      claims = await this.verifyUncached(tokenJson);
       if (this.verified.size >= MAX_CACHE) this.pruneCache();
       this.verified.set(cacheKey, claims);
     }
@@ -166,7 +189,7 @@ export class TokenService {
     return claims;
   }
 
-  private verifyUncached(tokenJson: string): TokenClaims {
+  private async verifyUncached(tokenJson: string): Promise<TokenClaims> {
     let parsed: unknown;
     try {
       parsed = JSON.parse(tokenJson);
@@ -186,7 +209,7 @@ export class TokenService {
       throw invalidToken('token header or payload is not JSON');
     }
     if (header.alg !== 'EdDSA' || typeof header.kid !== 'string') throw invalidToken('unsupported token algorithm');
-    const key = this.keyForKid(header.kid);
+    const key = await this.keyForKid(header.kid);
     if (!key) throw invalidToken('unknown signing key');
     const ok = verify(null, Buffer.from(`${t.protected}.${t.payload}`), key.publicKey, Buffer.from(t.signature, 'base64url'));
     if (!ok) throw invalidToken('bad signature');
@@ -206,14 +229,19 @@ export class TokenService {
   }
 
   /** Revokes a token until it would have expired; survives restart through the store. */
-  revoke(claims: TokenClaims): void {
-    this.deps.tokens.revoke(claims.jti, claims.exp);
+  async revoke(claims: TokenClaims): Promise<void> {
+    await this.deps.tokens.revoke(claims.jti, claims.exp);
     this.revoked.set(claims.jti, claims.exp);
     const now = this.deps.now();
     if (this.revoked.size > 10_000) {
       for (const [jti, exp] of this.revoked) if (exp <= now) this.revoked.delete(jti);
-      this.deps.tokens.purgeExpired(now);
+      await this.deps.tokens.purgeExpired(now);
     }
+  }
+
+  /** The role's current "not before" (unix ms), undefined when its credentials never changed. */
+  notBeforeOf(roleId: string): number | undefined {
+    return this.notBefore.get(roleId);
   }
 
   /**
@@ -226,9 +254,16 @@ export class TokenService {
     return current === undefined ? nowMs : Math.max(nowMs, current + 1);
   }
 
-  /** Records that tokens of `roleId` issued at or before `atMs` are invalid (key rotation, role re-creation). */
+  /**
+   * Records that tokens of `roleId` issued at or before `atMs` are invalid
+   * (key rotation, role re-creation). Never moves backwards: two changes of
+   * one role may now overlap (each awaits its store write between
+   * `nextNotBefore` and this call), and the one finishing last may carry the
+   * earlier time.
+   */
   setNotBefore(roleId: string, atMs: number): void {
-    this.notBefore.set(roleId, atMs);
+    const current = this.notBefore.get(roleId);
+    this.notBefore.set(roleId, current === undefined ? atMs : Math.max(current, atMs));
   }
 }
 

@@ -159,7 +159,7 @@ export async function cmdAccountCreate(name: string | undefined, flags: Flags, e
   const dataDir = dataDirOf(flags, env);
   const vault = await openVault({ dataDir, masterKey: masterKeyOf(flags, env, dataDir) }).catch(explainOpenError);
   try {
-    const created = createAccountIn(vault, name);
+    const created = await createAccountIn(vault, name);
     await vault.services.audit.drain();
     if (flags.json) io.out(JSON.stringify(created));
     else {
@@ -171,7 +171,7 @@ export async function cmdAccountCreate(name: string | undefined, flags: Flags, e
     if (err instanceof CofferError) throw new CliError(err.message, 1);
     throw err;
   } finally {
-    vault.close();
+    await vault.close();
   }
 }
 
@@ -208,11 +208,11 @@ export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS
     const vault = await openVault({ dataDir, masterKey }).catch(explainOpenError);
     try {
       if (newKey) {
-        rekeyMaster(vault.services, newKey);
+        await rekeyMaster(vault.services, newKey);
         io.out('Re-wrapped the keyring under the new master key. Start the server with the new key from now on; the old key no longer opens this database.');
       } else {
         // Progress goes to stderr as each batch is done: a long rotation shows it is alive.
-        const r = rotateDataKey(vault.services, (done, total) => io.err(`re-encrypted ${done}/${total} secret versions`));
+        const r = await rotateDataKey(vault.services, (done, total) => io.err(`re-encrypted ${done}/${total} secret versions`));
         io.out(
           `Rotated to data key version ${r.newKeyVersion}: re-encrypted ${r.secrets} secret versions, ${r.signingKeys} signing keys, ` +
             `${r.apiKeys} API keys, ${r.hostFactoryTokens} host-factory tokens; retired key versions ${r.retiredKeyVersions.join(', ') || 'none'}.`,
@@ -220,7 +220,7 @@ export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS
       }
       return 0;
     } finally {
-      vault.close();
+      await vault.close();
     }
   } finally {
     release();

@@ -95,10 +95,18 @@ function accountOf<T extends string | null>(factoryId: string | undefined, fallb
 const sealAd = (factoryId: string, hash: Buffer) => `host-factory-token:${factoryId}:${hash.toString('hex')}`;
 
 export class HostFactoryService {
-  private readonly hasher: HostFactoryTokenHasher;
+  #hasher: HostFactoryTokenHasher | undefined;
 
-  constructor(private readonly d: HostFactoryDeps) {
-    this.hasher = new HostFactoryTokenHasher(d.barrier.serverSecret(HOST_FACTORY_PEPPER));
+  constructor(private readonly d: HostFactoryDeps) {}
+
+  /** Reads (on first use: creates) the token pepper. Call once, before the service is used. */
+  async init(): Promise<void> {
+    this.#hasher = new HostFactoryTokenHasher(await this.d.barrier.serverSecret(HOST_FACTORY_PEPPER));
+  }
+
+  private get hasher(): HostFactoryTokenHasher {
+    if (!this.#hasher) throw new Error('HostFactoryService.init() must complete before the service is used');
+    return this.#hasher;
   }
 
   /** POST /host_factory_tokens: `count` tokens for a factory the actor may `execute`. */
@@ -112,17 +120,19 @@ export class HostFactoryService {
       factoryId = makeFullId(params.hostFactory.trim(), actor.account);
       const kind = parseFullId(factoryId)?.kind;
       if (kind !== 'host_factory') throw argumentError(`Invalid resource kind: ${kind ?? ''}`);
-      this.d.authorizer.require(actor.roleId, 'execute', factoryId);
+      await this.d.authorizer.require(actor.roleId, 'execute', factoryId);
       const rules = tokenRules(params, this.d.clock.nowMs());
       const id = factoryId;
-      const { issued, rows } = this.d.store.tx(() => {
-        this.d.store.hostFactories.purgeExpired(this.d.clock.nowMs() - EXPIRED_TOKEN_RETENTION_MS);
+      // Generating, hashing (HMAC) and sealing a token takes microseconds, so
+      // it stays in the transaction, next to the row it becomes.
+      const { issued, rows } = await this.d.store.tx(async () => {
+        await this.d.store.hostFactories.purgeExpired(this.d.clock.nowMs() - EXPIRED_TOKEN_RETENTION_MS);
         const issued: IssuedToken[] = [];
         const ids: string[] = [];
         for (let i = 0; i < rules.count; i++) {
           const token = generateHostFactoryToken();
           const hash = this.hasher.hash(token);
-          this.d.store.hostFactories.insert({
+          await this.d.store.hostFactories.insert({
             token_hash: hash,
             host_factory_id: id,
             token_sealed: packSealed(this.d.barrier.encrypt(Buffer.from(token, 'utf8'), sealAd(id, hash))),
@@ -133,7 +143,7 @@ export class HostFactoryService {
           issued.push({ expiration: formatExpiration(rules.expiresAt), cidr: rules.cidr, token });
           ids.push(tokenId(hash));
         }
-        const rows = this.d.audit.recordInTransaction([
+        const rows = await this.d.audit.recordInTransaction([
           {
             ...event,
             account: accountOf(id, actor.account),
@@ -150,8 +160,8 @@ export class HostFactoryService {
     } catch (err) {
       // The factory id is the caller's input: the failure goes to another
       // account's log only when that factory exists and the caller can see it.
-      const factory = factoryId === undefined ? undefined : this.d.store.graph.getResource(factoryId);
-      const visible = factory !== undefined && this.d.authorizer.isVisible(actor.roleId, factory);
+      const factory = factoryId === undefined ? undefined : await this.d.store.graph.getResource(factoryId);
+      const visible = factory !== undefined && (await this.d.authorizer.isVisible(actor.roleId, factory));
       await this.auditFailure(err, {
         ...event,
         account: visible ? accountOf(factoryId, actor.account) : actor.account,
@@ -169,24 +179,24 @@ export class HostFactoryService {
     const event = { account: actor.account, action: 'host-factory', operation: 'revoke-token', roleId: actor.roleId, request: actor.request, details: { token: id } };
     let factoryId: string | undefined;
     try {
-      const row = hash ? this.d.store.hostFactories.byHash(hash) : undefined;
+      const row = hash ? await this.d.store.hostFactories.byHash(hash) : undefined;
       // The token itself is never echoed: its URL is the only place it appears.
       if (!row) throw notFound('Host factory token not found', { target: 'host_factory_token', auditReason: 'unknown or already revoked token' });
       factoryId = row.host_factory_id;
       // A token of a factory the caller cannot see is as unknown as a missing one.
-      if (!this.d.authorizer.can(actor.roleId, 'update', factoryId)) {
-        const factory = this.d.store.graph.getResource(factoryId);
-        if (!factory || !this.d.authorizer.isVisible(actor.roleId, factory)) {
+      if (!(await this.d.authorizer.can(actor.roleId, 'update', factoryId))) {
+        const factory = await this.d.store.graph.getResource(factoryId);
+        if (!factory || !(await this.d.authorizer.isVisible(actor.roleId, factory))) {
           throw notFound('Host factory token not found', { target: 'host_factory_token', auditReason: 'the token\'s host factory is not visible' });
         }
         throw forbidden(`update privilege on ${factoryId} is required to revoke its tokens`);
       }
       const fid = factoryId;
-      const rows = this.d.store.tx(() => {
-        if (!this.d.store.hostFactories.delete(row.token_hash)) {
+      const rows = await this.d.store.tx(async () => {
+        if (!(await this.d.store.hostFactories.delete(row.token_hash))) {
           throw notFound('Host factory token not found', { target: 'host_factory_token', auditReason: 'already revoked' });
         }
-        return this.d.audit.recordInTransaction([
+        return await this.d.audit.recordInTransaction([
           { ...event, account: accountOf(fid, actor.account), result: 'success', resourceId: fid, message: `${actor.roleId} revoked host-factory token ${id} of ${fid}` },
         ]);
       });
@@ -214,19 +224,19 @@ export class HostFactoryService {
     let hostId: string | undefined;
     const event = { action: 'host-factory', operation: 'create-host', request };
     try {
-      const result = this.d.store.tx(() => {
-        const token = hash ? this.d.store.hostFactories.byHash(hash) : undefined;
+      const result = await this.d.store.tx(async () => {
+        const token = hash ? await this.d.store.hostFactories.byHash(hash) : undefined;
         if (!token) throw unauthorized('Unauthorized', { auditReason: hash ? 'unknown or revoked host-factory token' : 'missing or malformed host-factory token' });
         factoryId = token.host_factory_id;
         this.requireUsable(token, request.clientIp);
-        const factory = this.d.store.graph.getResource(factoryId);
+        const factory = await this.d.store.graph.getResource(factoryId);
         if (!factory) throw unauthorized('Unauthorized', { auditReason: 'the token\'s host factory no longer exists' });
         if (factory.kind !== 'host_factory') throw argumentError(`Invalid resource kind: ${factory.kind}`);
         const identifier = validateHostId(params.id, factory.identifier);
         hostId = fullId(factory.account, 'host', identifier);
         const annotations = validateAnnotations(params.annotations);
-        const created = this.createOrRekey(factory, hostId, identifier, annotations);
-        const rows = this.d.audit.recordInTransaction([
+        const created = await this.createOrRekey(factory, hostId, identifier, annotations);
+        const rows = await this.d.audit.recordInTransaction([
           {
             ...event,
             account: factory.account,
@@ -260,31 +270,33 @@ export class HostFactoryService {
   }
 
   /** Live tokens of a factory; the values only for roles with `update` on it (see README). */
-  tokensFor(viewerRoleId: string, factory: ResourceRow): TokenView[] {
-    const rows = this.d.store.hostFactories.liveFor(factory.resource_id, this.d.clock.nowMs());
-    const reveal = rows.length > 0 && this.d.authorizer.canOn(viewerRoleId, 'update', factory);
-    return rows.map((row) => {
+  async tokensFor(viewerRoleId: string, factory: ResourceRow): Promise<TokenView[]> {
+    const rows = await this.d.store.hostFactories.liveFor(factory.resource_id, this.d.clock.nowMs());
+    const reveal = rows.length > 0 && (await this.d.authorizer.canOn(viewerRoleId, 'update', factory));
+    const views: TokenView[] = [];
+    for (const row of rows) {
       const view: TokenView = { expiration: formatExpiration(row.expires_at), cidr: JSON.parse(row.cidr) as string[] };
-      if (reveal) view.token = this.reveal(row);
-      return view;
-    });
+      if (reveal) view.token = await this.reveal(row);
+      views.push(view);
+    }
+    return views;
   }
 
   /** Re-encrypts every sealed token under the active data key (part of `keys rotate`). */
-  reencryptAll(): number {
+  async reencryptAll(): Promise<number> {
     let n = 0;
-    for (const row of this.d.store.hostFactories.sealedTokens()) {
+    for (const row of await this.d.store.hostFactories.sealedTokens()) {
       const ad = sealAd(row.host_factory_id, row.token_hash);
-      const token = this.d.barrier.decrypt(unpackSealed(row.token_sealed), ad);
-      this.d.store.hostFactories.reseal(row.token_hash, packSealed(this.d.barrier.encrypt(token, ad)));
+      const token = await this.d.barrier.decrypt(unpackSealed(row.token_sealed), ad);
+      await this.d.store.hostFactories.reseal(row.token_hash, packSealed(this.d.barrier.encrypt(token, ad)));
       Barrier.wipe(token);
       n++;
     }
     return n;
   }
 
-  private reveal(row: HostFactoryTokenRow): string {
-    const plain = this.d.barrier.decrypt(unpackSealed(row.token_sealed), sealAd(row.host_factory_id, row.token_hash));
+  private async reveal(row: HostFactoryTokenRow): Promise<string> {
+    const plain = await this.d.barrier.decrypt(unpackSealed(row.token_sealed), sealAd(row.host_factory_id, row.token_hash));
     const token = plain.toString('utf8');
     Barrier.wipe(plain);
     return token;
@@ -307,14 +319,13 @@ export class HostFactoryService {
    * owns — a rotated API key, which also invalidates its outstanding access
    * tokens. A host owned by anyone else is 403.
    */
-  private createOrRekey(factory: ResourceRow, hostId: string, identifier: string, annotations: Record<string, string>) {
+  private async createOrRekey(factory: ResourceRow, hostId: string, identifier: string, annotations: Record<string, string>) {
     const g = this.d.store.graph;
-    const layers = g
-      .membershipsOf(factory.resource_id)
+    const layers = (await g.membershipsOf(factory.resource_id))
       .map((m) => m.role_id)
       .filter((roleId) => parseFullId(roleId)?.kind === 'layer');
-    const existingRole = g.getRole(hostId);
-    const existingResource = g.getResource(hostId);
+    const existingRole = await g.getRole(hostId);
+    const existingResource = await g.getResource(hostId);
     let apiKey: string;
     let created: boolean;
     if (existingRole || existingResource) {
@@ -322,20 +333,20 @@ export class HostFactoryService {
         throw forbidden(`${hostId} exists and is not owned by ${factory.resource_id}`);
       }
       // Conjur: "find-or-create credentials", then rotate; annotations of an existing host are left alone.
-      apiKey = this.d.store.credentials.get(hostId) ? this.d.credentials.rotate(hostId) : this.d.credentials.create(hostId, []);
+      apiKey = (await this.d.store.credentials.get(hostId)) ? await this.d.credentials.rotate(hostId) : await this.d.credentials.create(hostId, []);
       created = false;
     } else {
       // Rows carry no policy (as in Conjur's HostBuilder): a policy replace
       // does not remove enrolled hosts; deleting the factory does (it owns them).
-      g.insertRole(hostId, factory.account, 'host', identifier, null);
-      g.insertResource(hostId, factory.account, 'host', identifier, factory.resource_id, null);
-      g.insertMembership(hostId, factory.resource_id, true, true, null);
-      for (const [name, value] of Object.entries(annotations)) g.insertAnnotation(hostId, name, value, null);
-      apiKey = this.d.credentials.create(hostId, []);
+      await g.insertRole(hostId, factory.account, 'host', identifier, null);
+      await g.insertResource(hostId, factory.account, 'host', identifier, factory.resource_id, null);
+      await g.insertMembership(hostId, factory.resource_id, true, true, null);
+      for (const [name, value] of Object.entries(annotations)) await g.insertAnnotation(hostId, name, value, null);
+      apiKey = await this.d.credentials.create(hostId, []);
       created = true;
     }
     // Joined to every layer on re-enrolment too, as Conjur's HostBuilder documents.
-    for (const layer of layers) g.insertMembership(layer, hostId, false, false, null);
+    for (const layer of layers) await g.insertMembership(layer, hostId, false, false, null);
     return { apiKey, created, layers };
   }
 

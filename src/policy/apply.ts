@@ -9,8 +9,7 @@
  */
 import { PolicyError, kindTitle } from '../errors.js';
 import { fullId, parseFullId } from '../ids.js';
-import type { GraphStore } from '../store/graph.js';
-import type { CredentialsStore } from '../store/credentials.js';
+import type { CredentialsStore, GraphStore } from '../store/index.js';
 import type { RecordStatement, Statement } from './types.js';
 
 export type LoadMode = 'add' | 'update' | 'replace';
@@ -19,9 +18,9 @@ export interface ApplyDeps {
   graph: GraphStore;
   credentials: CredentialsStore;
   /** Creates credentials for a new user or host; returns its API key. */
-  createCredentials: (roleId: string, restrictedTo: string[]) => string;
+  createCredentials: (roleId: string, restrictedTo: string[]) => Promise<string>;
   /** Stores a value for a public-key resource. */
-  writeSecret: (resourceId: string, value: Buffer) => void;
+  writeSecret: (resourceId: string, value: Buffer) => Promise<void>;
 }
 
 export interface ChangeLog {
@@ -48,18 +47,18 @@ function publicKeyResources(record: RecordStatement): { id: string; value: strin
   });
 }
 
-export function applyStatements(
+export async function applyStatements(
   d: ApplyDeps,
   policyId: string,
   statements: Statement[],
   mode: LoadMode,
-): ApplyResult {
+): Promise<ApplyResult> {
   const g = d.graph;
   const result: ApplyResult = { createdRoles: {}, changes: { added: [], changed: [], removed: [] }, touched: new Set() };
   const log = result.changes;
   const records = statements.filter((s): s is RecordStatement => s.type === 'record');
 
-  if (mode === 'replace') removeAbsentRows(d, policyId, statements, result);
+  if (mode === 'replace') await removeAbsentRows(d, policyId, statements, result);
 
   // Records: roles, resources, annotations, ownership.
   for (const r of records) {
@@ -67,60 +66,60 @@ export function applyStatements(
     result.touched.add(r.owner);
     const p = parseFullId(r.id)!;
     let newRole = false;
-    if (r.hasRole && !g.getRole(r.id)) {
-      g.insertRole(r.id, p.account, p.kind, p.identifier, policyId);
+    if (r.hasRole && !await g.getRole(r.id)) {
+      await g.insertRole(r.id, p.account, p.kind, p.identifier, policyId);
       newRole = true;
       log.added.push(`added role ${r.id}`);
     }
-    const existing = r.hasResource ? g.getResource(r.id) : undefined;
+    const existing = r.hasResource ? await g.getResource(r.id) : undefined;
     if (r.hasResource && !existing) {
-      g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId);
+      await g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId);
       log.added.push(`added resource ${r.id}`);
       if (r.hasRole) {
-        g.insertMembership(r.id, r.owner, true, true, policyId);
+        await g.insertMembership(r.id, r.owner, true, true, policyId);
         log.added.push(`added ownership of ${r.owner} in ${r.id}`);
       }
     } else if (existing && mode !== 'add' && existing.policy_id === policyId && existing.owner_id !== r.owner) {
-      g.setOwner(r.id, r.owner);
+      await g.setOwner(r.id, r.owner);
       log.changed.push(`changed owner of ${r.id} from ${existing.owner_id} to ${r.owner}`);
-      if (g.getRole(r.id)) {
-        g.deleteMembership(r.id, existing.owner_id, true);
-        g.insertMembership(r.id, r.owner, true, true, policyId);
+      if (await g.getRole(r.id)) {
+        await g.deleteMembership(r.id, existing.owner_id, true);
+        await g.insertMembership(r.id, r.owner, true, true, policyId);
       }
       result.touched.add(existing.owner_id);
     }
-    if (r.hasResource) applyAnnotations(g, r, policyId, mode, log);
-    if (CREDENTIAL_KINDS.has(p.kind) && r.hasRole) applyCredentials(d, r, newRole, policyId, mode, result);
+    if (r.hasResource) await applyAnnotations(g, r, policyId, mode, log);
+    if (CREDENTIAL_KINDS.has(p.kind) && r.hasRole) await applyCredentials(d, r, newRole, policyId, mode, result);
     for (const layer of r.layers ?? []) {
-      if (!g.getMembership(layer, r.id, false)) {
-        g.insertMembership(layer, r.id, false, false, policyId);
+      if (!await g.getMembership(layer, r.id, false)) {
+        await g.insertMembership(layer, r.id, false, false, policyId);
         log.added.push(`added membership of ${r.id} in ${layer}`);
         result.touched.add(layer);
       }
     }
     for (const key of publicKeyResources(r)) {
-      if (!g.getResource(key.id)) {
+      if (!await g.getResource(key.id)) {
         const kp = parseFullId(key.id)!;
-        g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId);
+        await g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId);
         log.added.push(`added resource ${key.id}`);
       }
-      d.writeSecret(key.id, Buffer.from(key.value, 'utf8'));
+      await d.writeSecret(key.id, Buffer.from(key.value, 'utf8'));
     }
   }
 
-  checkReferences(g, statements, records);
+  await checkReferences(g, statements, records);
 
   for (const s of statements) {
     switch (s.type) {
       case 'grant': {
         result.touched.add(s.role);
         result.touched.add(s.member);
-        const existing = g.getMembership(s.role, s.member, false);
+        const existing = await g.getMembership(s.role, s.member, false);
         if (!existing) {
-          g.insertMembership(s.role, s.member, s.adminOption, false, policyId);
+          await g.insertMembership(s.role, s.member, s.adminOption, false, policyId);
           log.added.push(`added membership of ${s.member} in ${s.role}`);
         } else if (mode !== 'add' && existing.policy_id === policyId && (existing.admin_option === 1) !== s.adminOption) {
-          g.setAdminOption(s.role, s.member, false, s.adminOption);
+          await g.setAdminOption(s.role, s.member, false, s.adminOption);
           log.changed.push(`changed admin option of ${s.member} in ${s.role}`);
         }
         break;
@@ -128,15 +127,15 @@ export function applyStatements(
       case 'permit':
         result.touched.add(s.role);
         result.touched.add(s.resource);
-        if (!g.getPermission(s.resource, s.privilege, s.role)) {
-          g.insertPermission(s.resource, s.privilege, s.role, policyId);
+        if (!await g.getPermission(s.resource, s.privilege, s.role)) {
+          await g.insertPermission(s.resource, s.privilege, s.role, policyId);
           log.added.push(`added permission of ${s.role} to ${s.privilege} on ${s.resource}`);
         }
         break;
       case 'revoke': {
-        const existing = g.getMembership(s.role, s.member, false);
+        const existing = await g.getMembership(s.role, s.member, false);
         if (existing && existing.policy_id === policyId) {
-          g.deleteMembership(s.role, s.member, false);
+          await g.deleteMembership(s.role, s.member, false);
           log.removed.push(`removed membership of ${s.member} in ${s.role}`);
           result.touched.add(s.role);
           result.touched.add(s.member);
@@ -144,9 +143,9 @@ export function applyStatements(
         break;
       }
       case 'deny': {
-        const existing = g.getPermission(s.resource, s.privilege, s.role);
+        const existing = await g.getPermission(s.resource, s.privilege, s.role);
         if (existing && existing.policy_id === policyId) {
-          g.deletePermission(s.resource, s.privilege, s.role);
+          await g.deletePermission(s.resource, s.privilege, s.role);
           log.removed.push(`removed permission of ${s.role} to ${s.privilege} on ${s.resource}`);
           result.touched.add(s.role);
           result.touched.add(s.resource);
@@ -154,7 +153,7 @@ export function applyStatements(
         break;
       }
       case 'delete':
-        deleteRecord(g, s.id, log, result.touched);
+        await deleteRecord(g, s.id, log, result.touched);
         break;
       case 'record':
         break;
@@ -163,33 +162,33 @@ export function applyStatements(
   return result;
 }
 
-function applyAnnotations(g: GraphStore, r: RecordStatement, policyId: string, mode: LoadMode, log: ChangeLog) {
+async function applyAnnotations(g: GraphStore, r: RecordStatement, policyId: string, mode: LoadMode, log: ChangeLog) {
   for (const [name, value] of Object.entries(r.annotations)) {
-    const existing = g.getAnnotation(r.id, name);
+    const existing = await g.getAnnotation(r.id, name);
     if (!existing) {
-      g.insertAnnotation(r.id, name, value, policyId);
+      await g.insertAnnotation(r.id, name, value, policyId);
       log.added.push(`added annotation ${name} on ${r.id}`);
     } else if (mode !== 'add' && existing.policy_id === policyId && existing.value !== value) {
-      g.updateAnnotation(r.id, name, value);
+      await g.updateAnnotation(r.id, name, value);
       log.changed.push(`changed annotation ${name} on ${r.id}`);
     }
   }
 }
 
-function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boolean, policyId: string, mode: LoadMode, result: ApplyResult) {
-  const cred = d.credentials.get(r.id);
+async function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boolean, policyId: string, mode: LoadMode, result: ApplyResult) {
+  const cred = await d.credentials.get(r.id);
   const wanted = r.restrictedTo ?? [];
   if (!cred) {
-    result.createdRoles[r.id] = { id: r.id, api_key: d.createCredentials(r.id, wanted) };
+    result.createdRoles[r.id] = { id: r.id, api_key: await d.createCredentials(r.id, wanted) };
     if (!newRole) result.changes.added.push(`added credentials of ${r.id}`);
     return;
   }
-  const role = d.graph.getRole(r.id);
+  const role = await d.graph.getRole(r.id);
   if (role && role.policy_id !== policyId && !newRole) return;
   const current = JSON.parse(cred.restricted_to) as string[];
   const next = mode === 'add' ? [...new Set([...current, ...wanted])] : wanted;
   if (JSON.stringify(next) !== JSON.stringify(current)) {
-    d.credentials.setRestrictedTo(r.id, next);
+    await d.credentials.setRestrictedTo(r.id, next);
     result.changes.changed.push(`changed restricted_to of ${r.id}`);
   }
 }
@@ -201,11 +200,11 @@ function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boolean, po
  * permits landing on a role an enrolment-token holder controls — so the load
  * is refused until the operator deletes the enrolled host (Conjur adopts it).
  */
-function refuseEnrolledHost(g: GraphStore, r: RecordStatement): void {
+async function refuseEnrolledHost(g: GraphStore, r: RecordStatement): Promise<void> {
   if (!r.hasRole) return;
-  const role = g.getRole(r.id);
+  const role = await g.getRole(r.id);
   if (!role || role.policy_id !== null) return;
-  const owner = g.getResource(r.id)?.owner_id;
+  const owner = (await g.getResource(r.id))?.owner_id;
   if (owner === undefined || parseFullId(owner)?.kind !== 'host_factory') return;
   const p = parseFullId(r.id)!;
   throw new PolicyError(
@@ -223,47 +222,47 @@ function missing(id: string, position?: { line: number; column: number }): Polic
   return new PolicyError('policy_invalid', message, position);
 }
 
-function checkReferences(g: GraphStore, statements: Statement[], records: RecordStatement[]) {
-  const roleExists = (id: string) => g.getRole(id) !== undefined;
-  const resourceExists = (id: string) => g.getResource(id) !== undefined;
+async function checkReferences(g: GraphStore, statements: Statement[], records: RecordStatement[]) {
+  const roleExists = async (id: string) => await g.getRole(id) !== undefined;
+  const resourceExists = async (id: string) => await g.getResource(id) !== undefined;
   for (const r of records) {
-    refuseEnrolledHost(g, r);
-    if (!roleExists(r.owner)) throw missing(r.owner, r.position);
-    for (const layer of r.layers ?? []) if (!roleExists(layer)) throw missing(layer, r.position);
+    await refuseEnrolledHost(g, r);
+    if (!await roleExists(r.owner)) throw missing(r.owner, r.position);
+    for (const layer of r.layers ?? []) if (!await roleExists(layer)) throw missing(layer, r.position);
   }
   for (const s of statements) {
     if (s.type === 'grant' || s.type === 'revoke') {
-      if (!roleExists(s.role)) throw missing(s.role, s.position);
-      if (!roleExists(s.member)) throw missing(s.member, s.position);
+      if (!await roleExists(s.role)) throw missing(s.role, s.position);
+      if (!await roleExists(s.member)) throw missing(s.member, s.position);
     } else if (s.type === 'permit' || s.type === 'deny') {
-      if (!roleExists(s.role)) throw missing(s.role, s.position);
-      if (!resourceExists(s.resource)) throw missing(s.resource, s.position);
+      if (!await roleExists(s.role)) throw missing(s.role, s.position);
+      if (!await resourceExists(s.resource)) throw missing(s.resource, s.position);
     }
   }
 }
 
 /** `!delete`: the role and resource, and recursively everything the record owns. */
-export function deleteRecord(g: GraphStore, id: string, log: ChangeLog, touched: Set<string>): void {
+export async function deleteRecord(g: GraphStore, id: string, log: ChangeLog, touched: Set<string>): Promise<void> {
   const pending = [id];
   const seen = new Set<string>();
   while (pending.length > 0) {
     const current = pending.pop()!;
     if (seen.has(current)) continue;
     seen.add(current);
-    for (const owned of g.resourcesOwnedBy(current)) if (owned.resource_id !== current) pending.push(owned.resource_id);
+    for (const owned of await g.resourcesOwnedBy(current)) if (owned.resource_id !== current) pending.push(owned.resource_id);
   }
   for (const current of seen) {
-    const resource = g.getResource(current);
-    const role = g.getRole(current);
+    const resource = await g.getResource(current);
+    const role = await g.getRole(current);
     if (resource) {
       touched.add(resource.owner_id);
-      g.deleteResource(current);
+      await g.deleteResource(current);
       log.removed.push(`removed resource ${current}`);
     }
     if (role) {
-      for (const m of g.membershipsOf(current)) touched.add(m.role_id);
-      for (const m of g.membersOf(current)) touched.add(m.member_id);
-      g.deleteRole(current);
+      for (const m of await g.membershipsOf(current)) touched.add(m.role_id);
+      for (const m of await g.membersOf(current)) touched.add(m.member_id);
+      await g.deleteRole(current);
       log.removed.push(`removed role ${current}`);
     }
     touched.add(current);
@@ -271,7 +270,7 @@ export function deleteRecord(g: GraphStore, id: string, log: ChangeLog, touched:
 }
 
 /** PUT: rows of this policy that the new text does not declare are removed first. */
-function removeAbsentRows(d: ApplyDeps, policyId: string, statements: Statement[], result: ApplyResult) {
+async function removeAbsentRows(d: ApplyDeps, policyId: string, statements: Statement[], result: ApplyResult) {
   const g = d.graph;
   const declared = new Set<string>();
   const grants = new Set<string>();
@@ -286,17 +285,17 @@ function removeAbsentRows(d: ApplyDeps, policyId: string, statements: Statement[
     } else if (s.type === 'grant') grants.add(`${s.role}\u0000${s.member}`);
     else if (s.type === 'permit') permits.add(`${s.resource}\u0000${s.privilege}\u0000${s.role}`);
   }
-  const rows = g.rowsOfPolicy(policyId);
+  const rows = await g.rowsOfPolicy(policyId);
   const log = result.changes;
   for (const r of rows.resources) {
-    if (!declared.has(r.resource_id) && g.getResource(r.resource_id)) deleteRecord(g, r.resource_id, log, result.touched);
+    if (!declared.has(r.resource_id) && await g.getResource(r.resource_id)) await deleteRecord(g, r.resource_id, log, result.touched);
   }
   for (const r of rows.roles) {
-    if (!declared.has(r.role_id) && g.getRole(r.role_id)) deleteRecord(g, r.role_id, log, result.touched);
+    if (!declared.has(r.role_id) && await g.getRole(r.role_id)) await deleteRecord(g, r.role_id, log, result.touched);
   }
   for (const m of rows.memberships) {
     if (m.ownership === 1 || grants.has(`${m.role_id}\u0000${m.member_id}`)) continue;
-    if (g.deleteMembership(m.role_id, m.member_id, false)) {
+    if (await g.deleteMembership(m.role_id, m.member_id, false)) {
       log.removed.push(`removed membership of ${m.member_id} in ${m.role_id}`);
       result.touched.add(m.role_id);
       result.touched.add(m.member_id);
@@ -304,15 +303,15 @@ function removeAbsentRows(d: ApplyDeps, policyId: string, statements: Statement[
   }
   for (const p of rows.permissions) {
     if (permits.has(`${p.resource_id}\u0000${p.privilege}\u0000${p.role_id}`)) continue;
-    if (g.deletePermission(p.resource_id, p.privilege, p.role_id)) {
+    if (await g.deletePermission(p.resource_id, p.privilege, p.role_id)) {
       log.removed.push(`removed permission of ${p.role_id} to ${p.privilege} on ${p.resource_id}`);
       result.touched.add(p.role_id);
       result.touched.add(p.resource_id);
     }
   }
   for (const a of rows.annotations) {
-    if (annotations.has(`${a.resource_id}\u0000${a.name}`) || !g.getResource(a.resource_id)) continue;
-    g.deleteAnnotation(a.resource_id, a.name);
+    if (annotations.has(`${a.resource_id}\u0000${a.name}`) || !await g.getResource(a.resource_id)) continue;
+    await g.deleteAnnotation(a.resource_id, a.name);
     log.removed.push(`removed annotation ${a.name} on ${a.resource_id}`);
     result.touched.add(a.resource_id);
   }

@@ -6,10 +6,10 @@
  * The YAML is parsed first, in the parser worker (`parse-pool.ts`), so the
  * event loop keeps serving while a large policy is parsed; the privilege
  * checks run before the parse (an unauthorized caller costs no parsing) and
- * again after it, in the same synchronous step as the apply, since the graph
- * may have changed meanwhile. The apply itself is serialized: better-sqlite3
- * runs it synchronously inside one transaction, so no other request can
- * interleave with it.
+ * again after it, inside the apply's transaction, since the graph may have
+ * changed meanwhile. The transaction serializes loads: the store holds its
+ * write lock until the load commits or rolls back, so no other write can
+ * interleave with it and no other request reads its uncommitted rows.
  */
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
@@ -30,8 +30,8 @@ export interface LoaderDeps {
   store: Store;
   authorizer: Authorizer;
   audit: AuditLog;
-  createCredentials: (roleId: string, restrictedTo: string[]) => string;
-  writeSecret: (resourceId: string, value: Buffer) => void;
+  createCredentials: (roleId: string, restrictedTo: string[]) => Promise<string>;
+  writeSecret: (resourceId: string, value: Buffer) => Promise<void>;
   /** Policy versions kept per policy (Conjur: 20). */
   versionLimit: number;
   /** Called after a committed load (e.g. to drop caches that depend on the graph). */
@@ -75,10 +75,10 @@ export class PolicyLoader {
       request: actor.request,
     };
     try {
-      this.authorize(actor, policyIdentifier, policyId, mode);
+      await this.authorize(actor, policyIdentifier, policyId, mode);
       requireText(text);
       const parsed = await this.d.parse(text);
-      const { response, rows } = this.run(actor, policyIdentifier, policyId, mode, text, parsed, dryRun);
+      const { response, rows } = await this.run(actor, policyIdentifier, policyId, mode, text, parsed, dryRun);
       this.d.audit.publish(rows);
       return response;
     } catch (err) {
@@ -96,92 +96,94 @@ export class PolicyLoader {
   }
 
   /** The privileges a load needs (reference §1.4); returns the policy row. */
-  private authorize(actor: Actor, identifier: string, policyId: string, mode: LoadMode) {
-    const policy = this.d.authorizer.requireVisible(actor.roleId, policyId);
-    if (!this.d.authorizer.canOn(actor.roleId, PRIVILEGE[mode], policy)) throw forbidden();
-    if (mode === 'replace') this.requireUpdateBeneath(actor, identifier);
+  private async authorize(actor: Actor, identifier: string, policyId: string, mode: LoadMode) {
+    const policy = await this.d.authorizer.requireVisible(actor.roleId, policyId);
+    if (!(await this.d.authorizer.canOn(actor.roleId, PRIVILEGE[mode], policy))) throw forbidden();
+    if (mode === 'replace') await this.requireUpdateBeneath(actor, identifier);
     return policy;
   }
 
-  private run(actor: Actor, identifier: string, policyId: string, mode: LoadMode, text: string, parsed: ParsedDocument, dryRun: boolean) {
-    // Again: privileges may have changed while the policy was being parsed.
-    const policy = this.authorize(actor, identifier, policyId, mode);
-    const resolved = resolvePolicy(parsed, {
-      account: actor.account,
-      policyId: identifier,
-      policyOwner: policy.owner_id,
-    });
-    if (mode === 'add' && resolved.statements.some(isDeletion)) {
-      throw new PolicyError('validation_failed', 'policy_text may not contain deletion statements', undefined, {
-        details: [{ code: 'validation_failed', target: 'policy_text', message: 'may not contain deletion statements' }],
-      });
-    }
+  private async run(actor: Actor, identifier: string, policyId: string, mode: LoadMode, text: string, parsed: ParsedDocument, dryRun: boolean) {
     const store = this.d.store;
-    const out = store.tx(() => {
-      const before = dryRun ? this.snapshot(actor, this.dryRunCandidates(resolved.statements, policyId, mode)) : undefined;
-      const applied = applyStatements(
-        { graph: store.graph, credentials: store.credentials, createCredentials: this.d.createCredentials, writeSecret: this.d.writeSecret },
-        policyId,
-        resolved.statements,
-        mode,
-      );
-      this.d.authorizer.invalidate();
-      if (dryRun) throw new DryRunRollback(this.report(actor, before!, applied));
-      const version = store.policyVersions.nextVersion(policyId);
-      const now = new Date().toISOString();
-      store.policyVersions.insert({
-        resource_id: policyId,
-        version,
-        role_id: actor.roleId,
-        client_ip: actor.request.clientIp ?? null,
-        policy_text: text,
-        policy_sha256: createHash('sha256').update(text).digest('hex'),
-        created_at: now,
-        finished_at: now,
-      });
-      store.policyVersions.prune(policyId, this.d.versionLimit);
-      const { added, changed, removed } = applied.changes;
-      const rows = this.d.audit.recordInTransaction([
-        {
+    try {
+      return await store.tx(async () => {
+        // Again, inside the transaction: privileges may have changed while the policy was being parsed.
+        const policy = await this.authorize(actor, identifier, policyId, mode);
+        const resolved = resolvePolicy(parsed, {
           account: actor.account,
-          action: 'policy',
-          operation: OPERATION[mode],
-          result: 'success',
-          roleId: actor.roleId,
-          resourceId: policyId,
+          policyId: identifier,
+          policyOwner: policy.owner_id,
+        });
+        if (mode === 'add' && resolved.statements.some(isDeletion)) {
+          throw new PolicyError('validation_failed', 'policy_text may not contain deletion statements', undefined, {
+            details: [{ code: 'validation_failed', target: 'policy_text', message: 'may not contain deletion statements' }],
+          });
+        }
+        const before = dryRun ? await this.snapshot(actor, await this.dryRunCandidates(resolved.statements, policyId, mode)) : undefined;
+        const applied = await applyStatements(
+          { graph: store.graph, credentials: store.credentials, createCredentials: this.d.createCredentials, writeSecret: this.d.writeSecret },
+          policyId,
+          resolved.statements,
+          mode,
+        );
+        this.d.authorizer.invalidate();
+        if (dryRun) throw new DryRunRollback(await this.report(actor, before!, applied));
+        const version = await store.policyVersions.nextVersion(policyId);
+        const now = new Date().toISOString();
+        await store.policyVersions.insert({
+          resource_id: policyId,
           version,
-          request: actor.request,
-          message: `${actor.roleId} loaded policy ${policyId} version ${version}: ${added.length} added, ${changed.length} changed, ${removed.length} removed`,
-          details: applied.changes,
-        },
-      ]);
-      const response: LoadResponse = { created_roles: applied.createdRoles, version };
-      if (resolved.warnings.length) response.warnings = resolved.warnings;
-      return { response, rows };
-    });
-    // The rollback of a dry run (or a failure) must also drop what the cache learnt inside it.
-    this.d.authorizer.invalidate();
-    this.d.onGraphChanged?.();
-    return out;
+          role_id: actor.roleId,
+          client_ip: actor.request.clientIp ?? null,
+          policy_text: text,
+          policy_sha256: createHash('sha256').update(text).digest('hex'),
+          created_at: now,
+          finished_at: now,
+        });
+        await store.policyVersions.prune(policyId, this.d.versionLimit);
+        const { added, changed, removed } = applied.changes;
+        const rows = await this.d.audit.recordInTransaction([
+          {
+            account: actor.account,
+            action: 'policy',
+            operation: OPERATION[mode],
+            result: 'success',
+            roleId: actor.roleId,
+            resourceId: policyId,
+            version,
+            request: actor.request,
+            message: `${actor.roleId} loaded policy ${policyId} version ${version}: ${added.length} added, ${changed.length} changed, ${removed.length} removed`,
+            details: applied.changes,
+          },
+        ]);
+        const response: LoadResponse = { created_roles: applied.createdRoles, version };
+        if (resolved.warnings.length) response.warnings = resolved.warnings;
+        return { response, rows };
+      });
+    } finally {
+      // The rollback of a dry run (or a failure) must also drop what the cache learnt inside it.
+      this.d.authorizer.invalidate();
+      this.d.onGraphChanged?.();
+    }
   }
 
   /** PUT needs `update` on every resource beneath the policy path (reference §1.4). */
-  private requireUpdateBeneath(actor: Actor, identifier: string) {
+  private async requireUpdateBeneath(actor: Actor, identifier: string) {
     const prefix = identifier === 'root' ? '' : identifier;
-    for (const r of this.d.store.graph.resourcesUnderPath(actor.account, prefix)) {
-      if (!this.d.authorizer.can(actor.roleId, 'update', r.resource_id)) {
+    for (const r of await this.d.store.graph.resourcesUnderPath(actor.account, prefix)) {
+      if (!(await this.d.authorizer.can(actor.roleId, 'update', r.resource_id))) {
         throw forbidden(`Forbidden: update privilege on ${r.resource_id} is required to replace policy ${identifier}`);
       }
     }
   }
 
   /** Ids to show before and after: what the statements name, what deletions cascade to, and (PUT) the policy's own rows. */
-  private dryRunCandidates(statements: Statement[], policyId: string, mode: LoadMode): Set<string> {
+  private async dryRunCandidates(statements: Statement[], policyId: string, mode: LoadMode): Promise<Set<string>> {
     const g = this.d.store.graph;
     const ids = candidateIds(statements);
     const pending = statements.filter((s) => s.type === 'delete').map((s) => s.id);
     if (mode === 'replace') {
-      const rows = g.rowsOfPolicy(policyId);
+      const rows = await g.rowsOfPolicy(policyId);
       pending.push(...rows.resources.map((r) => r.resource_id), ...rows.roles.map((r) => r.role_id));
       for (const m of rows.memberships) ids.add(m.role_id).add(m.member_id);
       for (const p of rows.permissions) ids.add(p.role_id).add(p.resource_id);
@@ -195,30 +197,30 @@ export class PolicyLoader {
       if (expanded.has(id)) continue;
       expanded.add(id);
       ids.add(id);
-      const owner = g.getResource(id)?.owner_id;
+      const owner = (await g.getResource(id))?.owner_id;
       if (owner) ids.add(owner);
-      for (const m of g.membershipsOf(id)) ids.add(m.role_id);
-      for (const m of g.membersOf(id)) ids.add(m.member_id);
-      for (const owned of g.resourcesOwnedBy(id)) pending.push(owned.resource_id);
+      for (const m of await g.membershipsOf(id)) ids.add(m.role_id);
+      for (const m of await g.membersOf(id)) ids.add(m.member_id);
+      for (const owned of await g.resourcesOwnedBy(id)) pending.push(owned.resource_id);
     }
     return ids;
   }
 
-  private snapshot(actor: Actor, ids: Set<string>): Map<string, Record<string, unknown>> {
+  private async snapshot(actor: Actor, ids: Set<string>): Promise<Map<string, Record<string, unknown>>> {
     const out = new Map<string, Record<string, unknown>>();
     for (const id of ids) {
-      const item = this.item(actor, id);
+      const item = await this.item(actor, id);
       if (item) out.set(id, item);
     }
     return out;
   }
 
   private item(actor: Actor, id: string) {
-    const restricted = (roleId: string) => JSON.parse(this.d.store.credentials.get(roleId)?.restricted_to ?? '[]') as string[];
+    const restricted = async (roleId: string) => JSON.parse((await this.d.store.credentials.get(roleId))?.restricted_to ?? '[]') as string[];
     return dryRunItem(this.d.store.graph, this.d.authorizer, actor.roleId, id, restricted);
   }
 
-  private report(actor: Actor, before: Map<string, Record<string, unknown>>, applied: ApplyResult): DryRunResponse {
+  private async report(actor: Actor, before: Map<string, Record<string, unknown>>, applied: ApplyResult): Promise<DryRunResponse> {
     const ids = [...new Set([...before.keys(), ...applied.touched])].sort();
     const created: unknown[] = [];
     const deleted: unknown[] = [];
@@ -226,7 +228,7 @@ export class PolicyLoader {
     const updatedAfter: unknown[] = [];
     for (const id of ids) {
       const b = before.get(id);
-      const a = this.item(actor, id);
+      const a = await this.item(actor, id);
       if (!b && a) created.push(a);
       else if (b && !a) deleted.push(b);
       else if (b && a && JSON.stringify(a) !== JSON.stringify(b)) {

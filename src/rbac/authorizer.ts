@@ -3,10 +3,13 @@
  * when any role it holds (transitively, itself included) owns R or holds a
  * permission (R, P). There is no superuser and no privilege hierarchy.
  *
- * Role closures are cached until the graph changes; every writer of
- * memberships or ownership calls `invalidate()`.
+ * Role closures and decisions are cached until the graph changes; every
+ * writer of memberships or ownership calls `invalidate()`. Inside a store
+ * transaction the cache is neither read nor filled: the transaction sees rows
+ * no other request may see until it commits (and a dry run never commits).
  */
-import type { GraphStore, ResourceRow } from '../store/graph.js';
+import type { ResourceRow } from '../store/graph.js';
+import type { GraphStore } from '../store/index.js';
 import { forbidden, recordNotFound } from '../errors.js';
 import { parseFullId } from '../ids.js';
 
@@ -18,7 +21,11 @@ export class Authorizer {
   private decisions = new Map<string, boolean>();
   private generation = 0;
 
-  constructor(private readonly graph: GraphStore) {}
+  constructor(
+    private readonly graph: GraphStore,
+    /** Whether the caller runs inside a store transaction (Store.inTransaction). */
+    private readonly inTransaction: () => boolean = () => false,
+  ) {}
 
   /** Drops cached closures and decisions; call after any change to the graph. */
   invalidate(): void {
@@ -32,80 +39,72 @@ export class Authorizer {
   }
 
   /** Every role `roleId` holds, itself included (Conjur's `all_roles`). */
-  allRoles(roleId: string): ReadonlySet<string> {
-    const cached = this.closures.get(roleId);
+  async allRoles(roleId: string): Promise<ReadonlySet<string>> {
+    const cacheable = !this.inTransaction();
+    const cached = cacheable ? this.closures.get(roleId) : undefined;
     if (cached) return cached;
-    const seen = new Set<string>([roleId]);
-    const queue = [roleId];
-    while (queue.length > 0) {
-      const current = queue.pop()!;
-      for (const parent of this.graph.parentRoles(current)) {
-        if (!seen.has(parent)) {
-          seen.add(parent);
-          queue.push(parent);
-        }
-      }
+    const generation = this.generation;
+    const seen = new Set(await this.graph.roleClosure(roleId));
+    seen.add(roleId);
+    // A graph change while the closure was read: answer it, but do not cache a mix of before and after.
+    if (cacheable && generation === this.generation) {
+      if (this.closures.size >= MAX_CACHED_CLOSURES) this.closures.clear();
+      this.closures.set(roleId, seen);
     }
-    if (this.closures.size >= MAX_CACHED_CLOSURES) this.closures.clear();
-    this.closures.set(roleId, seen);
     return seen;
   }
 
   /** True when `roleId` holds `privilege` on the resource (owner holds every privilege). */
-  can(roleId: string, privilege: string, resourceId: string): boolean {
+  async can(roleId: string, privilege: string, resourceId: string): Promise<boolean> {
     const key = `${roleId}\u0000${privilege}\u0000${resourceId}`;
-    const cached = this.decisions.get(key);
+    const cacheable = !this.inTransaction();
+    const cached = cacheable ? this.decisions.get(key) : undefined;
     if (cached !== undefined) return cached;
-    const resource = this.graph.getResource(resourceId);
-    const decision = resource !== undefined && this.canOn(roleId, privilege, resource);
-    if (this.decisions.size >= MAX_CACHED_DECISIONS) this.decisions.clear();
-    this.decisions.set(key, decision);
+    const generation = this.generation;
+    const resource = await this.graph.getResource(resourceId);
+    const decision = resource !== undefined && (await this.canOn(roleId, privilege, resource));
+    if (cacheable && generation === this.generation) {
+      if (this.decisions.size >= MAX_CACHED_DECISIONS) this.decisions.clear();
+      this.decisions.set(key, decision);
+    }
     return decision;
   }
 
-  canOn(roleId: string, privilege: string, resource: ResourceRow): boolean {
-    const roles = this.allRoles(roleId);
+  async canOn(roleId: string, privilege: string, resource: ResourceRow): Promise<boolean> {
+    const roles = await this.allRoles(roleId);
     if (roles.has(resource.owner_id)) return true;
-    return this.graph.rolesWithPrivilege(resource.resource_id, privilege).some((r) => roles.has(r));
+    return (await this.graph.rolesWithPrivilege(resource.resource_id, privilege)).some((r) => roles.has(r));
   }
 
   /** Visible: owned (transitively) or any privilege held on it. */
-  isVisible(roleId: string, resource: ResourceRow): boolean {
-    const roles = this.allRoles(roleId);
+  async isVisible(roleId: string, resource: ResourceRow): Promise<boolean> {
+    const roles = await this.allRoles(roleId);
     if (roles.has(resource.owner_id)) return true;
-    return this.graph.permissionsOn(resource.resource_id).some((p) => roles.has(p.role_id));
+    return (await this.graph.permissionsOn(resource.resource_id)).some((p) => roles.has(p.role_id));
   }
 
   /**
    * Loads a resource the caller must be able to see: a missing or invisible
    * resource is Conjur's 404 (existence is never revealed).
    */
-  requireVisible(roleId: string, resourceId: string): ResourceRow {
-    const resource = this.graph.getResource(resourceId);
-    if (!resource || !this.isVisible(roleId, resource)) throw notFoundFor(resourceId);
+  async requireVisible(roleId: string, resourceId: string): Promise<ResourceRow> {
+    const resource = await this.graph.getResource(resourceId);
+    if (!resource || !(await this.isVisible(roleId, resource))) throw notFoundFor(resourceId);
     return resource;
   }
 
   /** requireVisible, then 403 (empty body) when the privilege is missing. */
-  require(roleId: string, privilege: string, resourceId: string): ResourceRow {
-    const resource = this.requireVisible(roleId, resourceId);
-    if (!this.canOn(roleId, privilege, resource)) throw forbidden();
+  async require(roleId: string, privilege: string, resourceId: string): Promise<ResourceRow> {
+    const resource = await this.requireVisible(roleId, resourceId);
+    if (!(await this.canOn(roleId, privilege, resource))) throw forbidden();
     return resource;
   }
 
   /** Roles holding `privilege` on the resource, including the owner and everyone holding the owner role. */
-  permittedRoles(resource: ResourceRow, privilege: string): string[] {
-    const direct = new Set<string>([resource.owner_id, ...this.graph.rolesWithPrivilege(resource.resource_id, privilege)]);
-    const result = new Set<string>();
-    // Walk down the membership graph: members of a permitted role are permitted.
-    const queue = [...direct];
-    while (queue.length > 0) {
-      const role = queue.pop()!;
-      if (result.has(role)) continue;
-      result.add(role);
-      for (const m of this.graph.membersOf(role)) if (!result.has(m.member_id)) queue.push(m.member_id);
-    }
-    return [...result].sort();
+  async permittedRoles(resource: ResourceRow, privilege: string): Promise<string[]> {
+    const direct = [resource.owner_id, ...(await this.graph.rolesWithPrivilege(resource.resource_id, privilege))];
+    // Members of a permitted role are permitted: the members' closure of every direct holder.
+    return [...new Set(await this.graph.memberClosure(direct))].sort();
   }
 }
 

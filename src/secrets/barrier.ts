@@ -11,7 +11,7 @@
 import sodium from 'libsodium-wrappers';
 import { randomBytes } from 'node:crypto';
 import { CofferError } from '../errors.js';
-import type { KeyringStore } from '../store/keyring.js';
+import type { KeyringStore } from '../store/index.js';
 
 export const KEY_BYTES = 32;
 const NONCE_BYTES = 24;
@@ -65,6 +65,15 @@ const keyringAd = (version: number) => `coffer:keyring:${version}`;
 export class Barrier {
   private deks = new Map<number, Uint8Array>();
   private activeVersion = 0;
+  /**
+   * Bumped by every change to `deks`/`activeVersion`. The keyring is read
+   * with an await between the read and its use, so a reload whose read
+   * predates a newer change (a key added, retired or reloaded meanwhile)
+   * reads again rather than put an older keyring back: an active version
+   * reverting in the middle of a rotation would re-encrypt values under a key
+   * about to be destroyed.
+   */
+  private generation = 0;
 
   private constructor(
     private masterKey: Buffer,
@@ -76,12 +85,12 @@ export class Barrier {
    * stored key-check value (creating it and the first DEK on a new database)
    * and unwraps the keyring.
    */
-  static open(masterKey: Buffer, keyring: KeyringStore): Barrier {
+  static async open(masterKey: Buffer, keyring: KeyringStore): Promise<Barrier> {
     const barrier = new Barrier(masterKey, keyring);
-    const check = keyring.getMeta(KEY_CHECK_NAME);
+    const check = await keyring.getMeta(KEY_CHECK_NAME);
     if (!check) {
       const sealed = seal(masterKey, KEY_CHECK_PLAINTEXT, 'coffer:key-check');
-      keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
+      await keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
     } else {
       try {
         open(masterKey, check.subarray(0, NONCE_BYTES), check.subarray(NONCE_BYTES), 'coffer:key-check');
@@ -92,21 +101,31 @@ export class Barrier {
         );
       }
     }
-    barrier.loadKeyring();
-    if (barrier.activeVersion === 0) barrier.addDataKey();
+    await barrier.loadKeyring();
+    if (barrier.activeVersion === 0) await barrier.addDataKey();
     return barrier;
   }
 
   /** (Re)reads the keyring; called on open and when a ciphertext names an unknown DEK. */
-  loadKeyring(): void {
-    for (const dek of this.deks.values()) sodium.memzero(dek);
-    this.deks.clear();
-    this.activeVersion = 0;
-    for (const row of this.keyring.listKeys()) {
-      if (row.state === 'retired') continue;
-      const dek = open(this.masterKey, row.nonce, row.wrapped_key, keyringAd(row.version));
-      this.deks.set(row.version, dek);
-      if (row.state === 'active') this.activeVersion = row.version;
+  async loadKeyring(): Promise<void> {
+    for (;;) {
+      const generation = this.generation;
+      const rows = await this.keyring.listKeys();
+      // A change since the read began: that read may be older than it, so read again.
+      if (generation !== this.generation) continue;
+      // From here on synchronous, as before: no request sees a half-loaded
+      // keyring. A row that fails to unwrap leaves what was loaded before it.
+      for (const dek of this.deks.values()) sodium.memzero(dek);
+      this.deks.clear();
+      this.activeVersion = 0;
+      this.generation++;
+      for (const row of rows) {
+        if (row.state === 'retired') continue;
+        const dek = open(this.masterKey, row.nonce, row.wrapped_key, keyringAd(row.version));
+        this.deks.set(row.version, dek);
+        if (row.state === 'active') this.activeVersion = row.version;
+      }
+      return;
     }
   }
 
@@ -115,38 +134,42 @@ export class Barrier {
   }
 
   /** Creates a new DEK and makes it the active one; the previous active key becomes `retiring`. */
-  addDataKey(): number {
-    const version = Math.max(0, ...this.keyring.listKeys().map((k) => k.version)) + 1;
+  async addDataKey(): Promise<number> {
+    const version = Math.max(0, ...(await this.keyring.listKeys()).map((k) => k.version)) + 1;
     const dek = randomBytes(KEY_BYTES);
     const wrapped = seal(this.masterKey, dek, keyringAd(version));
-    if (this.activeVersion) this.keyring.setKeyState(this.activeVersion, 'retiring');
-    this.keyring.insertKey(version, wrapped.nonce, wrapped.ciphertext, 'active');
+    if (this.activeVersion) await this.keyring.setKeyState(this.activeVersion, 'retiring');
+    await this.keyring.insertKey(version, wrapped.nonce, wrapped.ciphertext, 'active');
     this.deks.set(version, new Uint8Array(dek));
     sodium.memzero(dek);
     this.activeVersion = version;
+    this.generation++;
     return version;
   }
 
   /** Destroys a DEK that no stored value uses any more. */
-  retireDataKey(version: number): void {
+  async retireDataKey(version: number): Promise<void> {
     const dek = this.deks.get(version);
     if (dek) sodium.memzero(dek);
     this.deks.delete(version);
-    this.keyring.retireKey(version);
+    this.generation++;
+    await this.keyring.retireKey(version);
   }
 
   /** Re-wraps every DEK under a new master key and replaces the key-check value. */
-  rewrap(newMasterKey: Buffer): void {
-    for (const row of this.keyring.listKeys()) {
+  async rewrap(newMasterKey: Buffer): Promise<void> {
+    for (const row of await this.keyring.listKeys()) {
       if (row.state === 'retired') continue;
       const dek = this.deks.get(row.version);
       if (!dek) throw new Error(`keyring version ${row.version} is not loaded`);
       const wrapped = seal(newMasterKey, dek, keyringAd(row.version));
-      this.keyring.rewrapKey(row.version, wrapped.nonce, wrapped.ciphertext);
+      await this.keyring.rewrapKey(row.version, wrapped.nonce, wrapped.ciphertext);
     }
     const sealed = seal(newMasterKey, KEY_CHECK_PLAINTEXT, 'coffer:key-check');
-    this.keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
+    await this.keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
     this.masterKey = newMasterKey;
+    // A reload that read the keyring before the rewrap must not unwrap it with the new key.
+    this.generation++;
   }
 
   /** Encrypts under the active DEK; `ad` must name what the value is (e.g. `secret:acct:variable:x:3`). */
@@ -160,12 +183,14 @@ export class Barrier {
   /**
    * Decrypts a sealed value. A failed authentication (tampered row, row moved
    * between variables or versions, wrong key) is an internal error; the
-   * message never includes any part of the value.
+   * message never includes any part of the value. Async because a value
+   * under a DEK this process has not loaded (another process added it)
+   * rereads the keyring; a loaded DEK costs no store call.
    */
-  decrypt(sealed: Sealed, ad: string): Buffer {
+  async decrypt(sealed: Sealed, ad: string): Promise<Buffer> {
     let dek = this.deks.get(sealed.keyVersion);
     if (!dek) {
-      this.loadKeyring();
+      await this.loadKeyring();
       dek = this.deks.get(sealed.keyVersion);
     }
     if (!dek) {
@@ -185,23 +210,23 @@ export class Barrier {
   }
 
   /** Returns a named server secret, creating it (random bytes) on first use. */
-  serverSecret(name: string, bytes = 32): Buffer {
+  async serverSecret(name: string, bytes = 32): Promise<Buffer> {
     const ad = `server-secret:${name}`;
-    const stored = this.keyring.getMeta(`secret:${name}`);
+    const stored = await this.keyring.getMeta(`secret:${name}`);
     if (stored) return this.decrypt(unpackSealed(stored), ad);
     const value = randomBytes(bytes);
-    this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
+    await this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
     return value;
   }
 
   /** Re-encrypts every server secret under the active DEK (part of `keys rotate`). */
-  reencryptServerSecrets(names: string[]): void {
+  async reencryptServerSecrets(names: string[]): Promise<void> {
     for (const name of names) {
-      const stored = this.keyring.getMeta(`secret:${name}`);
+      const stored = await this.keyring.getMeta(`secret:${name}`);
       if (!stored) continue;
       const ad = `server-secret:${name}`;
-      const value = this.decrypt(unpackSealed(stored), ad);
-      this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
+      const value = await this.decrypt(unpackSealed(stored), ad);
+      await this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
       Barrier.wipe(value);
     }
   }

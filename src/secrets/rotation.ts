@@ -30,46 +30,51 @@ export interface RotationReport {
   retiredKeyVersions: number[];
 }
 
-export function rotateDataKey(s: Services, onProgress?: RotationProgress): RotationReport {
+export async function rotateDataKey(s: Services, onProgress?: RotationProgress): Promise<RotationReport> {
   const { store, barrier } = s;
-  const report = store.tx(() => {
-    const before = store.keyring.listKeys().filter((k) => k.state !== 'retired').map((k) => k.version);
-    const total = before.reduce((n, v) => n + store.secrets.countUnderKey(v), 0);
-    const newKeyVersion = barrier.addDataKey();
+  // Decrypting and re-encrypting inside the transaction is unavoidable here:
+  // the new key only exists in it. The CLI runs this with the data directory
+  // claimed (no server), so holding the write lock throughout blocks no one.
+  const report = await store.tx(async () => {
+    const before = (await store.keyring.listKeys()).filter((k) => k.state !== 'retired').map((k) => k.version);
+    let total = 0;
+    for (const v of before) total += await store.secrets.countUnderKey(v);
+    const newKeyVersion = await barrier.addDataKey();
     let secrets = 0;
     for (;;) {
-      const rows = store.secrets.notUnderKey(newKeyVersion, BATCH);
+      const rows = await store.secrets.notUnderKey(newKeyVersion, BATCH);
       if (rows.length === 0) break;
       for (const row of rows) {
         const ad = secretAd(row.resource_id, row.version);
-        const value = barrier.decrypt({ keyVersion: row.key_version, nonce: row.nonce, ciphertext: row.ciphertext }, ad);
+        const value = await barrier.decrypt({ keyVersion: row.key_version, nonce: row.nonce, ciphertext: row.ciphertext }, ad);
         const sealed = barrier.encrypt(value, ad);
         value.fill(0);
-        store.secrets.reseal(row.resource_id, row.version, sealed.keyVersion, sealed.nonce, sealed.ciphertext);
+        await store.secrets.reseal(row.resource_id, row.version, sealed.keyVersion, sealed.nonce, sealed.ciphertext);
         secrets++;
       }
       onProgress?.(secrets, total);
     }
     let signingKeys = 0;
-    for (const key of store.secrets.allSigningKeys()) {
+    for (const key of await store.secrets.allSigningKeys()) {
       const ad = `signing-key:${key.account}`;
-      const der = barrier.decrypt({ keyVersion: key.key_version, nonce: key.nonce, ciphertext: key.ciphertext }, ad);
+      const der = await barrier.decrypt({ keyVersion: key.key_version, nonce: key.nonce, ciphertext: key.ciphertext }, ad);
       const sealed = barrier.encrypt(der, ad);
       der.fill(0);
-      store.secrets.resealSigningKey(key.account, sealed.keyVersion, sealed.nonce, sealed.ciphertext);
+      await store.secrets.resealSigningKey(key.account, sealed.keyVersion, sealed.nonce, sealed.ciphertext);
       signingKeys++;
     }
-    const apiKeys = s.credentials.reencryptAll();
-    const hostFactoryTokens = s.hostFactories.reencryptAll();
-    barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES, HOST_FACTORY_PEPPER]);
+    const apiKeys = await s.credentials.reencryptAll();
+    const hostFactoryTokens = await s.hostFactories.reencryptAll();
+    await barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES, HOST_FACTORY_PEPPER]);
     // Destroying a key that a stored value still uses would lose that value: refuse (and roll back) instead.
     for (const version of before) {
-      const left = store.secrets.countUnderKey(version) + store.secrets.allSigningKeys().filter((k) => k.key_version === version).length;
+      const left =
+        (await store.secrets.countUnderKey(version)) + (await store.secrets.allSigningKeys()).filter((k) => k.key_version === version).length;
       if (left > 0) throw new Error(`key rotation stopped: ${left} stored values still use data key version ${version}; nothing was changed`);
     }
-    for (const version of before) barrier.retireDataKey(version);
+    for (const version of before) await barrier.retireDataKey(version);
     const result = { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, retiredKeyVersions: before };
-    const rows = s.audit.recordInTransaction([
+    const rows = await s.audit.recordInTransaction([
       {
         account: null,
         action: 'keys',
@@ -89,9 +94,9 @@ export function rotateDataKey(s: Services, onProgress?: RotationProgress): Rotat
 }
 
 /** Re-wraps the keyring under a new master key; values are not touched. */
-export function rekeyMaster(s: Services, newMasterKey: Buffer): void {
-  const rows = s.store.tx(() => {
-    s.barrier.rewrap(newMasterKey);
+export async function rekeyMaster(s: Services, newMasterKey: Buffer): Promise<void> {
+  const rows = await s.store.tx(async () => {
+    await s.barrier.rewrap(newMasterKey);
     return s.audit.recordInTransaction([
       {
         account: null,

@@ -54,14 +54,16 @@ export class SecretsService {
   async setValue(actor: Actor, resourceId: string, value: Buffer): Promise<void> {
     const event = this.event(actor, 'update', resourceId);
     try {
-      const resource = this.d.authorizer.requireVisible(actor.roleId, resourceId);
-      if (!this.d.authorizer.canOn(actor.roleId, 'update', resource)) throw forbidden();
+      const resource = await this.d.authorizer.requireVisible(actor.roleId, resourceId);
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
       if (value.length === 0) throw unprocessable("'value' may not be empty");
       if (resource.kind === 'public_key' && !PUBLIC_KEY_LINE.test(value.toString('utf8').trim())) {
         throw unprocessable('Invalid public key format: expected "<type> <base64> [name]", e.g. ssh-ed25519 AAAA… alice@host');
       }
-      const rows = this.d.store.tx(() => {
-        const written = this.writeVersion(resourceId, value);
+      // The version number is read inside the transaction and is part of the
+      // associated data, so the value is sealed there too (microseconds).
+      const rows = await this.d.store.tx(async () => {
+        const written = await this.writeVersion(resourceId, value);
         return this.d.audit.recordInTransaction([
           { ...event, result: 'success', version: written ?? null, message: `${actor.roleId} updated ${resourceId}` },
         ]);
@@ -77,24 +79,24 @@ export class SecretsService {
    * Writes a new version unless it equals the current value; returns the new
    * version number, or undefined when nothing changed. Call inside a transaction.
    */
-  writeVersion(resourceId: string, value: Buffer): number | undefined {
-    const latest = this.d.store.secrets.latest(resourceId);
+  async writeVersion(resourceId: string, value: Buffer): Promise<number | undefined> {
+    const latest = await this.d.store.secrets.latest(resourceId);
     if (latest) {
-      const current = this.open(latest);
+      const current = await this.open(latest);
       const same = current.equals(value);
       Barrier.wipe(current);
       if (same) return undefined;
     }
     const version = (latest?.version ?? 0) + 1;
     const sealed = this.d.barrier.encrypt(value, secretAd(resourceId, version));
-    this.d.store.secrets.insert({
+    await this.d.store.secrets.insert({
       resource_id: resourceId,
       version,
       key_version: sealed.keyVersion,
       nonce: sealed.nonce,
       ciphertext: sealed.ciphertext,
     });
-    this.d.store.secrets.prune(resourceId, this.d.config.versionLimit);
+    await this.d.store.secrets.prune(resourceId, this.d.config.versionLimit);
     return version;
   }
 
@@ -102,10 +104,10 @@ export class SecretsService {
   async clearExpirations(actor: Actor, resourceId: string): Promise<void> {
     const event = this.event(actor, 'update', resourceId);
     try {
-      const resource = this.d.authorizer.requireVisible(actor.roleId, resourceId);
-      if (!this.d.authorizer.canOn(actor.roleId, 'update', resource)) throw forbidden();
-      const rows = this.d.store.tx(() => {
-        this.d.store.secrets.clearExpirations(resourceId);
+      const resource = await this.d.authorizer.requireVisible(actor.roleId, resourceId);
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
+      const rows = await this.d.store.tx(async () => {
+        await this.d.store.secrets.clearExpirations(resourceId);
         return this.d.audit.recordInTransaction([
           { ...event, operation: 'expire', result: 'success', message: `${actor.roleId} cleared the expiration of ${resourceId}` },
         ]);
@@ -124,24 +126,24 @@ export class SecretsService {
     try {
       // Holding execute implies visibility, so the common (allowed) case costs
       // one cached decision; visibility is only worked out to choose 404 vs 403.
-      if (!this.d.authorizer.can(actor.roleId, 'execute', resourceId)) {
-        const resource = this.d.store.graph.getResource(resourceId);
-        if (!resource || !this.d.authorizer.isVisible(actor.roleId, resource)) {
+      if (!(await this.d.authorizer.can(actor.roleId, 'execute', resourceId))) {
+        const resource = await this.d.store.graph.getResource(resourceId);
+        if (!resource || !(await this.d.authorizer.isVisible(actor.roleId, resource))) {
           // Conjur logs an invisible-but-existing variable as Forbidden while answering 404.
           throw new CofferError('not_found', emptyOrMissing(resourceId).message, { auditReason: resource ? 'Forbidden' : emptyOrMissing(resourceId).message });
         }
         throw forbidden();
       }
-      const row = version === undefined ? this.d.store.secrets.latest(resourceId) : this.d.store.secrets.byVersion(resourceId, version);
+      const row = version === undefined ? await this.d.store.secrets.latest(resourceId) : await this.d.store.secrets.byVersion(resourceId, version);
       if (!row) throw emptyOrMissing(resourceId);
-      value = this.open(row);
+      value = await this.open(row);
       await this.d.audit.record({
         ...event,
         result: 'success',
         version: row.version,
         message: `${actor.roleId} fetched ${version === undefined ? '' : `version ${row.version} of `}${resourceId}`,
       });
-      const mimeType = this.d.store.graph.getAnnotation(resourceId, 'conjur/mime_type')?.value || 'application/octet-stream';
+      const mimeType = (await this.d.store.graph.getAnnotation(resourceId, 'conjur/mime_type'))?.value || 'application/octet-stream';
       return { value, version: row.version, mimeType };
     } catch (err) {
       Barrier.wipe(value);
@@ -160,7 +162,7 @@ export class SecretsService {
     const events: AuditEvent[] = [];
     let failure: unknown;
     for (const id of ids) {
-      if (!this.d.authorizer.can(actor.roleId, 'execute', id) && this.d.store.graph.getResource(id)) {
+      if (!(await this.d.authorizer.can(actor.roleId, 'execute', id)) && (await this.d.store.graph.getResource(id))) {
         failure = forbidden();
         events.push({ ...this.event(actor, 'fetch', id), result: 'failure', reason: 'Forbidden', message: `${actor.roleId} tried to fetch ${id}: Forbidden` });
         break;
@@ -168,15 +170,15 @@ export class SecretsService {
     }
     if (!failure) {
       for (const id of ids) {
-        const row = parseFullId(id)?.kind === 'variable' && this.d.authorizer.can(actor.roleId, 'execute', id)
-          ? this.d.store.secrets.latest(id)
+        const row = parseFullId(id)?.kind === 'variable' && (await this.d.authorizer.can(actor.roleId, 'execute', id))
+          ? await this.d.store.secrets.latest(id)
           : undefined;
         if (!row) {
           failure = emptyOrMissing(id);
           events.push({ ...this.event(actor, 'fetch', id), result: 'failure', reason: (failure as CofferError).message, message: `${actor.roleId} tried to fetch ${id}: ${(failure as CofferError).message}` });
           break;
         }
-        values.set(id, this.open(row));
+        values.set(id, await this.open(row));
         events.push({ ...this.event(actor, 'fetch', id, row.version), result: 'success', version: row.version, message: `${actor.roleId} fetched ${id}` });
       }
     }
@@ -197,25 +199,25 @@ export class SecretsService {
     const events: AuditEvent[] = [];
     for (const id of new Set(ids)) {
       const event = this.event(actor, 'fetch', id);
-      const resource = this.d.store.graph.getResource(id);
+      const resource = await this.d.store.graph.getResource(id);
       const notFound = emptyOrMissing(id);
-      if (!resource || parseFullId(id)?.kind !== 'variable' || !this.d.authorizer.isVisible(actor.roleId, resource)) {
+      if (!resource || parseFullId(id)?.kind !== 'variable' || !(await this.d.authorizer.isVisible(actor.roleId, resource))) {
         outcomes.set(id, { ok: false, code: 'not_found', message: notFound.message, status: 404 });
         events.push({ ...event, result: 'failure', reason: resource ? 'Forbidden' : notFound.message, message: `${actor.roleId} tried to fetch ${id}: ${resource ? 'Forbidden' : notFound.message}` });
         continue;
       }
-      if (!this.d.authorizer.canOn(actor.roleId, 'execute', resource)) {
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'execute', resource))) {
         outcomes.set(id, { ok: false, code: 'forbidden', message: `Forbidden: execute privilege on ${id} is required`, status: 403 });
         events.push({ ...event, result: 'failure', reason: 'Forbidden', message: `${actor.roleId} tried to fetch ${id}: Forbidden` });
         continue;
       }
-      const row = this.d.store.secrets.latest(id);
+      const row = await this.d.store.secrets.latest(id);
       if (!row) {
         outcomes.set(id, { ok: false, code: 'not_found', message: notFound.message, status: 404 });
         events.push({ ...event, result: 'failure', reason: notFound.message, message: `${actor.roleId} tried to fetch ${id}: ${notFound.message}` });
         continue;
       }
-      outcomes.set(id, { ok: true, value: this.open(row) });
+      outcomes.set(id, { ok: true, value: await this.open(row) });
       events.push({ ...event, result: 'success', version: row.version, message: `${actor.roleId} fetched ${id}` });
     }
     try {
@@ -228,17 +230,17 @@ export class SecretsService {
   }
 
   /** Version metadata for the resource JSON. */
-  versions(resourceId: string): { version: number; expires_at: string | null }[] {
+  versions(resourceId: string): Promise<{ version: number; expires_at: string | null }[]> {
     return this.d.store.secrets.versions(resourceId);
   }
 
   /** Latest value without authorization or audit (server-internal reads: authenticator configuration). */
-  readInternal(resourceId: string): Buffer | undefined {
-    const row = this.d.store.secrets.latest(resourceId);
+  async readInternal(resourceId: string): Promise<Buffer | undefined> {
+    const row = await this.d.store.secrets.latest(resourceId);
     return row ? this.open(row) : undefined;
   }
 
-  private open(row: SecretRow): Buffer {
+  private async open(row: SecretRow): Promise<Buffer> {
     return this.d.barrier.decrypt(
       { keyVersion: row.key_version, nonce: row.nonce, ciphertext: row.ciphertext },
       secretAd(row.resource_id, row.version),

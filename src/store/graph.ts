@@ -132,6 +132,13 @@ export function createGraphStore(db: Db) {
     resourcesOfAccount: db.prepare<[string], { resource_id: string; owner_id: string }>(
       'SELECT resource_id, owner_id FROM resources WHERE account = ?',
     ),
+    // UNION (not UNION ALL) drops rows already produced, so a membership cycle ends the recursion.
+    roleClosure: db.prepare<[string], { id: string }>(
+      'WITH RECURSIVE c(id) AS (SELECT ? UNION SELECT m.role_id FROM role_memberships m JOIN c ON m.member_id = c.id) SELECT id FROM c',
+    ),
+    memberClosure: db.prepare<[string], { id: string }>(
+      'WITH RECURSIVE c(id) AS (SELECT value FROM json_each(?) UNION SELECT m.member_id FROM role_memberships m JOIN c ON m.role_id = c.id) SELECT id FROM c',
+    ),
     policiesOfAccount: db.prepare<[string], ResourceRow>(
       "SELECT * FROM resources WHERE account = ? AND kind = 'policy' ORDER BY identifier",
     ),
@@ -205,6 +212,10 @@ export function createGraphStore(db: Db) {
     deleteRole: (id: string) => void s.deleteRole.run(id),
     deleteResource: (id: string) => void s.deleteResource.run(id),
     resourcesOwnedBy: (roleId: string) => s.ownedBy.all(roleId),
+    /** Every role `roleId` holds through memberships (ownership included), itself included. */
+    roleClosure: (roleId: string) => s.roleClosure.all(roleId).map((r) => r.id),
+    /** `roleIds` and every role that is (transitively) a member of one of them. */
+    memberClosure: (roleIds: string[]) => s.memberClosure.all(JSON.stringify(roleIds)).map((r) => r.id),
     /** Role ids that `memberId` is directly a member of (ownership included). */
     parentRoles: (memberId: string) => s.parentsOf.all(memberId).map((r) => r.role_id),
     membersOf: (roleId: string) => s.membersOf.all(roleId),

@@ -1,54 +1,28 @@
 /**
  * The store: every SQL statement of Coffer lives under src/store/. Domain
- * code receives this object (or a narrow part of it) and never sees SQL, so a
- * PostgreSQL implementation can be added behind the same functions.
+ * code receives a `Store` (or a narrow part of it), awaits its methods and
+ * never sees SQL or which backend answers (see ./types.ts).
  */
-import { openDatabase, type Db, type OpenOptions } from './db.js';
-import { createAccountsStore } from './accounts.js';
-import { createAuditStore } from './audit.js';
-import { createAuthenticatorsStore } from './authenticators.js';
-import { createCredentialsStore } from './credentials.js';
-import { createGraphStore } from './graph.js';
-import { createStorageHealth } from './health.js';
-import { createHostFactoriesStore } from './host-factories.js';
-import { createKeyringStore } from './keyring.js';
-import { createPolicyVersionsStore } from './policy-versions.js';
-import { createSecretsStore } from './secrets.js';
-import { createTokensStore } from './tokens.js';
+import type { OpenOptions } from './db.js';
+import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite.js';
 
-export function createStore(db: Db) {
-  const health = createStorageHealth(db);
-  return {
-    db,
-    accounts: createAccountsStore(db),
-    audit: createAuditStore(db),
-    authenticators: createAuthenticatorsStore(db),
-    credentials: createCredentialsStore(db),
-    graph: createGraphStore(db),
-    hostFactories: createHostFactoriesStore(db),
-    keyring: createKeyringStore(db),
-    policyVersions: createPolicyVersionsStore(db),
-    secrets: createSecretsStore(db),
-    tokens: createTokensStore(db),
-    /** Whether the database can still take writes (GET /health). */
-    health,
-    /** Runs `fn` in one transaction (nested calls become savepoints). */
-    tx<T>(fn: () => T): T {
-      try {
-        return db.transaction(fn)();
-      } catch (err) {
-        health.noteFailure(err);
-        throw err;
-      }
-    },
-    close(): void {
-      db.close();
-    },
-  };
-}
+export type {
+  AccountsStore,
+  AuditStore,
+  AuthenticatorsStore,
+  CredentialsStore,
+  GraphStore,
+  HostFactoriesStore,
+  KeyringStore,
+  PolicyVersionsStore,
+  SecretsStore,
+  Store,
+  StorageHealth,
+  TokensStore,
+} from './types.js';
+export { createSqliteStore, type SqliteStore } from './sqlite.js';
 
-export type Store = ReturnType<typeof createStore>;
-
-export function openStore(path: string, opts?: OpenOptions): Store {
-  return createStore(openDatabase(path, opts));
+/** Opens (creating and migrating if needed) the SQLite database at `path`. */
+export function openStore(path: string, opts?: OpenOptions & SqliteStoreOptions): SqliteStore {
+  return openSqliteStore(path, opts);
 }

@@ -135,15 +135,15 @@ ${bulk}
   // …and a few thousand more written in one transaction through the same barrier, to make rotation take a while.
   const vault = await openVault({ dataDir: dir, masterKey: decodeMasterKey(key, 'test key') });
   try {
-    vault.services.store.tx(() => {
+    await vault.services.store.tx(async () => {
       for (let i = 0; i < BULK; i++) {
         const value = Buffer.from(`bulk-${i}-${randomBytes(6).toString('hex')}`);
-        vault.services.secrets.writeVersion(`${ACCOUNT}:variable:bulk/v${i}`, value);
+        await vault.services.secrets.writeVersion(`${ACCOUNT}:variable:bulk/v${i}`, value);
         expected.set(`bulk/v${i}`, value);
       }
     });
   } finally {
-    vault.close();
+    await vault.close();
   }
 }, 120_000);
 

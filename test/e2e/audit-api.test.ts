@@ -227,7 +227,7 @@ describe('paging', () => {
 describe('online verification', () => {
   it("needs audit on root; reports this account's own counts in snake_case, even with other accounts on the server", async () => {
     expect((await api.request('GET', `/audit/${A()}/verify`, { token: alice })).status).toBe(403);
-    const other = createAccountIn(srv.server.vault, 'acme2');
+    const other = await createAccountIn(srv.server.vault, 'acme2');
     const otherApi = new Client(srv.url, 'acme2');
     const otherAdmin = await otherApi.login('admin', other.api_key);
     expect((await otherApi.loadPolicy(otherAdmin, 'POST', 'root', '- !variable a\n- !variable b\n')).status).toBe(201);

@@ -23,7 +23,7 @@ const FUTURE = '2050-12-31T00:00:00Z';
 const issuedTokens: string[] = [];
 const FORM = { 'Content-Type': 'application/x-www-form-urlencoded' };
 
-function tokenCount(factoryId = HF()): number {
+function tokenCount(factoryId = HF()): Promise<number> {
   return srv.server.vault.services.store.hostFactories.countFor(factoryId);
 }
 
@@ -154,11 +154,11 @@ describe('!host-factory in policy', () => {
 
 describe('POST /host_factory_tokens', () => {
   it('creates one token from a form body for a role with execute (Conjur shape)', async () => {
-    const before = tokenCount();
+    const before = await tokenCount();
     const r = await createTokens(alice, `host_factory=${encodeURIComponent(HF())}&expiration=${encodeURIComponent(FUTURE)}`);
     expect(r.status).toBe(200);
     expect(r.json).toEqual([{ expiration: FUTURE, cidr: [], token: expect.stringMatching(/^[0-9a-z]{40,}$/) }]);
-    expect(tokenCount()).toBe(before + 1);
+    expect(await tokenCount()).toBe(before + 1);
   });
 
   it('creates count tokens from a JSON body, with normalized CIDRs, all distinct', async () => {
@@ -199,19 +199,19 @@ describe('POST /host_factory_tokens', () => {
       [alice, `host_factory=${hf}&expiration=${FUTURE}&cidr[]=10.0.0.0/8&cidr[]=1.895.abc.0/32`, 422, { code: 'unprocessable_entity', message: "Invalid IP address or CIDR range '1.895.abc.0/32'" }],
       [alice, `host_factory=${hf}&expiration=${FUTURE}&cidr[]=10.0.0.1/24`, 422, { code: 'unprocessable_entity', message: expect.stringContaining("Did you mean '10.0.0.0/24'") }],
     ];
-    const before = tokenCount();
+    const before = await tokenCount();
     for (const [token, body, status, error] of cases) {
       const r = await createTokens(token, body);
       expect({ body, status: r.status }).toEqual({ body, status });
       if (error) expect(r.json.error).toMatchObject(error);
       else expect(r.text).toBe('');
     }
-    expect(tokenCount()).toBe(before);
+    expect(await tokenCount()).toBe(before);
     const noAuth = await api.request('POST', '/host_factory_tokens', { body: `host_factory=${hf}&expiration=${FUTURE}`, headers: FORM });
     expect(noAuth.status).toBe(401);
     const badJson = await createTokens(alice, '{"host_factory":', { 'Content-Type': 'application/json' });
     expect(badJson.status).toBe(400);
-    expect(tokenCount()).toBe(before);
+    expect(await tokenCount()).toBe(before);
   });
 });
 
@@ -413,9 +413,9 @@ describe('DELETE /host_factory_tokens/{token}', () => {
     expect((await api.request('DELETE', path)).status).toBe(401);
     expect((await enrol(token, 'id=ci/exec-before-revoke')).status).toBe(201);
 
-    const before = tokenCount();
+    const before = await tokenCount();
     expect((await api.request('DELETE', path, { token: operator })).status).toBe(204);
-    expect(tokenCount()).toBe(before - 1);
+    expect(await tokenCount()).toBe(before - 1);
     const again = await api.request('DELETE', path, { token: operator });
     expect(again.status).toBe(404);
     expect(again.json.error).toEqual({ code: 'not_found', message: 'Host factory token not found', target: 'host_factory_token' });
@@ -461,7 +461,7 @@ describe('token visibility in the resource JSON', () => {
 
   it('keeps tokens usable and readable across a data-key rotation', async () => {
     const value = await oneToken();
-    const report = rotateDataKey(srv.server.vault.services);
+    const report = await rotateDataKey(srv.server.vault.services);
     expect(report.hostFactoryTokens).toBeGreaterThan(0);
     const show = await api.request('GET', `/resources/${A()}/host_factory/ci/executors`, { token: operator });
     expect(show.json.tokens.map((t: any) => t.token)).toContain(value);
@@ -496,7 +496,7 @@ describe('audit', () => {
 
 describe('audit: whose log a failure lands in', () => {
   it('a request naming another account\'s (invisible or missing) factory is logged in the caller\'s account only', async () => {
-    createAccountIn(srv.server.vault, 'victim');
+    await createAccountIn(srv.server.vault, 'victim');
     const count = () => {
       const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
       const n = (db.prepare("SELECT count(*) AS n FROM audit_events WHERE account = 'victim' AND action = 'host-factory'").get() as { n: number }).n;
@@ -558,7 +558,7 @@ describe('deleting the factory', () => {
 `);
     expect(keep.status).toBe(201);
     expect(await exists('host', 'ci/exec-last')).toBe(true);
-    expect(tokenCount()).toBeGreaterThan(0);
+    expect(await tokenCount()).toBeGreaterThan(0);
 
     const drop = await api.loadPolicy(admin, 'PUT', 'ci', `
 - !layer executors
@@ -567,7 +567,7 @@ describe('deleting the factory', () => {
 `);
     expect(drop.status).toBe(201);
     expect(await exists('host_factory', 'ci/executors')).toBe(false);
-    expect(tokenCount()).toBe(0);
+    expect(await tokenCount()).toBe(0);
     expect(await exists('host', 'ci/exec-last')).toBe(false);
     expect(await exists('host', 'ci/exec-01')).toBe(false);
     expect(await exists('host', 'ci/existing')).toBe(true);
@@ -580,7 +580,7 @@ describe('deleting the factory', () => {
 describe('policy-examples/host-factory', () => {
   it('runs the README\'s calls: autoscaler mints a token, an executor enrols, authenticates and fetches', async () => {
     const example = new Client(srv.url, 'example');
-    const adminKey = createAccountIn(srv.server.vault, 'example').api_key;
+    const adminKey = (await createAccountIn(srv.server.vault, 'example')).api_key;
     const exAdmin = await example.login('admin', adminKey);
     const policy = readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../policy-examples/host-factory/policy.yml'), 'utf8');
     const loaded = await example.loadPolicy(exAdmin, 'POST', 'root', policy);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MAX_PATH_BYTES, MAX_PATH_SEGMENTS } from '../../src/http/app.js';
 import { Client } from '../helpers/http.js';
+import { dbOf } from '../helpers/sqlite.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
@@ -14,7 +15,7 @@ let api: Client;
 let admin: string;
 
 const auditCount = () =>
-  (server.server.vault.services.store.db.prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
+  (dbOf(server.server.vault.services.store).prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
 
 /** Route prefixes an unauthenticated or authenticated caller can aim at, each taking the rest of the path. */
 const PREFIXES = (acct: string) => [

@@ -29,6 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { createAccountIn } from '../../src/server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { dbOf } from '../helpers/sqlite.js';
 import { Client, type Reply } from '../helpers/http.js';
 import { findOperation, listDocumentedRoutes, loadOpenApi } from '../helpers/openapi.js';
 import { runCli } from '../helpers/cli.js';
@@ -209,7 +210,7 @@ let enrolled = 0;
 let jwtKey: CryptoKey;
 let strangerKey: CryptoKey;
 
-const db = () => srv.server.vault.services.store.db;
+const db = () => dbOf(srv.server.vault.services.store);
 const nowSec = () => Math.floor(srv.clock.nowMs() / 1000);
 const futureIso = (seconds: number) => new Date(srv.clock.nowMs() + seconds * 1000).toISOString();
 const token = (login: string) => {
@@ -281,7 +282,7 @@ beforeAll(async () => {
   deletedRoleToken = await api.login('doomed', key('doomed'));
   const deletion = await api.loadPolicy(token('admin'), 'PATCH', 'root', '- !delete\n  record: !user doomed\n');
   expect(deletion.status, deletion.text).toBe(201);
-  foreignKey = createAccountIn(srv.server.vault, OTHER).api_key;
+  foreignKey = (await createAccountIn(srv.server.vault, OTHER)).api_key;
   foreignToken = await new Client(srv.url, OTHER).login('admin', foreignKey);
   hfLive = await createHfToken(3600);
   hfRevoked = await createHfToken(3600);

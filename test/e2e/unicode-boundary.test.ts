@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Client } from '../helpers/http.js';
+import { dbOf } from '../helpers/sqlite.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
@@ -22,7 +23,7 @@ async function verifyChain(): Promise<void> {
 }
 
 const tableCount = (table: string) =>
-  (server.server.vault.services.store.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  (dbOf(server.server.vault.services.store).prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
 
 /** Text with lone surrogates, NUL, controls and astral characters, from raw UTF-16 code units. */
 const illFormed = fc
@@ -187,7 +188,7 @@ describe('ill-formed Unicode in JWT claims (authn-jwt)', () => {
     const base = { iss: 'https://ci.example', iat: now, exp: now + 60, repo: 'app' };
     const refused = await authenticate(await sign({ ...base, sub: 'runner\ud800', jti: 'a' }));
     expect(refused.status).toBe(401);
-    const db = jwtServer.server.vault.services.store.db;
+    const db = dbOf(jwtServer.server.vault.services.store);
     const last = () => db.prepare("SELECT reason, details FROM audit_events WHERE action = 'authn' ORDER BY seq DESC LIMIT 1").get() as { reason: string; details: string };
     expect(last().reason).toMatch(/^CONJ00101E/);
     const ok = await authenticate(await sign({ ...base, sub: 'runner', jti: 'j\udc00', extra: '\ud83d' }));

@@ -52,8 +52,8 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const server = await startServer(config, { clock, log: (l) => logs.push(l) });
   const account = opts.account ?? 'cucumber';
   let adminKey = '';
-  if (!server.vault.services.store.accounts.exists(account)) {
-    adminKey = createAccountIn(server.vault, account).api_key;
+  if (!(await server.vault.services.store.accounts.exists(account))) {
+    adminKey = (await createAccountIn(server.vault, account)).api_key;
   }
   return {
     url: server.url,

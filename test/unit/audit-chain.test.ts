@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.js';
+import { syncAudit } from '../helpers/sqlite.js';
 import { openStore } from '../../src/store/index.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { verifyChain } from '../../src/audit/chain.js';
@@ -17,7 +18,7 @@ describe('audit chain', () => {
   it('group-commits concurrent events in one transaction and chains them', async () => {
     const { store, log } = setup();
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.record(ev(i))));
-    const rows = [...store.audit.iterate()];
+    const rows = [...syncAudit(store).iterate()];
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     expect(verifyChain(rows)).toMatchObject({ ok: true, checked: 50, lastSeq: 50 });
   });
@@ -27,11 +28,11 @@ describe('audit chain', () => {
     for (let i = 0; i < 5; i++) await log.record(ev(i));
     store.db.exec('DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;');
     store.db.prepare("UPDATE audit_events SET message = 'u fetched vX' WHERE seq = 3").run();
-    expect(verifyChain(store.audit.iterate())).toMatchObject({ ok: false, firstBadSeq: 3 });
+    expect(verifyChain(syncAudit(store).iterate())).toMatchObject({ ok: false, firstBadSeq: 3 });
     store.db.prepare("UPDATE audit_events SET message = 'u fetched v2' WHERE seq = 3").run();
-    expect(verifyChain(store.audit.iterate()).ok).toBe(true);
+    expect(verifyChain(syncAudit(store).iterate()).ok).toBe(true);
     store.db.prepare('DELETE FROM audit_events WHERE seq = 2').run();
-    expect(verifyChain(store.audit.iterate())).toMatchObject({ ok: false, firstBadSeq: 2 });
+    expect(verifyChain(syncAudit(store).iterate())).toMatchObject({ ok: false, firstBadSeq: 2 });
   });
 
   it('rejects every waiter with 503 when the write fails, and writes nothing', async () => {
@@ -39,13 +40,13 @@ describe('audit chain', () => {
     store.db.exec("CREATE TRIGGER fail_insert BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;");
     const results = await Promise.allSettled([log.record(ev(1)), log.record(ev(2))]);
     expect(results.every((r) => r.status === 'rejected' && (r.reason as { code: string }).code === 'service_unavailable')).toBe(true);
-    expect([...store.audit.iterate()]).toHaveLength(0);
+    expect([...syncAudit(store).iterate()]).toHaveLength(0);
   });
 
   it("formats RFC 5424 lines in Conjur's shape", async () => {
     const { store, log } = setup();
     await log.record({ ...ev(1), result: 'failure', reason: 'Forbidden' });
-    const line = formatRfc5424([...store.audit.iterate()][0]!, 42);
+    const line = formatRfc5424([...syncAudit(store).iterate()][0]!, 42);
     expect(line).toMatch(/^<84>1 \d{4}-\d\d-\d\dT[\d:.]+Z - conjur 42 fetch \[auth@43868 user="a:user:u"\]\[subject@43868 resource="a:variable:v1"\]/);
     expect(line).toContain('[action@43868 result="failure" operation="fetch"]');
   });

@@ -709,13 +709,13 @@ describe('the full-text index', () => {
 describe('a query that walks many events', () => {
   it('lets the event loop turn between slices (the reader awaits between them)', async () => {
     const dir = tempDir('coffer-auditq-');
-    const store = openStore(join(dir, 'c.db'));
+    // The SQLite backend's audit.query runs one slice per turn of the event loop.
+    const store = openStore(join(dir, 'c.db'), { audit: { firstSlice: 20, scanSlice: 20 } });
     insertAll(
       store.db,
       Array.from({ length: 300 }, (_, i) => ({ account: 'a', role: 'r0', resource: 'v0', action: 'fetch', result: i === 0 ? ('failure' as const) : ('success' as const), time: TIMES[0]!, message: `m${i}` })),
     );
-    const sliced = createAuditStore(store.db, { firstSlice: 20, scanSlice: 20 });
-    const reader = new AuditReader({ store: sliced, graph: store.graph, authorizer: { can: () => true, canOn: () => true, allRoles: () => new Set() } as never });
+    const reader = new AuditReader({ store: store.audit, graph: store.graph, authorizer: { can: async () => true, canOn: async () => true, allRoles: async () => new Set() } as never });
     // role + result: the role's index is walked and result checked per event, 300 events in slices of 20.
     const turns: boolean[] = [];
     let done = false;
@@ -729,6 +729,6 @@ describe('a query that walks many events', () => {
     expect(seqsOf(rows)).toEqual([1]);
     // The other callback ran at least once per slice boundary while the query was still running.
     expect(turns.filter((t) => !t).length).toBeGreaterThanOrEqual(300 / 20 - 1);
-    store.close();
+    await store.close();
   });
 });

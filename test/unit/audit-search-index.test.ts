@@ -9,10 +9,18 @@ import { openStore } from '../../src/store/index.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { SEARCH_INDEX_STEP } from '../../src/store/audit.js';
 import { tempDir } from '../helpers/tmp.js';
+import { syncAudit } from '../helpers/sqlite.js';
 
 afterEach(() => vi.useRealTimers());
 
 const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', result: 'success' as const, message: `event number ${i}` });
+
+/** Lets a fired timer's async step finish (setImmediate is not faked). */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+const advance = async (ms: number) => {
+  vi.advanceTimersByTime(ms);
+  await settle();
+};
 
 describe('audit search index', () => {
   it('is filled in steps once the log is idle, and every write pushes it back', async () => {
@@ -23,16 +31,19 @@ describe('audit search index', () => {
     const total = SEARCH_INDEX_STEP * 2 + 10;
     await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
     expect(indexed()).toBe(0);
-    vi.advanceTimersByTime(200);
+    await advance(200);
     expect(indexed()).toBe(0); // not idle long enough yet
     await log.record(ev(total)); // a write pushes the indexing back
-    vi.advanceTimersByTime(249);
+    await advance(249);
     expect(indexed()).toBe(0);
     vi.advanceTimersToNextTimer();
+    await settle();
     expect(indexed()).toBe(SEARCH_INDEX_STEP); // one bounded step per timer turn
     vi.advanceTimersToNextTimer();
+    await settle();
     expect(indexed()).toBe(SEARCH_INDEX_STEP * 2);
     vi.advanceTimersToNextTimer();
+    await settle();
     expect(indexed()).toBe(total + 1);
     expect(vi.getTimerCount()).toBe(0); // caught up: nothing more scheduled
     expect((store.db.prepare(`SELECT count(*) AS n FROM audit_fts WHERE audit_fts MATCH '"number"'`).get() as { n: number }).n).toBe(total + 1);
@@ -49,8 +60,8 @@ describe('audit search on a full disk', () => {
     await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
     // The database may not grow by a page more: every write that needs one fails with SQLITE_FULL.
     store.db.pragma(`max_page_count = ${store.db.pragma('page_count', { simple: true }) as number}`);
-    expect(() => store.audit.indexSearchBatch(SEARCH_INDEX_STEP)).toThrow(expect.objectContaining({ code: 'SQLITE_FULL' }));
-    const rows = store.audit.query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], q: 'number 12', order: 'desc' });
+    expect(() => syncAudit(store).indexSearchBatch(SEARCH_INDEX_STEP)).toThrow(expect.objectContaining({ code: 'SQLITE_FULL' }));
+    const rows = syncAudit(store).query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], q: 'number 12', order: 'desc' });
     const expected = Array.from({ length: total }, (_, i) => i).filter((i) => `event number ${i}`.includes('number 12'));
     expect(rows.map((r) => r.message)).toEqual(expected.reverse().map((i) => `event number ${i}`));
     await log.close();

@@ -10,6 +10,7 @@ import { AuditLog } from '../../src/audit/log.js';
 import { MAX_LISTED_BAD_SEQS, chainHash, verifyChain } from '../../src/audit/chain.js';
 import type { AuditRow } from '../../src/store/audit.js';
 import { tempDir } from '../helpers/tmp.js';
+import { syncAudit } from '../helpers/sqlite.js';
 
 const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', result: 'success' as const, roleId: 'a:user:u', resourceId: `a:variable:v${i}`, message: `u fetched v${i}` });
 
@@ -17,7 +18,7 @@ async function chain(n: number): Promise<AuditRow[]> {
   const store = openStore(join(tempDir('coffer-test-verify-'), 'c.db'));
   const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
   for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, k) => log.record(ev(i + k))));
-  const rows = [...store.audit.iterate()];
+  const rows = [...syncAudit(store).iterate()];
   store.close();
   return rows;
 }

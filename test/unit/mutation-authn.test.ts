@@ -21,17 +21,18 @@ beforeAll(() => initSodium());
 
 const T0 = 1_700_000_000_000;
 
-function tokens() {
+async function tokens() {
   const store = openStore(join(tempDir('coffer-mut-authn-'), 'c.db'));
   const dataKey = randomBytes(32);
-  const barrier = Barrier.open(dataKey, store.keyring);
+  const barrier = await Barrier.open(dataKey, store.keyring);
   let ms = T0;
   const svc = new TokenService({
     barrier, secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
     now: () => Math.floor(ms / 1000), nowMs: () => ms,
   });
-  store.accounts.insert('acme');
-  svc.createAccountKey('acme');
+  await svc.load();
+  await store.accounts.insert('acme');
+  await svc.createAccountKey('acme');
   return { svc, store, dataKey, setMs: (v: number) => (ms = v) };
 }
 
@@ -81,82 +82,87 @@ describe('API key verification', () => {
 });
 
 describe('access token expiry and "not before"', () => {
-  it('accepts a token one second before exp and refuses it at exactly exp (and after)', () => {
-    const { svc, setMs } = tokens();
-    const { json, claims } = svc.issue('acme', 'alice', 60);
+  it('accepts a token one second before exp and refuses it at exactly exp (and after)', async () => {
+    const { svc, setMs } = await tokens();
+    const { json, claims } = await svc.issue('acme', 'alice', 60);
     expect(claims.exp).toBe(T0 / 1000 + 60);
     setMs(T0 + 59_999);
-    expect(svc.verify(json).sub).toBe('alice');
+    expect((await svc.verify(json)).sub).toBe('alice');
     setMs(T0 + 60_000);
-    expect(() => svc.verify(json)).toThrow(/Invalid token/);
+    await expect(svc.verify(json)).rejects.toThrow(/Invalid token/);
     setMs(T0 + 59_000);
     // Refused once expired: the cache entry was dropped, and the clock going back does not matter to exp.
-    expect(svc.verify(json).sub).toBe('alice');
+    expect((await svc.verify(json)).sub).toBe('alice');
   });
 
-  it('refuses a token issued at the not-before instant and accepts one issued right after it', () => {
-    const { svc, setMs } = tokens();
-    const first = svc.issue('acme', 'alice', 600);
+  it('refuses a token issued at the not-before instant and accepts one issued right after it', async () => {
+    const { svc, setMs } = await tokens();
+    const first = await svc.issue('acme', 'alice', 600);
     const nb = svc.nextNotBefore('acme:user:alice', T0);
     expect(nb).toBe(T0);
     svc.setNotBefore('acme:user:alice', nb);
-    expect(() => svc.verify(first.json)).toThrow(/Invalid token/);
+    await expect(svc.verify(first.json)).rejects.toThrow(/Invalid token/);
     // Same millisecond: the next token is stamped nb + 1 and is valid.
-    const second = svc.issue('acme', 'alice', 600);
+    const second = await svc.issue('acme', 'alice', 600);
     expect(Number.parseInt(second.claims.jti.split('-')[0]!, 16)).toBe(T0 + 1);
-    expect(svc.verify(second.json).sub).toBe('alice');
+    expect((await svc.verify(second.json)).sub).toBe('alice');
     // A further change in the same millisecond moves not-before past it.
     expect(svc.nextNotBefore('acme:user:alice', T0)).toBe(T0 + 1);
     svc.setNotBefore('acme:user:alice', T0 + 1);
-    expect(() => svc.verify(second.json)).toThrow(/Invalid token/);
+    await expect(svc.verify(second.json)).rejects.toThrow(/Invalid token/);
     setMs(T0 + 5);
     expect(svc.nextNotBefore('acme:user:alice', T0 + 5)).toBe(T0 + 5);
-    expect(svc.verify(svc.issue('acme', 'alice', 600).json).sub).toBe('alice');
+    expect((await svc.verify((await svc.issue('acme', 'alice', 600)).json)).sub).toBe('alice');
     // Other roles are not affected.
-    expect(svc.verify(svc.issue('acme', 'bob', 600).json).sub).toBe('bob');
+    expect((await svc.verify((await svc.issue('acme', 'bob', 600)).json)).sub).toBe('bob');
   });
 
-  it('refuses a token without the exact claim set, with the wrong algorithm or an unknown key', () => {
-    const { svc } = tokens();
-    const { json } = svc.issue('acme', 'alice', 600);
+  it('refuses a token without the exact claim set, with the wrong algorithm or an unknown key', async () => {
+    const { svc } = await tokens();
+    const { json } = await svc.issue('acme', 'alice', 600);
     const t = JSON.parse(json) as { protected: string; payload: string; signature: string };
     const header = JSON.parse(Buffer.from(t.protected, 'base64url').toString()) as { kid: string };
     const reheader = (h: unknown) => JSON.stringify({ ...t, protected: Buffer.from(JSON.stringify(h)).toString('base64url') });
-    expect(() => svc.verify(reheader({ alg: 'none', kid: header.kid }))).toThrow(/Invalid token/);
-    expect(() => svc.verify(reheader({ alg: 'EdDSA', kid: 'f'.repeat(64) }))).toThrow(/Invalid token/);
-    expect(() => svc.verify(reheader({ alg: 'EdDSA' }))).toThrow(/Invalid token/);
-    expect(() => svc.verify(JSON.stringify({ ...t, signature: Buffer.alloc(64).toString('base64url') }))).toThrow(/Invalid token/);
-    expect(() => svc.verify(JSON.stringify({ protected: t.protected, payload: t.payload }))).toThrow(/Invalid token/);
+    await expect(svc.verify(reheader({ alg: 'none', kid: header.kid }))).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify(reheader({ alg: 'EdDSA', kid: 'f'.repeat(64) }))).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify(reheader({ alg: 'EdDSA' }))).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify(JSON.stringify({ ...t, signature: Buffer.alloc(64).toString('base64url') }))).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify(JSON.stringify({ protected: t.protected, payload: t.payload }))).rejects.toThrow(/Invalid token/);
   });
 
-  it('pruning expired revocations (past 10,000) keeps every live one', () => {
-    const { svc, setMs } = tokens();
-    const live = svc.issue('acme', 'alice', 600);
-    svc.revoke(svc.verify(live.json));
+  it('pruning expired revocations (past 10,000) keeps every live one', async () => {
+    const { svc, store, setMs } = await tokens();
+    const live = await svc.issue('acme', 'alice', 600);
+    await svc.revoke(await svc.verify(live.json));
     const nowS = T0 / 1000;
     // 10,000 more revocations, half of them already expired: the next revoke prunes.
-    for (let i = 0; i < 10_000; i++) {
-      svc.revoke({ account: 'acme', sub: 'x', roleId: 'acme:user:x', iat: nowS - 100, exp: i % 2 ? nowS + 600 : nowS - 1, jti: `j${i}` });
-    }
-    const late = svc.issue('acme', 'bob', 600);
-    svc.revoke(svc.verify(late.json));
-    expect(() => svc.verify(live.json)).toThrow(/Invalid token/);
-    expect(() => svc.verify(late.json)).toThrow(/Invalid token/);
+    // One transaction: each revoke awaits only its store calls, and 10,000
+    // separately committed (fsynced) inserts would outlast the test timeout.
+    await store.tx(async () => {
+      for (let i = 0; i < 10_000; i++) {
+        await svc.revoke({ account: 'acme', sub: 'x', roleId: 'acme:user:x', iat: nowS - 100, exp: i % 2 ? nowS + 600 : nowS - 1, jti: `j${i}` });
+      }
+    });
+    const late = await svc.issue('acme', 'bob', 600);
+    await svc.revoke(await svc.verify(late.json));
+    await expect(svc.verify(live.json)).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify(late.json)).rejects.toThrow(/Invalid token/);
     setMs(T0 + 1000);
-    expect(() => svc.verify(live.json)).toThrow(/Invalid token/);
-    expect(svc.verify(svc.issue('acme', 'carol', 600).json).sub).toBe('carol');
+    await expect(svc.verify(live.json)).rejects.toThrow(/Invalid token/);
+    expect((await svc.verify((await svc.issue('acme', 'carol', 600)).json)).sub).toBe('carol');
   });
 
-  it('a revocation survives a restart of the service', () => {
-    const { svc, store, dataKey } = tokens();
-    const { json } = svc.issue('acme', 'alice', 600);
-    svc.revoke(svc.verify(json));
+  it('a revocation survives a restart of the service', async () => {
+    const { svc, store, dataKey } = await tokens();
+    const { json } = await svc.issue('acme', 'alice', 600);
+    await svc.revoke(await svc.verify(json));
     const again = new TokenService({
-      barrier: Barrier.open(dataKey, store.keyring), secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
+      barrier: await Barrier.open(dataKey, store.keyring), secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
       now: () => T0 / 1000, nowMs: () => T0,
     });
-    expect(() => again.verify(json)).toThrow(/Invalid token/);
-    expect(again.verify(svc.issue('acme', 'alice', 600).json).sub).toBe('alice');
+    await again.load();
+    await expect(again.verify(json)).rejects.toThrow(/Invalid token/);
+    expect((await again.verify((await svc.issue('acme', 'alice', 600)).json)).sub).toBe('alice');
   });
 });
 

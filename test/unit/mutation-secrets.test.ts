@@ -34,60 +34,60 @@ describe('decodeMasterKey', () => {
 });
 
 describe('data keys through rotation', () => {
-  it('the previous key is retiring and still decrypts; a retired key is gone and its values are refused', () => {
+  it('the previous key is retiring and still decrypts; a retired key is gone and its values are refused', async () => {
     const store = fresh();
-    const b = Barrier.open(randomBytes(32), store.keyring);
+    const b = await Barrier.open(randomBytes(32), store.keyring);
     const v1 = b.encrypt(Buffer.from('one'), 'ad');
     expect(v1.keyVersion).toBe(1);
     expect(b.activeKeyVersion).toBe(1);
-    expect(b.addDataKey()).toBe(2);
+    expect(await b.addDataKey()).toBe(2);
     expect(b.activeKeyVersion).toBe(2);
-    expect(store.keyring.listKeys().map((k) => [k.version, k.state])).toEqual([[1, 'retiring'], [2, 'active']]);
+    expect((await store.keyring.listKeys()).map((k) => [k.version, k.state])).toEqual([[1, 'retiring'], [2, 'active']]);
     const v2 = b.encrypt(Buffer.from('two'), 'ad');
     expect(v2.keyVersion).toBe(2);
-    expect(b.decrypt(v1, 'ad').toString()).toBe('one');
-    b.retireDataKey(1);
-    expect(() => b.decrypt(v1, 'ad')).toThrow(/unknown data key version 1/);
-    expect(b.decrypt(v2, 'ad').toString()).toBe('two');
-    expect(b.addDataKey()).toBe(3);
+    expect((await b.decrypt(v1, 'ad')).toString()).toBe('one');
+    await b.retireDataKey(1);
+    await expect(b.decrypt(v1, 'ad')).rejects.toThrow(/unknown data key version 1/);
+    expect((await b.decrypt(v2, 'ad')).toString()).toBe('two');
+    expect(await b.addDataKey()).toBe(3);
   });
 
-  it('a barrier learns a key another barrier added (reloads the keyring on an unknown version)', () => {
+  it('a barrier learns a key another barrier added (reloads the keyring on an unknown version)', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const a = Barrier.open(master, store.keyring);
-    const b = Barrier.open(master, store.keyring);
-    a.addDataKey();
+    const a = await Barrier.open(master, store.keyring);
+    const b = await Barrier.open(master, store.keyring);
+    await a.addDataKey();
     const sealed = a.encrypt(Buffer.from('v'), 'ad');
     expect(sealed.keyVersion).toBe(2);
-    expect(b.decrypt(sealed, 'ad').toString()).toBe('v');
+    expect((await b.decrypt(sealed, 'ad')).toString()).toBe('v');
     expect(b.activeKeyVersion).toBe(2);
   });
 
-  it('a rewrap skips retired keys and the old master key no longer opens', () => {
+  it('a rewrap skips retired keys and the old master key no longer opens', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = Barrier.open(master, store.keyring);
-    b.addDataKey();
-    b.retireDataKey(1);
+    const b = await Barrier.open(master, store.keyring);
+    await b.addDataKey();
+    await b.retireDataKey(1);
     const v = b.encrypt(Buffer.from('x'), 'ad');
     const next = randomBytes(32);
-    b.rewrap(next);
-    expect(Barrier.open(next, store.keyring).decrypt(v, 'ad').toString()).toBe('x');
-    expect(() => Barrier.open(master, store.keyring)).toThrow(DataKeyMismatchError);
+    await b.rewrap(next);
+    expect((await (await Barrier.open(next, store.keyring)).decrypt(v, 'ad')).toString()).toBe('x');
+    await expect(Barrier.open(master, store.keyring)).rejects.toThrow(DataKeyMismatchError);
   });
 });
 
 describe('values, wiping, server secrets', () => {
-  it('a modified ciphertext or nonce fails authentication', () => {
-    const b = Barrier.open(randomBytes(32), fresh().keyring);
+  it('a modified ciphertext or nonce fails authentication', async () => {
+    const b = await Barrier.open(randomBytes(32), fresh().keyring);
     const s = b.encrypt(Buffer.from('secret'), 'ad');
     const ct = Buffer.from(s.ciphertext);
     ct[0]! ^= 1;
-    expect(() => b.decrypt({ ...s, ciphertext: ct }, 'ad')).toThrow(/failed authentication/);
+    await expect(b.decrypt({ ...s, ciphertext: ct }, 'ad')).rejects.toThrow(/failed authentication/);
     const nonce = Buffer.from(s.nonce);
     nonce[23]! ^= 1;
-    expect(() => b.decrypt({ ...s, nonce }, 'ad')).toThrow(/failed authentication/);
+    await expect(b.decrypt({ ...s, nonce }, 'ad')).rejects.toThrow(/failed authentication/);
     expect(s.ciphertext.includes(Buffer.from('secret'))).toBe(false);
   });
 
@@ -99,21 +99,21 @@ describe('values, wiping, server secrets', () => {
     expect(() => Barrier.wipe(Buffer.alloc(0))).not.toThrow();
   });
 
-  it('server secrets: one per name, of the size asked, stable, re-encrypted under the active key', () => {
+  it('server secrets: one per name, of the size asked, stable, re-encrypted under the active key', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = Barrier.open(master, store.keyring);
-    const pepper = b.serverSecret('api-key-pepper');
-    const other = b.serverSecret('audit-checkpoint', 16);
+    const b = await Barrier.open(master, store.keyring);
+    const pepper = await b.serverSecret('api-key-pepper');
+    const other = await b.serverSecret('audit-checkpoint', 16);
     expect(pepper).toHaveLength(32);
     expect(other).toHaveLength(16);
-    expect(b.serverSecret('api-key-pepper').equals(pepper)).toBe(true);
-    b.addDataKey();
-    b.reencryptServerSecrets(['api-key-pepper', 'missing']);
-    expect(unpackSealed(store.keyring.getMeta('secret:api-key-pepper')!).keyVersion).toBe(2);
-    expect(unpackSealed(store.keyring.getMeta('secret:audit-checkpoint')!).keyVersion).toBe(1);
-    b.retireDataKey(1);
-    expect(Barrier.open(master, store.keyring).serverSecret('api-key-pepper').equals(pepper)).toBe(true);
+    expect((await b.serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
+    await b.addDataKey();
+    await b.reencryptServerSecrets(['api-key-pepper', 'missing']);
+    expect(unpackSealed((await store.keyring.getMeta('secret:api-key-pepper'))!).keyVersion).toBe(2);
+    expect(unpackSealed((await store.keyring.getMeta('secret:audit-checkpoint'))!).keyVersion).toBe(1);
+    await b.retireDataKey(1);
+    expect((await (await Barrier.open(master, store.keyring)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
   });
 
   it('packs key version ‖ nonce ‖ ciphertext', () => {

@@ -10,9 +10,9 @@ import { parseTokenTtl } from '../../src/authn/ttl.js';
 
 beforeAll(() => initSodium());
 
-function setup() {
+async function setup() {
   const store = openStore(join(tempDir('coffer-tok-'), 'c.db'));
-  const barrier = Barrier.open(randomBytes(32), store.keyring);
+  const barrier = await Barrier.open(randomBytes(32), store.keyring);
   let ms = 1_700_000_000_000;
   const svc = new TokenService({
     barrier,
@@ -22,15 +22,16 @@ function setup() {
     now: () => Math.floor(ms / 1000),
     nowMs: () => ms,
   });
-  store.accounts.insert('acme');
-  svc.createAccountKey('acme');
+  await svc.load();
+  await store.accounts.insert('acme');
+  await svc.createAccountKey('acme');
   return { svc, store, advance: (s: number) => (ms += s * 1000) };
 }
 
 describe('access tokens', () => {
-  it("have Conjur's JSON shape with a padded standard-base64 payload", () => {
-    const { svc } = setup();
-    const { json } = svc.issue('acme', 'host/ci/01', 480);
+  it("have Conjur's JSON shape with a padded standard-base64 payload", async () => {
+    const { svc } = await setup();
+    const { json } = await svc.issue('acme', 'host/ci/01', 480);
     const t = JSON.parse(json);
     expect(Object.keys(t).sort()).toEqual(['payload', 'protected', 'signature']);
     expect(t.payload).toMatch(/^[A-Za-z0-9+/]+=*$/);
@@ -41,31 +42,31 @@ describe('access tokens', () => {
     expect(typeof claims.jti).toBe('string');
   });
 
-  it('verify fields, not bytes: a re-serialized token is accepted', () => {
-    const { svc } = setup();
-    const { json } = svc.issue('acme', 'alice', 480);
+  it('verify fields, not bytes: a re-serialized token is accepted', async () => {
+    const { svc } = await setup();
+    const { json } = await svc.issue('acme', 'alice', 480);
     const reserialized = JSON.stringify(JSON.parse(json), null, 2);
-    expect(svc.verify(reserialized).roleId).toBe('acme:user:alice');
+    expect((await svc.verify(reserialized)).roleId).toBe('acme:user:alice');
   });
 
-  it('refuses tampered, expired, revoked and superseded tokens', () => {
-    const { svc, advance } = setup();
-    const { json, claims } = svc.issue('acme', 'alice', 60);
+  it('refuses tampered, expired, revoked and superseded tokens', async () => {
+    const { svc, advance } = await setup();
+    const { json, claims } = await svc.issue('acme', 'alice', 60);
     const t = JSON.parse(json);
     const forged = Buffer.from(JSON.stringify({ ...claims, sub: 'admin', account: undefined, roleId: undefined })).toString('base64');
-    expect(() => svc.verify(JSON.stringify({ ...t, payload: forged }))).toThrow(/Invalid token/);
-    expect(() => svc.verify('{"protected":1}')).toThrow(/Invalid token/);
-    expect(() => svc.verify('not json')).toThrow(/Invalid token/);
-    const other = svc.issue('acme', 'bob', 600);
-    svc.revoke(svc.verify(other.json));
-    expect(() => svc.verify(other.json)).toThrow(/Invalid token/);
-    const third = svc.issue('acme', 'carol', 600);
+    await expect(svc.verify(JSON.stringify({ ...t, payload: forged }))).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify('{"protected":1}')).rejects.toThrow(/Invalid token/);
+    await expect(svc.verify('not json')).rejects.toThrow(/Invalid token/);
+    const other = await svc.issue('acme', 'bob', 600);
+    await svc.revoke(await svc.verify(other.json));
+    await expect(svc.verify(other.json)).rejects.toThrow(/Invalid token/);
+    const third = await svc.issue('acme', 'carol', 600);
     advance(1);
     svc.setNotBefore('acme:user:carol', 1_700_000_000_500);
-    expect(() => svc.verify(third.json)).toThrow(/Invalid token/);
-    expect(svc.verify(json).sub).toBe('alice');
+    await expect(svc.verify(third.json)).rejects.toThrow(/Invalid token/);
+    expect((await svc.verify(json)).sub).toBe('alice');
     advance(60);
-    expect(() => svc.verify(json)).toThrow(/Invalid token/);
+    await expect(svc.verify(json)).rejects.toThrow(/Invalid token/);
   });
 });
 

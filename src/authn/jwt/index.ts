@@ -91,19 +91,19 @@ export async function authenticateJwt(input: AuthenticateJwtInput): Promise<{ ro
   checkHostRestrictions(payload, config, serviceId, annotations);
   await input.authorizeRole?.(roleId);
   if (input.jtiStore !== undefined) {
-    consumeJti(payload, input.jtiStore, `${account}:${serviceId}`, tolerance, input.requireJti ?? false);
+    await consumeJti(payload, input.jtiStore, `${account}:${serviceId}`, tolerance, input.requireJti ?? false);
   }
   return { roleId, claims: payload };
 }
 
 /** Done last, so tokens refused for other reasons do not use up their jti. */
-function consumeJti(
+async function consumeJti(
   payload: JWTPayload,
   store: JtiStore,
   serviceKey: string,
   toleranceSec: number,
   required: boolean,
-): void {
+): Promise<void> {
   const { jti } = payload;
   if (jti === undefined) {
     if (required) throw jwtAuthnError('CONJ00091E', "Failed to validate token: mandatory claim 'jti' is missing.");
@@ -113,7 +113,7 @@ function consumeJti(
     throw jwtAuthnError('CONJ00035E', "Failed to decode token (3rdPartyError ='invalid \"jti\" claim')");
   }
   // verifyJwt guarantees a numeric exp.
-  if (!store.markUsed(serviceKey, jti, (payload.exp as number) + toleranceSec)) {
+  if (!(await store.markUsed(serviceKey, jti, (payload.exp as number) + toleranceSec))) {
     throw jwtAuthnError('CONJ00035E', "Failed to decode token (3rdPartyError ='token replay: \"jti\" already used')");
   }
 }

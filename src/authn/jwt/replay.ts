@@ -12,13 +12,15 @@
 export interface JtiStore {
   /**
    * Records `jti` for `serviceKey` (e.g. `account:service-id`) if it is not
-   * already recorded and unexpired.
+   * already recorded and unexpired. Check and record are one atomic step
+   * (two concurrent uses of one jti: exactly one gets `true`). The server's
+   * implementation answers asynchronously (a store call).
    *
    * @param expiresAt Epoch **seconds** after which the entry may be forgotten
    *   (the token's `exp` plus the clock tolerance used to verify it).
    * @returns `true` on first use, `false` when the jti was already used.
    */
-  markUsed(serviceKey: string, jti: string, expiresAt: number): boolean;
+  markUsed(serviceKey: string, jti: string, expiresAt: number): boolean | Promise<boolean>;
 }
 
 /** Options of {@link InMemoryJtiStore}. */

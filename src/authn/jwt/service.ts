@@ -60,27 +60,28 @@ export class JwtAuthnService {
 
   constructor(private readonly d: JwtServiceDeps) {
     this.#jti = {
-      markUsed: (serviceKey, jti, expiresAt) => {
+      markUsed: async (serviceKey, jti, expiresAt) => {
         const nowMs = d.clock.nowMs();
         if (nowMs - this.#lastPurgeMs > PURGE_EVERY_MS) {
           this.#lastPurgeMs = nowMs;
-          d.store.authenticators.purgeExpiredJti(Math.floor(nowMs / 1000));
+          await d.store.authenticators.purgeExpiredJti(Math.floor(nowMs / 1000));
         }
+        // One statement: the check and the record cannot interleave with another use of the jti.
         return d.store.authenticators.markJtiUsed(serviceKey, jti, Math.ceil(expiresAt), Math.floor(nowMs / 1000));
       },
     };
   }
 
   /** Enabled by configuration for every account, or through the API for this account. */
-  isEnabled(account: string, serviceId: string): boolean {
+  async isEnabled(account: string, serviceId: string): Promise<boolean> {
     if (this.d.config.enabledByConfig.includes(`authn-jwt/${serviceId}`)) return true;
-    return this.d.store.authenticators.enabled(webserviceOf(account, serviceId)) === true;
+    return (await this.d.store.authenticators.enabled(webserviceOf(account, serviceId))) === true;
   }
 
   /** `GET /authenticators`: installed, configured (a webservice exists), enabled (configuration ∪ API). */
-  listing(): { installed: string[]; configured: string[]; enabled: string[] } {
-    const fromDb = this.d.store.authenticators.enabledWebservices().map(authenticatorOfWebservice);
-    const configured = this.d.store.authenticators.configuredJwtWebservices().map(authenticatorOfWebservice);
+  async listing(): Promise<{ installed: string[]; configured: string[]; enabled: string[] }> {
+    const fromDb = (await this.d.store.authenticators.enabledWebservices()).map(authenticatorOfWebservice);
+    const configured = (await this.d.store.authenticators.configuredJwtWebservices()).map(authenticatorOfWebservice);
     const sorted = (xs: Iterable<string | undefined>) => [...new Set(xs)].filter((x): x is string => Boolean(x)).sort();
     return {
       installed: ['authn', 'authn-jwt'],
@@ -105,8 +106,8 @@ export class JwtAuthnService {
     });
     const who = () => roleId ?? (input.urlHostId ? `${account}:${input.urlHostId}` : 'an unidentified JWT bearer');
     try {
-      this.requireUsable(account, serviceId);
-      const config = this.configOf(account, serviceId);
+      await this.requireUsable(account, serviceId);
+      const config = await this.configOf(account, serviceId);
       const result = await authenticateJwt({
         jwt: input.jwt,
         serviceId,
@@ -115,16 +116,16 @@ export class JwtAuthnService {
         config,
         keySource: this.keySourceFor(account, serviceId, config),
         jtiStore: this.#jti,
-        lookupHostAnnotations: (id) => {
-          if (!this.d.store.graph.getRole(id)) return undefined;
-          return Object.fromEntries(this.d.store.graph.annotationsOn(id).map((a) => [a.name, a.value]));
+        lookupHostAnnotations: async (id) => {
+          if (!(await this.d.store.graph.getRole(id))) return undefined;
+          return Object.fromEntries((await this.d.store.graph.annotationsOn(id)).map((a) => [a.name, a.value]));
         },
-        authorizeRole: (id) => {
+        authorizeRole: async (id) => {
           roleId = id;
-          if (!this.d.authorizer.can(id, 'authenticate', webserviceId)) {
+          if (!(await this.d.authorizer.can(id, 'authenticate', webserviceId))) {
             throw jwtAuthnError('CONJ00006E', `'${loginFromRoleId(id)}' does not have 'authenticate' privilege on ${webserviceId}`);
           }
-          if (!this.d.authn.originAllowed(id, request.clientIp)) {
+          if (!(await this.d.authn.originAllowed(id, request.clientIp))) {
             throw jwtAuthnError('CONJ00003E', `Origin ${request.clientIp ?? 'unknown'} is not allowed to authenticate as ${id}`);
           }
         },
@@ -132,7 +133,7 @@ export class JwtAuthnService {
         clockToleranceSec: this.d.config.clockToleranceSec,
       });
       roleId = result.roleId;
-      const { json } = this.d.authn.issueToken(account, roleId);
+      const { json } = await this.d.authn.issueToken(account, roleId);
       const { iss, sub, jti } = result.claims;
       await this.d.audit.record({
         ...event(),
@@ -161,15 +162,15 @@ export class JwtAuthnService {
    */
   async status(actor: Actor, account: string, serviceId: string): Promise<JwtStatus> {
     const statusWebservice = `${webserviceOf(account, serviceId)}/status`;
-    if (actor.account !== account || !this.d.authorizer.can(actor.roleId, 'read', statusWebservice)) {
+    if (actor.account !== account || !(await this.d.authorizer.can(actor.roleId, 'read', statusWebservice))) {
       return {
         httpStatus: 403,
         body: { status: 'error', error: `CONJ00006E '${actor.login}' does not have 'read' privilege on ${statusWebservice}` },
       };
     }
     try {
-      this.requireUsable(account, serviceId);
-      const config = this.configOf(account, serviceId);
+      await this.requireUsable(account, serviceId);
+      const config = await this.configOf(account, serviceId);
       const keys = await this.keySourceFor(account, serviceId, config).probe();
       if (keys === 0) throw jwtAuthnError('CONJ00035E', 'the JSON Web Key Set holds no keys');
       return { httpStatus: 200, body: { status: 'ok' } };
@@ -197,8 +198,8 @@ export class JwtAuthnService {
     };
     try {
       if (!SERVICE_ID.test(serviceId)) throw recordNotFound(account, 'webservice', `conjur/authn-jwt/${serviceId}`);
-      const resource = this.d.authorizer.requireVisible(actor.roleId, webserviceId);
-      if (!this.d.authorizer.canOn(actor.roleId, 'update', resource)) throw forbidden();
+      const resource = await this.d.authorizer.requireVisible(actor.roleId, webserviceId);
+      if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
       if (!enabled && this.d.config.enabledByConfig.includes(`authn-jwt/${serviceId}`)) {
         throw new CofferError(
           'conflict',
@@ -206,9 +207,9 @@ export class JwtAuthnService {
         );
       }
       // The change and its audit event commit together: no unaudited switch.
-      const rows = this.d.store.tx(() => {
-        this.d.store.authenticators.setEnabled(webserviceId, enabled, nowIso(this.d.clock));
-        return this.d.audit.recordInTransaction([
+      const rows = await this.d.store.tx(async () => {
+        await this.d.store.authenticators.setEnabled(webserviceId, enabled, nowIso(this.d.clock));
+        return await this.d.audit.recordInTransaction([
           { ...event, result: 'success', message: `${actor.roleId} ${enabled ? 'enabled' : 'disabled'} authenticator authn-jwt/${serviceId}` },
         ]);
       });
@@ -225,22 +226,22 @@ export class JwtAuthnService {
     }
   }
 
-  private requireUsable(account: string, serviceId: string): void {
-    if (!SERVICE_ID.test(serviceId) || !this.isEnabled(account, serviceId)) {
+  private async requireUsable(account: string, serviceId: string): Promise<void> {
+    if (!SERVICE_ID.test(serviceId) || !(await this.isEnabled(account, serviceId))) {
       throw jwtAuthnError('CONJ00004E', `Authenticator 'authn-jwt/${serviceId}' is not enabled`);
     }
-    if (!this.d.store.accounts.exists(account) || !this.d.store.graph.getResource(webserviceOf(account, serviceId))) {
+    if (!(await this.d.store.accounts.exists(account)) || !(await this.d.store.graph.getResource(webserviceOf(account, serviceId)))) {
       throw jwtAuthnError('CONJ00005E', `Webservice 'authn-jwt/${serviceId}' not found`);
     }
   }
 
   /** The service's variables; a variable defined without a value reads as ''. */
-  private configOf(account: string, serviceId: string): JwtAuthenticatorConfig {
+  private async configOf(account: string, serviceId: string): Promise<JwtAuthenticatorConfig> {
     const values: Record<string, string | undefined> = {};
     for (const name of JWT_CONFIG_VARIABLES) {
       const id = `${account}:variable:conjur/authn-jwt/${serviceId}/${name}`;
-      if (!this.d.store.graph.getResource(id)) continue;
-      const value = this.d.secrets.readInternal(id);
+      if (!(await this.d.store.graph.getResource(id))) continue;
+      const value = await this.d.secrets.readInternal(id);
       values[name] = value === undefined ? '' : value.toString('utf8');
     }
     return parseJwtAuthenticatorConfig(values, { account, serviceId, allowHttpHosts: this.d.config.allowHttpHosts });

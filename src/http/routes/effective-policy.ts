@@ -36,18 +36,18 @@ function ref(kind: string, identifier: string, relativeTo?: string): Scalar {
   return s;
 }
 
-export function effectivePolicyYaml(
+export async function effectivePolicyYaml(
   services: Services,
   viewer: string,
   account: string,
   policyIdentifier: string,
   opts: { depth?: string; limit?: string; json: boolean },
-): string | unknown[] {
+): Promise<string | unknown[]> {
   const policyId = fullId(account, 'policy', policyIdentifier);
   const { graph } = services.store;
-  const policy = graph.getResource(policyId);
+  const policy = await graph.getResource(policyId);
   // Only roles holding the policy's owner role may read it; others learn nothing.
-  if (!policy || !services.authorizer.allRoles(viewer).has(policy.owner_id)) {
+  if (!policy || !(await services.authorizer.allRoles(viewer)).has(policy.owner_id)) {
     throw recordNotFound(account, 'policy', policyIdentifier);
   }
   const depth = intParam(opts.depth, 'depth', MAX_DEPTH, MAX_DEPTH);
@@ -59,8 +59,7 @@ export function effectivePolicyYaml(
     r.kind !== 'public_key' &&
     r.resource_id !== policyId &&
     (root || r.identifier.startsWith(prefix) || (r.kind === 'user' && r.identifier.endsWith(userSuffix)));
-  const records = graph
-    .listResources({ account, viewerRoles: [...services.authorizer.allRoles(viewer)] })
+  const records = (await graph.listResources({ account, viewerRoles: [...(await services.authorizer.allRoles(viewer))] }))
     .filter(inScope)
     .slice(0, limit);
   const policies = new Set(records.filter((r) => r.kind === 'policy').map((r) => r.identifier));
@@ -97,10 +96,10 @@ export function effectivePolicyYaml(
     node.set('id', localId(r, ns));
     const owner = parseFullId(r.owner_id)!;
     node.set('owner', ref(owner.kind, owner.identifier));
-    const annotations = graph.annotationsOn(r.resource_id);
+    const annotations = await graph.annotationsOn(r.resource_id);
     if (annotations.length) node.set('annotations', Object.fromEntries(annotations.map((a) => [a.name, a.value])));
     if (r.kind === 'user' || r.kind === 'host') {
-      const cidrs = JSON.parse(services.store.credentials.get(r.resource_id)?.restricted_to ?? '[]') as string[];
+      const cidrs = JSON.parse((await services.store.credentials.get(r.resource_id))?.restricted_to ?? '[]') as string[];
       if (cidrs.length) node.set('restricted_to', cidrs);
     }
     if (r.kind === 'policy') {
@@ -109,7 +108,7 @@ export function effectivePolicyYaml(
       bodies.set(r.identifier, inner);
     }
     body.add(node);
-    for (const m of graph.membersOf(r.resource_id)) {
+    for (const m of await graph.membersOf(r.resource_id)) {
       if (m.ownership === 1) continue;
       const member = parseFullId(m.member_id)!;
       const g = new YAMLMap();
@@ -125,7 +124,7 @@ export function effectivePolicyYaml(
       } else g.set('member', mem);
       grants.push(g);
     }
-    for (const p of graph.permissionsOn(r.resource_id)) {
+    for (const p of await graph.permissionsOn(r.resource_id)) {
       const role = parseFullId(p.role_id)!;
       const perm = new YAMLMap();
       perm.tag = '!permit';

@@ -28,7 +28,7 @@ export function registerHostFactories({ app, services, config }: RouteDeps): voi
 
   app.post('/host_factory_tokens', async (c) => {
     // Authenticate before reading the body, so anonymous clients cannot make us buffer it.
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     const params = await formOrJson(c, limit);
     const tokens = await services.hostFactories.createTokens(actor, {
       hostFactory: params.get('host_factory') ?? undefined,
@@ -40,7 +40,7 @@ export function registerHostFactories({ app, services, config }: RouteDeps): voi
   });
 
   app.delete('/host_factory_tokens/:token', async (c) => {
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     await services.hostFactories.revokeToken(actor, segment(c, 1));
     return c.body(null, 204);
   });
@@ -55,7 +55,7 @@ export function registerHostFactories({ app, services, config }: RouteDeps): voi
       if (m) annotations.push([m[1]!, value]);
     }
     const host = await services.hostFactories.createHost(token, { id: params.get('id') ?? undefined, annotations }, requestInfo(c));
-    const resource = services.store.graph.getResource(host.hostId)!;
-    return c.json({ ...resourceJson(services, resource, host.hostFactoryId), api_key: host.apiKey }, 201);
+    const resource = (await services.store.graph.getResource(host.hostId))!;
+    return c.json({ ...(await resourceJson(services, resource, host.hostFactoryId)), api_key: host.apiKey }, 201);
   });
 }

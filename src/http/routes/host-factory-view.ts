@@ -9,11 +9,10 @@ import type { ResourceRow } from '../../store/graph.js';
 import type { Services } from '../../services.js';
 import { parseFullId } from '../../ids.js';
 
-export function hostFactoryExtras(services: Services, r: ResourceRow, viewer: string): Record<string, unknown> {
-  const layers = services.store.graph
-    .membershipsOf(r.resource_id)
+export async function hostFactoryExtras(services: Services, r: ResourceRow, viewer: string): Promise<Record<string, unknown>> {
+  const layers = (await services.store.graph.membershipsOf(r.resource_id))
     .map((m) => m.role_id)
     .filter((id) => parseFullId(id)?.kind === 'layer')
     .sort();
-  return { layers, tokens: services.hostFactories.tokensFor(viewer, r) };
+  return { layers, tokens: await services.hostFactories.tokensFor(viewer, r) };
 }

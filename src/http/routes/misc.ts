@@ -37,20 +37,20 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
 
   // 503 when the database cannot be read, or cannot take writes (full or failing disk: see store/health.ts),
   // so that a load balancer drains the node rather than send it writes that all fail.
-  app.get('/health', (c) => {
+  app.get('/health', async (c) => {
     try {
-      services.store.db.prepare('SELECT 1').get();
+      await services.store.health.ping();
     } catch {
       return c.json({ status: 'error', database: 'unavailable', version: config.version }, 503);
     }
     const minFree = config.healthMinFreeBytes ?? defaultHealthMinFreeBytes(config.bodyLimit, config.policyBodyLimit);
-    const w = services.store.health.check(services.clock.nowMs(), minFree);
+    const w = await services.store.health.check(services.clock.nowMs(), minFree);
     if (!w.writable) return c.json({ status: 'error', database: 'not_writable', reason: w.reason, version: config.version }, 503);
     return c.json({ status: 'ok', database: 'ok', version: config.version });
   });
 
   app.get('/whoami', async (c) => {
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     await services.audit.record({
       account: actor.account,
       action: 'identity-check',
@@ -70,5 +70,5 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
     });
   });
 
-  app.get('/authenticators', (c) => c.json(services.jwtAuthn.listing()));
+  app.get('/authenticators', async (c) => c.json(await services.jwtAuthn.listing()));
 }

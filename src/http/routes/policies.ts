@@ -12,16 +12,16 @@ export function registerPolicies({ app, services, config }: RouteDeps): void {
    * The Go CLI sends '+' for a space in the branch segment; '+' is taken as a
    * space only when no policy with a literal '+' exists.
    */
-  function branch(c: Ctx, account: string): string {
+  async function branch(c: Ctx, account: string): Promise<string> {
     const id = identifierFrom(c, 3);
-    if (!id.includes('+') || services.store.graph.getResource(fullId(account, 'policy', id))) return id;
+    if (!id.includes('+') || (await services.store.graph.getResource(fullId(account, 'policy', id)))) return id;
     return id.replace(/\+/g, ' ');
   }
 
   const load = (mode: LoadMode) => async (c: Ctx) => {
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     const account = accountSegment(c, 1);
-    const id = branch(c, account);
+    const id = await branch(c, account);
     const body = await rawBody(c, config.policyBodyLimit);
     const dryRun = isTrue(queryParam(c, 'dryRun')) || isTrue(queryParam(c, 'dryrun'));
     const result = await services.policies.load({ ...actor, account }, id, mode, body.toString('utf8'), dryRun);
@@ -32,12 +32,12 @@ export function registerPolicies({ app, services, config }: RouteDeps): void {
   app.patch('/policies/:account/policy/:id{.+}', load('update'));
   app.put('/policies/:account/policy/:id{.+}', load('replace'));
 
-  app.get('/policies/:account/policy/:id{.+}', (c) => {
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+  app.get('/policies/:account/policy/:id{.+}', async (c) => {
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     const account = accountSegment(c, 1);
-    const id = branch(c, account);
+    const id = await branch(c, account);
     const asJson = (c.req.header('content-type') ?? '').includes('application/json');
-    const out = effectivePolicyYaml(services, actor.roleId, account, id, {
+    const out = await effectivePolicyYaml(services, actor.roleId, account, id, {
       depth: queryParam(c, 'depth'),
       limit: queryParam(c, 'limit'),
       json: asJson,

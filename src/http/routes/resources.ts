@@ -11,15 +11,15 @@ import { accountSegment, identifierFrom, queryParam, segment, type Ctx } from '.
 import type { Actor } from '../../context.js';
 import { hostFactoryExtras } from './host-factory-view.js';
 
-export function resourceJson(services: Services, r: ResourceRow, viewer: string): Record<string, unknown> {
+export async function resourceJson(services: Services, r: ResourceRow, viewer: string): Promise<Record<string, unknown>> {
   const { graph } = services.store;
-  const out = baseResourceJson(graph, r);
+  const out = await baseResourceJson(graph, r);
   switch (r.kind) {
     case 'variable':
-      out.secrets = services.secrets.versions(r.resource_id);
+      out.secrets = await services.secrets.versions(r.resource_id);
       break;
     case 'policy':
-      out.policy_versions = services.store.policyVersions.list(r.resource_id).map((v) => ({
+      out.policy_versions = (await services.store.policyVersions.list(r.resource_id)).map((v) => ({
         version: v.version,
         created_at: conjurTime(v.created_at),
         policy_text: v.policy_text,
@@ -32,29 +32,29 @@ export function resourceJson(services: Services, r: ResourceRow, viewer: string)
       break;
     case 'user':
     case 'host':
-      out.restricted_to = JSON.parse(services.store.credentials.get(r.resource_id)?.restricted_to ?? '[]');
+      out.restricted_to = JSON.parse((await services.store.credentials.get(r.resource_id))?.restricted_to ?? '[]');
       break;
     case 'host_factory':
-      Object.assign(out, hostFactoryExtras(services, r, viewer));
+      Object.assign(out, await hostFactoryExtras(services, r, viewer));
       break;
   }
   return out;
 }
 
 /** `role=`/`acting_as=`: list as another role, which the caller must hold (else 403). */
-function actingRole(c: Ctx, actor: Actor, services: Services): string {
+async function actingRole(c: Ctx, actor: Actor, services: Services): Promise<string> {
   const raw = queryParam(c, 'role') ?? queryParam(c, 'acting_as');
   if (raw === undefined) return actor.roleId;
   const roleId = raw.split(':').length >= 3 ? raw : undefined;
-  if (!roleId || !services.store.graph.getRole(roleId) || !services.authorizer.allRoles(actor.roleId).has(roleId)) {
+  if (!roleId || !(await services.store.graph.getRole(roleId)) || !(await services.authorizer.allRoles(actor.roleId)).has(roleId)) {
     throw forbidden(`the caller does not hold role ${raw}`);
   }
   return roleId;
 }
 
 async function list(c: Ctx, services: Services, account: string | undefined, kindFromPath: string | undefined) {
-  const actor = authenticateRequest(c, services.tokens, services.store.graph);
-  const viewer = actingRole(c, actor, services);
+  const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+  const viewer = await actingRole(c, actor, services);
   const kind = kindFromPath ?? queryParam(c, 'kind');
   const search = queryParam(c, 'search');
   const ownerRaw = queryParam(c, 'owner');
@@ -64,7 +64,7 @@ async function list(c: Ctx, services: Services, account: string | undefined, kin
     kind,
     ownerId: owner,
     searchTerms: search?.split(/[\s./-]+/).filter(Boolean),
-    viewerRoles: [...services.authorizer.allRoles(viewer)],
+    viewerRoles: [...(await services.authorizer.allRoles(viewer))],
   };
   const countOnly = isTrue(queryParam(c, 'count'));
   // Validate paging before the audit event, so a refused listing is not recorded as a success.
@@ -79,9 +79,11 @@ async function list(c: Ctx, services: Services, account: string | undefined, kin
     request: actor.request,
     message: `${actor.roleId} successfully listed resources with parameters: ${JSON.stringify(params)}`,
   });
-  if (countOnly) return c.json({ count: services.store.graph.countResources(query) });
-  const rows = services.store.graph.listResources({ ...query, ...paging });
-  return c.json(rows.map((r) => resourceJson(services, r, viewer)));
+  if (countOnly) return c.json({ count: await services.store.graph.countResources(query) });
+  const rows = await services.store.graph.listResources({ ...query, ...paging });
+  const out: Record<string, unknown>[] = [];
+  for (const r of rows) out.push(await resourceJson(services, r, viewer));
+  return c.json(out);
 }
 
 export function registerResources({ app, services }: RouteDeps): void {
@@ -90,7 +92,7 @@ export function registerResources({ app, services }: RouteDeps): void {
   app.get('/resources/:account/:kind', (c) => list(c, services, accountSegment(c, 1), segment(c, 2)));
 
   app.get('/resources/:account/:kind/:id{.+}', async (c) => {
-    const actor = authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);
@@ -104,12 +106,12 @@ export function registerResources({ app, services }: RouteDeps): void {
       let subject = actor.roleId;
       if (roleParam !== undefined) {
         subject = makeFullId(roleParam, account);
-        if (!services.store.graph.getRole(subject) || !authorizer.allRoles(actor.roleId).has(subject)) {
+        if (!(await services.store.graph.getRole(subject)) || !(await authorizer.allRoles(actor.roleId)).has(subject)) {
           throw forbidden(`the caller does not hold role ${roleParam}`);
         }
       }
-      const resource = authorizer.requireVisible(actor.roleId, resourceId);
-      const allowed = authorizer.canOn(subject, privilege, resource);
+      const resource = await authorizer.requireVisible(actor.roleId, resourceId);
+      const allowed = await authorizer.canOn(subject, privilege, resource);
       const who = subject === actor.roleId ? 'they' : subject;
       await services.audit.record({
         account,
@@ -127,13 +129,13 @@ export function registerResources({ app, services }: RouteDeps): void {
       return c.body(null, 204);
     }
 
-    const resource = authorizer.requireVisible(actor.roleId, resourceId);
+    const resource = await authorizer.requireVisible(actor.roleId, resourceId);
     if (isTrue(queryParam(c, 'permitted_roles'))) {
       const privilege = queryParam(c, 'privilege');
       if (!privilege) throw unprocessable("'privilege' is required to list permitted roles");
-      return c.json(authorizer.permittedRoles(resource, privilege));
+      return c.json(await authorizer.permittedRoles(resource, privilege));
     }
-    return c.json(resourceJson(services, resource, actor.roleId));
+    return c.json(await resourceJson(services, resource, actor.roleId));
   });
 }
 

@@ -17,14 +17,14 @@ export function registerRoles({ app, services }: RouteDeps): void {
   const { authorizer } = services;
   const graph = services.store.graph;
 
-  function target(c: Ctx) {
-    const actor = authenticateRequest(c, services.tokens, graph);
+  async function target(c: Ctx) {
+    const actor = await authenticateRequest(c, services.tokens, graph);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);
     const roleId = fullId(account, kind, identifier);
-    if (!isRoleKind(kind) || !graph.getRole(roleId)) throw recordNotFound(account, kind, identifier);
-    authorizer.requireVisible(actor.roleId, roleId);
+    if (!isRoleKind(kind) || !(await graph.getRole(roleId))) throw recordNotFound(account, kind, identifier);
+    await authorizer.requireVisible(actor.roleId, roleId);
     return { actor, account, kind, identifier, roleId };
   }
 
@@ -40,27 +40,27 @@ export function registerRoles({ app, services }: RouteDeps): void {
     return c.json(page(out, parsePaging(c, undefined)).map(grantJson));
   }
 
-  app.get('/roles/:account/:kind/:id{.+}', (c) => {
-    const { actor, roleId } = target(c);
+  app.get('/roles/:account/:kind/:id{.+}', async (c) => {
+    const { actor, roleId } = await target(c);
     if (hasQueryFlag(c, 'graph')) {
       const edges: { parent: string; child: string }[] = [];
       const seen = new Set<string>();
-      const visible = (id: string) => {
-        const r = graph.getResource(id);
-        return r !== undefined && authorizer.isVisible(actor.roleId, r);
+      const visible = async (id: string) => {
+        const r = await graph.getResource(id);
+        return r !== undefined && (await authorizer.isVisible(actor.roleId, r));
       };
       // Ancestors: what this role is a member of, transitively; descendants: its members.
-      const walk = (start: string, up: boolean) => {
+      const walk = async (start: string, up: boolean) => {
         const queue = [start];
         const done = new Set<string>();
         while (queue.length) {
           const id = queue.pop()!;
           if (done.has(id)) continue;
           done.add(id);
-          const rows = up ? graph.membershipsOf(id) : graph.membersOf(id);
+          const rows = up ? await graph.membershipsOf(id) : await graph.membersOf(id);
           for (const m of rows) {
             const key = `${m.role_id}\u0000${m.member_id}`;
-            if (!seen.has(key) && visible(m.role_id)) {
+            if (!seen.has(key) && (await visible(m.role_id))) {
               seen.add(key);
               edges.push({ parent: m.role_id, child: m.member_id });
             }
@@ -68,38 +68,42 @@ export function registerRoles({ app, services }: RouteDeps): void {
           }
         }
       };
-      walk(roleId, true);
-      walk(roleId, false);
+      await walk(roleId, true);
+      await walk(roleId, false);
       return c.json(edges);
     }
     if (hasQueryFlag(c, 'all')) {
-      let roles = [...authorizer.allRoles(roleId)].sort();
+      let roles = [...(await authorizer.allRoles(roleId))].sort();
       const filters = filterList(c);
       if (filters.length) roles = roles.filter((r) => filters.some((f) => r === f || r.endsWith(`:${f}`)));
       if (hasQueryFlag(c, 'count')) return c.json({ count: roles.length });
       return c.json(roles);
     }
-    if (hasQueryFlag(c, 'memberships')) return listGrants(c, graph.membershipsOf(roleId), 'role_id');
-    if (hasQueryFlag(c, 'members')) return listGrants(c, graph.membersOf(roleId), 'member_id');
-    return c.json(roleJson(graph, roleId));
+    if (hasQueryFlag(c, 'memberships')) return listGrants(c, await graph.membershipsOf(roleId), 'role_id');
+    if (hasQueryFlag(c, 'members')) return listGrants(c, await graph.membersOf(roleId), 'member_id');
+    return c.json(await roleJson(graph, roleId));
   });
 
   async function changeMembers(c: Ctx, add: boolean) {
-    const { actor, account, roleId } = target(c);
+    const { actor, account, roleId } = await target(c);
     if (!hasQueryFlag(c, 'members')) throw notFound('Only ?members&member= changes are supported on roles');
     const memberRaw = queryParam(c, 'member');
     if (!memberRaw) throw notFound("'member' is required");
     const memberId = makeFullId(memberRaw, account);
-    const policyId = graph.getRole(roleId)?.policy_id ?? fullId(account, 'policy', 'root');
+    const policyId = (await graph.getRole(roleId))?.policy_id ?? fullId(account, 'policy', 'root');
     const privilege = add ? 'create' : 'update';
-    if (!authorizer.can(actor.roleId, privilege, policyId)) throw forbidden(`${privilege} privilege on ${policyId} is required`);
+    if (!(await authorizer.can(actor.roleId, privilege, policyId))) throw forbidden(`${privilege} privilege on ${policyId} is required`);
     if (add) {
-      if (!graph.getRole(memberId)) {
-        const p = parseFullId(memberId);
-        throw recordNotFound(p?.account ?? account, p?.kind ?? 'role', p?.identifier ?? memberRaw);
-      }
-      graph.insertMembership(roleId, memberId, false, false, policyId);
-    } else if (!graph.deleteMembership(roleId, memberId, false)) {
+      // One transaction, so that a policy load deleting the member between the
+      // check and the insert cannot fail the insert's foreign key (a 500).
+      await services.store.tx(async () => {
+        if (!(await graph.getRole(memberId))) {
+          const p = parseFullId(memberId);
+          throw recordNotFound(p?.account ?? account, p?.kind ?? 'role', p?.identifier ?? memberRaw);
+        }
+        await graph.insertMembership(roleId, memberId, false, false, policyId);
+      });
+    } else if (!(await graph.deleteMembership(roleId, memberId, false))) {
       throw notFound(`Membership of ${memberId} in ${roleId} not found`);
     }
     authorizer.invalidate();

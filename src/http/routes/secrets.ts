@@ -37,7 +37,7 @@ export function registerSecrets({ app, services, config }: RouteDeps): void {
   const auth = (c: Ctx) => authenticateRequest(c, services.tokens, services.store.graph);
 
   app.post('/secrets/:account/batch', async (c) => {
-    const actor = auth(c);
+    const actor = await auth(c);
     const account = accountSegment(c, 1);
     const body = await rawBody(c, config.bodyLimit);
     const json = parseJsonBody(body, () => unprocessable('Request body must be JSON: {"ids": ["account:variable:id", …]}'));
@@ -70,7 +70,7 @@ export function registerSecrets({ app, services, config }: RouteDeps): void {
   });
 
   app.post('/secrets/:account/:kind/:id{.+}', async (c) => {
-    const actor = auth(c);
+    const actor = await auth(c);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);
@@ -90,7 +90,7 @@ export function registerSecrets({ app, services, config }: RouteDeps): void {
   });
 
   app.get('/secrets/:account/:kind/:id{.+}', async (c) => {
-    const actor = auth(c);
+    const actor = await auth(c);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);
@@ -107,7 +107,7 @@ export function registerSecrets({ app, services, config }: RouteDeps): void {
   });
 
   app.get('/secrets', async (c) => {
-    const actor = auth(c);
+    const actor = await auth(c);
     const raw = queryParam(c, 'variable_ids');
     const ids = raw === undefined ? [] : raw.split(',');
     if (ids.length === 0 || ids.some((i) => i.trim() === '')) {

@@ -1,0 +1,86 @@
+/**
+ * The asynchronous store interface every backend implements (SQLite in
+ * src/store/sqlite.ts, PostgreSQL in src/store/postgres/). Domain code awaits
+ * these methods and never learns which backend answers.
+ *
+ * Each table family's interface is the asynchronous form of the SQLite
+ * family's functions (`Async<…>`): one source for the method names and row
+ * types, so a backend that forgets a method or changes a row type fails to
+ * compile.
+ */
+import type { AccountsStore as SqliteAccounts } from './accounts.js';
+import type { AuditFilter, AuditRow } from './audit.js';
+import type { AuthenticatorsStore as SqliteAuthenticators } from './authenticators.js';
+import type { CredentialsStore as SqliteCredentials } from './credentials.js';
+import type { GraphStore as SqliteGraph } from './graph.js';
+import type { HostFactoriesStore as SqliteHostFactories } from './host-factories.js';
+import type { KeyringStore as SqliteKeyring } from './keyring.js';
+import type { PolicyVersionsStore as SqlitePolicyVersions } from './policy-versions.js';
+import type { SecretsStore as SqliteSecrets } from './secrets.js';
+import type { TokensStore as SqliteTokens } from './tokens.js';
+import type { WritableReport } from './health.js';
+
+/** The same methods, each answering a Promise. */
+export type Async<S> = {
+  [K in keyof S]: S[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
+
+export type AccountsStore = Async<SqliteAccounts>;
+export type AuthenticatorsStore = Async<SqliteAuthenticators>;
+export type CredentialsStore = Async<SqliteCredentials>;
+export type GraphStore = Async<SqliteGraph>;
+export type HostFactoriesStore = Async<SqliteHostFactories>;
+export type KeyringStore = Async<SqliteKeyring>;
+export type PolicyVersionsStore = Async<SqlitePolicyVersions>;
+export type SecretsStore = Async<SqliteSecrets>;
+export type TokensStore = Async<SqliteTokens>;
+
+export interface AuditStore {
+  /** The chain's last event (inside a transaction: the head this transaction extends). */
+  head(): Promise<{ seq: number; hash: Buffer } | undefined>;
+  insert(row: AuditRow): Promise<void>;
+  /** Adds up to `max` not yet indexed events to the full-text index (one transaction); returns how many. */
+  indexSearchBatch(max: number): Promise<number>;
+  /** Up to `limit` events after `afterSeq`, in sequence order. */
+  page(afterSeq: number, limit: number): Promise<AuditRow[]>;
+  /**
+   * A filtered page. A backend that must walk many index entries does so in
+   * bounded slices and lets other requests run between them.
+   */
+  query(f: AuditFilter): Promise<AuditRow[]>;
+  /** The backend's query plan of `f`, one line per step (tests check that no plan scans the table). */
+  explain(f: AuditFilter): Promise<string[]>;
+}
+
+export interface StorageHealth {
+  /** Whether the database can still take writes (GET /health); cached for a second. */
+  check(nowMs: number, minFreeBytes: number): Promise<WritableReport>;
+  /** A statement failed: forget the cached report if it was a storage failure. */
+  noteFailure(err: unknown): void;
+  /** One trivial read: the database answers at all. */
+  ping(): Promise<void>;
+}
+
+export interface Store {
+  readonly backend: 'sqlite' | 'postgres';
+  accounts: AccountsStore;
+  audit: AuditStore;
+  authenticators: AuthenticatorsStore;
+  credentials: CredentialsStore;
+  graph: GraphStore;
+  hostFactories: HostFactoriesStore;
+  keyring: KeyringStore;
+  policyVersions: PolicyVersionsStore;
+  secrets: SecretsStore;
+  tokens: TokensStore;
+  health: StorageHealth;
+  /**
+   * Runs `fn` in one transaction: every store call made while it runs (in
+   * its async context) joins it. Nested calls become savepoints. Only store
+   * calls should be awaited inside: the transaction holds the write lock.
+   */
+  tx<T>(fn: () => Promise<T>): Promise<T>;
+  /** Whether the caller runs inside a transaction of this store (its async context). */
+  inTransaction(): boolean;
+  close(): Promise<void>;
+}
