@@ -44,10 +44,11 @@ export const MODULES = {
     tests: ['test/unit/barrier.test.ts', 'test/unit/mutation-secrets.test.ts', 'test/e2e/secrets-audit.test.ts', ...MATRIX],
   },
   // Policy loads: the writes (apply) and the loader's per-mode privilege
-  // checks (load/run/requireUpdateBeneath and isDeletion; not the dry-run report).
+  // checks (load/authorize/run/requireUpdateBeneath and isDeletion; not the
+  // dry-run report). The line ranges follow src/policy/loader.ts: check them when it changes.
   policy: {
-    mutate: ['src/policy/apply.ts', 'src/policy/loader.ts:55-160', 'src/policy/loader.ts:234-236'],
-    tests: ['test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/policy-examples.test.ts', 'test/e2e/policy-ids.test.ts',
+    mutate: ['src/policy/apply.ts', 'src/policy/loader.ts:56-179', 'src/policy/loader.ts:256-258'],
+    tests: ['test/unit/mutation-policy.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/policy-examples.test.ts', 'test/e2e/policy-ids.test.ts',
       'test/e2e/cli-policy-variable.test.ts', 'test/e2e/cli-inspect.test.ts', 'test/e2e/authn-policy.test.ts', ...MATRIX],
   },
   // API keys and access tokens (src/authn/ takes three runs: each is long on two cores).
