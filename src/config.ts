@@ -8,6 +8,8 @@ import { DEFAULT_SERVICE_CONFIG, type ServiceConfig } from './services.js';
 export interface ServerConfig extends ServiceConfig {
   dev: boolean;
   dataDir: string;
+  /** PostgreSQL URL; undefined keeps the embedded SQLite database in dataDir. */
+  database?: string;
   host: string;
   port: number;
   /** base64 of 32 bytes, from COFFER_DATA_KEY; or a file holding it. */
@@ -43,6 +45,7 @@ export interface ConfigOption {
 /** The table README documents; keep both in step. */
 export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   dataDir: { flag: '--data-dir', env: 'COFFER_DATA_DIR', default: './.coffer-dev with --dev; required otherwise', meaning: 'Directory holding coffer.db (SQLite) and, in dev mode, the generated data key' },
+  database: { flag: '--database', env: 'COFFER_DATABASE_URL', default: 'none (SQLite in --data-dir)', meaning: 'PostgreSQL URL (postgres://user:pass@host1:5432,host2:5432/db?target_session_attrs=read-write): several nodes may share it' },
   dataKey: { env: 'COFFER_DATA_KEY', default: 'none (generated in dev mode)', meaning: 'Master data key: base64 of 32 random bytes (`coffer keygen`)' },
   dataKeyFile: { flag: '--data-key-file', env: 'COFFER_DATA_KEY_FILE', default: 'none', meaning: 'File holding the master data key (base64); used when COFFER_DATA_KEY is unset' },
   host: { flag: '--host', env: 'COFFER_HOST', default: '127.0.0.1', meaning: 'Address to listen on' },
@@ -111,6 +114,8 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
   const dev = flags.dev === true;
   const dataDir = pick('dataDir') ?? (dev ? './.coffer-dev' : undefined);
   if (!dataDir) problems.push('--data-dir (or COFFER_DATA_DIR) is required outside --dev mode');
+  const database = pick('database');
+  if (database !== undefined && !/^postgres(ql)?:\/\//.test(database)) problems.push(`--database: '${database.replace(/:[^:@/]*@/, ':***@')}' is not a postgres:// URL`);
   const dataKey = env.COFFER_DATA_KEY || undefined;
   const dataKeyFile = pick('dataKeyFile');
   if (!dev && !dataKey && !dataKeyFile) {
@@ -138,6 +143,7 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
   const config: ServerConfig = {
     dev,
     dataDir: dataDir ?? '',
+    database,
     host: pick('host') ?? '127.0.0.1',
     port: int('port', 8080, 0, 65535),
     dataKey,

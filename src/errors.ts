@@ -123,10 +123,17 @@ export class PolicyError extends CofferError {
 }
 
 /**
- * SQLite result codes (extended codes included: SQLITE_IOERR_WRITE…) and
- * errno codes that mean the database or the disk under it cannot be written.
+ * Codes that mean the database cannot be written (or reached) right now:
+ * SQLite result codes (extended codes included: SQLITE_IOERR_WRITE…), errno
+ * codes of the disk under it, and for PostgreSQL the driver's connection
+ * failures, SQLSTATE classes 08 (connection exception), 53 (insufficient
+ * resources: disk full, out of memory, too many connections), 58 (system
+ * error: I/O), 57P01–57P03 (server shutting down, crashed, not accepting
+ * connections yet) and 25006 (a read-only transaction: the node reached a
+ * standby, before or during a failover).
  */
-const STORAGE_FAILURE = /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN)(_[A-Z_]+)?|ENOSPC|EDQUOT|EIO|EROFS)$/;
+const STORAGE_FAILURE =
+  /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN)(_[A-Z_]+)?|ENOSPC|EDQUOT|EIO|EROFS|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|CONNECTION_(CLOSED|ENDED|DESTROYED)|CONNECT_TIMEOUT|08[0-9A-Z]{3}|53[0-9A-Z]{3}|58[0-9A-Z]{3}|57P0[1-3]|25006)$/;
 
 /**
  * The storage failure `err` is or was caused by (disk full, I/O error,

@@ -16,7 +16,8 @@ import { systemClock, type Clock } from './context.js';
 import { createApp, refuseOversizedTarget } from './http/app.js';
 import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secrets/barrier.js';
 import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
-import { openStore } from './store/index.js';
+import { openStore, type Store } from './store/index.js';
+import { openPostgresStore } from './store/postgres/index.js';
 
 export const VERSION = '0.1.0';
 export const DB_FILE = 'coffer.db';
@@ -66,12 +67,16 @@ export interface OpenVaultOptions {
   config?: Partial<ServiceConfig>;
   auditSinks?: AuditSink[];
   busyTimeoutMs?: number;
+  /** PostgreSQL URL; undefined opens the SQLite database in dataDir. */
+  database?: string;
 }
 
 export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
   await initSodium();
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const store = openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
+  const store: Store = opts.database
+    ? await openPostgresStore(opts.database)
+    : openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
   try {
     const barrier = await Barrier.open(opts.masterKey, store.keyring);
     const services = await createServices({
@@ -129,6 +134,7 @@ async function listen(config: ServerConfig, dataDir: string, lockFile: string, l
     config,
     auditSinks: openAuditSinks(config.auditLog, config.auditFormat, log),
     busyTimeoutMs: config.busyTimeoutMs,
+    database: config.database,
   });
   try {
     return await serveVault(config, vault, lockFile, log);

@@ -130,6 +130,21 @@ export async function createServices(deps: ServiceDeps) {
   const auditReader = new AuditReader({ store: store.audit, graph: store.graph, authorizer });
   const hostFactories = new HostFactoryService({ store, barrier, authorizer, audit, credentials, clock });
   await hostFactories.init();
+  // Rows another node (or a CLI command) changed: drop or update what this node caches of them.
+  store.changes.subscribe((change) => {
+    switch (change.topic) {
+      case 'graph':
+        return authorizer.invalidate();
+      case 'revoked':
+        return tokens.noteRevoked(change.jti, change.expiresAt);
+      case 'notBefore':
+        return tokens.setNotBefore(change.roleId, change.atMs);
+      case 'tokens':
+        return void tokens.load().catch(() => undefined);
+      case 'keyring':
+        return void barrier.loadKeyring().catch(() => undefined);
+    }
+  });
   return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader, jwtAuthn, hostFactories };
 }
 

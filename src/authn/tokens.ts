@@ -228,6 +228,11 @@ export class TokenService {
     if (this.verified.size >= MAX_CACHE) this.verified.clear();
   }
 
+  /** A revocation another node stored: refuse the token here too, from now on. */
+  noteRevoked(jti: string, expiresAt: number): void {
+    if (expiresAt > this.deps.now()) this.revoked.set(jti, expiresAt);
+  }
+
   /** Revokes a token until it would have expired; survives restart through the store. */
   async revoke(claims: TokenClaims): Promise<void> {
     await this.deps.tokens.revoke(claims.jti, claims.exp);

@@ -168,6 +168,7 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
       noteFailure: (err) => health.noteFailure(err),
       ping: () => run(() => void db.prepare('SELECT 1').get()),
     },
+    changes: { subscribe: () => undefined },
     tx,
     inTransaction: () => context.getStore()?.open === true,
     async close() {

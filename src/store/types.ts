@@ -61,8 +61,29 @@ export interface StorageHealth {
   ping(): Promise<void>;
 }
 
+/**
+ * A change another node (or a CLI command) made to rows this node caches.
+ * `graph`, `tokens` and `keyring` mean: reload that part in full.
+ */
+export type StoreChange =
+  | { topic: 'graph' }
+  | { topic: 'keyring' }
+  | { topic: 'tokens' }
+  | { topic: 'revoked'; jti: string; expiresAt: number }
+  | { topic: 'notBefore'; roleId: string; atMs: number };
+
+export interface ChangeFeed {
+  /**
+   * Calls `fn` for every committed change to cached rows, from any node (this
+   * one included). SQLite: never — one process owns the file, and it updates
+   * its caches where it makes the change.
+   */
+  subscribe(fn: (change: StoreChange) => void): void;
+}
+
 export interface Store {
   readonly backend: 'sqlite' | 'postgres';
+  changes: ChangeFeed;
   accounts: AccountsStore;
   audit: AuditStore;
   authenticators: AuthenticatorsStore;

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { loadServerConfig } from '../../src/config.js';
 import { createAccountIn, startServer, type RunningServer } from '../../src/server.js';
 import { tempDir } from './tmp.js';
+import { startCluster, type PgCluster } from './postgres.js';
 
 export class TestClock {
   ms = Date.now();
@@ -40,11 +41,32 @@ export interface StartOptions {
   dataKey?: string;
 }
 
+/**
+ * COFFER_TEST_BACKEND=postgres runs every test server on PostgreSQL: one
+ * throwaway cluster per test file, one database per data directory (a
+ * server restarted on the same data directory finds its database again).
+ */
+const onPostgres = process.env.COFFER_TEST_BACKEND === 'postgres';
+let cluster: Promise<PgCluster> | undefined;
+const databases = new Map<string, string>();
+
+async function databaseFor(dataDir: string): Promise<string | undefined> {
+  if (!onPostgres) return undefined;
+  let url = databases.get(dataDir);
+  if (!url) {
+    cluster ??= startCluster();
+    url = await (await cluster).createDatabase(`coffer_${databases.size + 1}`);
+    databases.set(dataDir, url);
+  }
+  return url;
+}
+
 export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir('coffer-test-');
   const dataKey = opts.dataKey ?? randomBytes(32).toString('base64');
+  const database = await databaseFor(dataDir);
   const config = loadServerConfig(
-    { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...opts.flags },
+    { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...(database ? { database } : {}), ...opts.flags },
     { COFFER_DATA_KEY: dataKey, ...opts.env },
   );
   const clock = new TestClock();

@@ -1,0 +1,179 @@
+/**
+ * Issue 10, item 3: several Coffer nodes on one PostgreSQL database, any node
+ * answering any request. Two real servers share one throwaway cluster's
+ * database; every change made through one node must hold on the other —
+ * tokens, revocation, key rotation, policy changes — within the issue's one
+ * second (the change feed: LISTEN/NOTIFY, with a poll for missed notices),
+ * policy loads sent to both serialize, and the audit log stays one chain.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { Client } from '../helpers/http.js';
+import { CHANGE_POLL_MS } from '../../src/store/postgres/changes.js';
+
+/** The issue's bound for a change made on one node to hold on every other. */
+const PROPAGATION_BOUND_MS = 1000;
+
+let cluster: PgCluster;
+let nodeA: TestServer;
+let nodeB: TestServer;
+let a: Client;
+let b: Client;
+let adminA: string;
+const ACCOUNT = 'acme';
+
+/** Polls `check` until it is true; answers how long that took, or fails once `boundMs` has passed. */
+async function within(boundMs: number, what: string, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > boundMs) throw new Error(`${what}: still not true after ${boundMs} ms`);
+    await sleep(20);
+  }
+}
+
+describePostgres('several nodes on one PostgreSQL database', () => {
+  beforeAll(async () => {
+    cluster = await startCluster();
+    const database = await cluster.createDatabase('shared');
+    const dataKey = randomBytes(32).toString('base64');
+    nodeA = await startTestServer({ account: ACCOUNT, dataKey, flags: { database } });
+    nodeB = await startTestServer({ account: ACCOUNT, dataKey, flags: { database } });
+    expect(nodeA.adminKey).not.toBe('');
+    expect(nodeB.adminKey).toBe(''); // the account already existed: created once, by node A
+    // Real, shared time: token issue times and "not before" times are compared across nodes (README: keep node clocks in sync).
+    nodeA.clock.nowMs = () => Date.now();
+    nodeB.clock.nowMs = () => Date.now();
+    a = new Client(nodeA.url, ACCOUNT);
+    b = new Client(nodeB.url, ACCOUNT);
+    adminA = await a.login('admin', nodeA.adminKey);
+    const r = await a.loadPolicy(adminA, 'POST', 'root', `
+- !policy
+  id: ci
+  body:
+  - !host executor
+  - !host other
+  - !variable db/password
+  - !permit
+    role: !host executor
+    privileges: [read, execute]
+    resource: !variable db/password
+`);
+    expect(r.status).toBe(201);
+    expect((await a.setSecret(adminA, 'ci/db/password', 's3cret')).status).toBe(201);
+  }, 120_000);
+
+  afterAll(async () => {
+    await nodeA?.close();
+    await nodeB?.close();
+    await cluster?.stop();
+  });
+
+  const hostKey = async (client: Client, token: string, host: string) =>
+    (await client.request('PUT', `/authn/${ACCOUNT}/api_key?role=host:${encodeURIComponent(host)}`, { token })).text;
+
+  it('a token issued by one node is accepted by the other', async () => {
+    const token = await a.login('admin', nodeA.adminKey);
+    const who = await b.request('GET', '/whoami', { token });
+    expect(who.status).toBe(200);
+    expect(who.json.username).toBe('admin');
+    expect((await b.getSecret(token, 'ci/db/password')).text).toBe('s3cret');
+  });
+
+  it('a token revoked on one node is refused by the other within a second', async () => {
+    const token = await a.login('admin', nodeA.adminKey);
+    expect((await b.request('GET', '/whoami', { token })).status).toBe(200); // node B has now verified (and cached) it
+    expect((await a.request('DELETE', `/authn/${ACCOUNT}/token`, { token })).status).toBe(204);
+    await within(PROPAGATION_BOUND_MS, 'node B refuses the revoked token', async () => (await b.request('GET', '/whoami', { token })).status === 401);
+  });
+
+  it("an API key rotated on one node: the old key and the tokens issued before are refused by the other", async () => {
+    const key1 = await hostKey(a, adminA, 'ci/other');
+    const before = await b.login('host/ci/other', key1);
+    expect((await b.request('GET', '/whoami', { token: before })).status).toBe(200);
+    const key2 = await hostKey(a, adminA, 'ci/other');
+    expect(key2).not.toBe(key1);
+    // The key itself is checked against the database: refused at once.
+    expect((await b.request('POST', `/authn/${ACCOUNT}/host%2Fci%2Fother/authenticate`, { body: key1 })).status).toBe(401);
+    expect((await b.request('POST', `/authn/${ACCOUNT}/host%2Fci%2Fother/authenticate`, { body: key2 })).status).toBe(200);
+    await within(PROPAGATION_BOUND_MS, 'node B refuses a token issued before the rotation', async () => (await b.request('GET', '/whoami', { token: before })).status === 401);
+  });
+
+  it('a permission denied by a policy loaded on one node holds on the other within a second', async () => {
+    const key = await hostKey(a, adminA, 'ci/executor');
+    const host = await b.login('host/ci/executor', key);
+    expect((await b.getSecret(host, 'ci/db/password')).status).toBe(200); // node B caches the decision
+    // The permit was loaded into root (as the ci policy's body), so it is root's to deny.
+    const denied = await a.loadPolicy(adminA, 'PATCH', 'root', `
+- !deny
+  role: !host ci/executor
+  privileges: [execute]
+  resource: !variable ci/db/password
+`);
+    expect(denied.status).toBe(201);
+    expect((await a.getSecret(host, 'ci/db/password')).status).toBe(403);
+    await within(PROPAGATION_BOUND_MS, 'node B refuses the fetch', async () => (await b.getSecret(host, 'ci/db/password')).status === 403);
+    // And back: a permit loaded on node B holds on node A.
+    const permitted = await b.loadPolicy(adminA, 'PATCH', 'ci', `
+- !permit
+  role: !host executor
+  privileges: [execute]
+  resource: !variable db/password
+`);
+    expect(permitted.status).toBe(201);
+    await within(PROPAGATION_BOUND_MS, 'node A serves the fetch again', async () => (await a.getSecret(host, 'ci/db/password')).status === 200);
+  });
+
+  it('a change nobody announced (a lost notification) is still picked up, by the poll', async () => {
+    const key = await hostKey(a, adminA, 'ci/executor');
+    const host = await b.login('host/ci/executor', key);
+    expect((await b.getSecret(host, 'ci/db/password')).status).toBe(200);
+    // Remove the permission behind every node's back: triggers off for this session, so no NOTIFY — only the
+    // generation moves, as the triggers would have moved it.
+    await cluster.psql(
+      "BEGIN; SET LOCAL session_replication_role = replica; " +
+        `DELETE FROM permissions WHERE role_id = '${ACCOUNT}:host:ci/executor' AND privilege = 'execute'; ` +
+        "UPDATE change_generations SET generation = generation + 1 WHERE topic = 'graph'; COMMIT;",
+      'shared',
+    );
+    await within(CHANGE_POLL_MS * 2 + 500, 'node B notices by polling', async () => (await b.getSecret(host, 'ci/db/password')).status === 403);
+    await within(CHANGE_POLL_MS * 2 + 500, 'node A too', async () => (await a.getSecret(host, 'ci/db/password')).status === 403);
+  });
+
+  it('policy loads sent to both nodes at once serialize: every one lands, with its own version, and the chain holds', async () => {
+    const loads = Array.from({ length: 16 }, (_, i) =>
+      (i % 2 === 0 ? a : b).loadPolicy(adminA, 'POST', 'ci', `- !variable parallel/v${i}\n`),
+    );
+    const replies = await Promise.all(loads);
+    expect(replies.map((r) => r.status)).toEqual(replies.map(() => 201));
+    const versions = replies.map((r) => r.json.version as number).sort((x, y) => x - y);
+    expect(new Set(versions).size).toBe(16);
+    expect(versions.at(-1)! - versions[0]!).toBe(15);
+    const listed = await b.request('GET', `/resources/${ACCOUNT}?kind=variable&search=parallel`, { token: adminA });
+    expect(listed.json).toHaveLength(16);
+    // One chain across both nodes, verified through either.
+    const verifyA = await a.request('GET', `/audit/${ACCOUNT}/verify`, { token: adminA });
+    const verifyB = await b.request('GET', `/audit/${ACCOUNT}/verify`, { token: adminA });
+    expect(verifyA.status).toBe(200);
+    expect(verifyB.json).toEqual(verifyA.json);
+  });
+
+  it('fetches through both nodes at once are each audited exactly once, in one chain', async () => {
+    const key = await hostKey(a, adminA, 'ci/other');
+    const tokenA = await a.login('host/ci/other', key);
+    await a.loadPolicy(adminA, 'PATCH', 'ci', '- !permit\n  role: !host other\n  privileges: [execute]\n  resource: !variable db/password\n');
+    await within(PROPAGATION_BOUND_MS, 'both nodes allow it', async () =>
+      (await a.getSecret(tokenA, 'ci/db/password')).status === 200 && (await b.getSecret(tokenA, 'ci/db/password')).status === 200);
+    const before = (await a.request('GET', `/audit/${ACCOUNT}?role=${encodeURIComponent(`${ACCOUNT}:host:ci/other`)}&action=fetch&limit=1000`, { token: adminA })).json.events.length;
+    const fetches = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).getSecret(tokenA, 'ci/db/password')));
+    expect(fetches.every((r) => r.status === 200 && r.text === 's3cret')).toBe(true);
+    const after = await b.request('GET', `/audit/${ACCOUNT}?role=${encodeURIComponent(`${ACCOUNT}:host:ci/other`)}&action=fetch&limit=1000`, { token: adminA });
+    expect(after.json.events.length - before).toBe(40);
+    const seqs = (after.json.events as { seq: number }[]).map((e) => e.seq);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect((await b.request('GET', `/audit/${ACCOUNT}/verify`, { token: adminA })).status).toBe(200);
+  });
+});

@@ -1,0 +1,562 @@
+/**
+ * The PostgreSQL backend's schema, migrator and simple table families
+ * (src/store/postgres/), against a throwaway cluster (test/helpers/postgres.ts):
+ *  - migrations apply once, also when three migrators race; a newer schema
+ *    is refused; a failing migration leaves nothing behind;
+ *  - migrations/postgres/0001_init.sql has the SQLite schema's tables,
+ *    columns, keys, foreign keys and indexes, and its constraints and the
+ *    append-only audit log behave the same;
+ *  - every family answers the same calls with the same values as the SQLite
+ *    family (each call made on both backends, results compared strictly).
+ * The families' database uses an ICU en-US default collation: ordering and
+ * ranges must still be SQLite's bytewise ones.
+ */
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { createAccountsStore } from '../../src/store/accounts.js';
+import { createAuthenticatorsStore } from '../../src/store/authenticators.js';
+import { createCredentialsStore } from '../../src/store/credentials.js';
+import { openDatabase, type Db } from '../../src/store/db.js';
+import { createHostFactoriesStore } from '../../src/store/host-factories.js';
+import { createKeyringStore } from '../../src/store/keyring.js';
+import { createPolicyVersionsStore } from '../../src/store/policy-versions.js';
+import { createSecretsStore } from '../../src/store/secrets.js';
+import { createTokensStore } from '../../src/store/tokens.js';
+import { createPostgresClient, rowsOf, type PgSql } from '../../src/store/postgres/client.js';
+import { createPgFamilies } from '../../src/store/postgres/families.js';
+import { migratePostgres, PG_MIGRATIONS_DIR, SchemaError } from '../../src/store/postgres/migrate.js';
+import type { Async } from '../../src/store/types.js';
+import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/tmp.js';
+
+type Families = ReturnType<typeof createPgFamilies>;
+
+/** The SQLite families behind the same asynchronous interface (what src/store/sqlite.ts does, minus its transaction queue). */
+function asyncOf<S extends object>(family: S): Async<S> {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(family)) {
+    out[name] = async (...args: unknown[]) => (fn as (...a: unknown[]) => unknown)(...args);
+  }
+  return out as Async<S>;
+}
+
+function sqliteFamilies(db: Db): Families {
+  return {
+    accounts: asyncOf(createAccountsStore(db)),
+    authenticators: asyncOf(createAuthenticatorsStore(db)),
+    credentials: asyncOf(createCredentialsStore(db)),
+    hostFactories: asyncOf(createHostFactoriesStore(db)),
+    keyring: asyncOf(createKeyringStore(db)),
+    policyVersions: asyncOf(createPolicyVersionsStore(db)),
+    secrets: asyncOf(createSecretsStore(db)),
+    tokens: asyncOf(createTokensStore(db)),
+  };
+}
+
+describePostgres('PostgreSQL store', () => {
+  let cluster: PgCluster;
+  const clients: PgSql[] = [];
+  let dbCount = 0;
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.end({ timeout: 1 })));
+    await cluster?.stop();
+  });
+
+  function client(url: string, max = 4): PgSql {
+    const sql = createPostgresClient(url, { max });
+    clients.push(sql);
+    return sql;
+  }
+
+  async function freshDatabase(opts: { icuLocale?: string } = {}): Promise<string> {
+    return cluster.createDatabase(`t${++dbCount}`, opts);
+  }
+
+  function migrationsWith(extra: Record<string, string>): string {
+    const dir = join(tempDir('coffer-pgmig-'), 'migrations');
+    mkdirSync(dir);
+    cpSync(PG_MIGRATIONS_DIR, dir, { recursive: true });
+    for (const [file, text] of Object.entries(extra)) writeFileSync(join(dir, file), text);
+    return dir;
+  }
+
+  // ---------------------------------------------------------------- migrations
+
+  it('applies the migrations once, recorded by version, when three migrators race', async () => {
+    const url = await freshDatabase();
+    // A slow second step keeps the racers overlapping; without the lock the
+    // losers would fail on CREATE TABLE of tables that already exist.
+    const dir = migrationsWith({ '0002_slow.sql': 'SELECT pg_sleep(0.3); CREATE TABLE slow_marker (x INTEGER);' });
+    const racers = [client(url, 1), client(url, 1), client(url, 1)];
+    const results = await Promise.all(racers.map((sql) => migratePostgres(sql, { migrationsDir: dir })));
+    expect(results.map((r) => r.version)).toEqual([2, 2, 2]);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual([1, 2]);
+    const sql = racers[0]!;
+    expect(await sql`SELECT version, name FROM schema_migrations ORDER BY version`).toEqual([
+      { version: 1, name: 'init' },
+      { version: 2, name: 'slow' },
+    ]);
+    expect(await migratePostgres(sql, { migrationsDir: dir })).toEqual({ applied: [], version: 2 });
+    expect(await sql`SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'`).toEqual([{ extname: 'pg_trgm' }]);
+  });
+
+  it('refuses a database whose schema is newer than this Coffer, with the upgrade message', async () => {
+    const url = await freshDatabase();
+    const sql = client(url, 1);
+    await migratePostgres(sql, { migrationsDir: migrationsWith({ '0099_future.sql': 'CREATE TABLE future (x INTEGER);' }) });
+    const refusal = migratePostgres(sql);
+    await expect(refusal).rejects.toBeInstanceOf(SchemaError);
+    await expect(migratePostgres(sql)).rejects.toThrow(
+      'The database schema is at version 99 but this Coffer knows migrations up to 1: upgrade Coffer before opening this database.',
+    );
+    await expect(migratePostgres(sql, { readonly: true })).rejects.toThrow(/schema is at version 99 .* upgrade Coffer/);
+  });
+
+  it('rolls a failing migration back entirely; read-only opening refuses a schema that lacks one', async () => {
+    const url = await freshDatabase();
+    const sql = client(url, 1);
+    await expect(migratePostgres(sql, { readonly: true })).rejects.toThrow(/lacks migration 1 \(init\)/);
+    const broken = migrationsWith({ '0098_broken.sql': 'CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;' });
+    await expect(migratePostgres(sql, { migrationsDir: broken })).rejects.toThrow(/no_such_table/);
+    expect(await sql`SELECT to_regclass('half')::text AS t`).toEqual([{ t: null }]);
+    expect(await sql`SELECT version FROM schema_migrations ORDER BY version`).toEqual([{ version: 1 }]);
+    expect(await migratePostgres(sql, { readonly: true })).toEqual({ applied: [], version: 1 });
+  });
+
+  // ---------------------------------------------------------------- schema
+
+  it("has SQLite's tables, columns, primary keys, foreign keys and indexes", async () => {
+    const lite = openDatabase(join(tempDir('coffer-pgcmp-'), 'c.db'));
+    const sql = client(await freshDatabase(), 1);
+    await migratePostgres(sql);
+
+    const liteTables = (
+      lite.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'audit_fts%' ORDER BY name").all() as {
+        name: string;
+        sql: string;
+      }[]
+    );
+    const pgTables = await sql<{ name: string }[]>`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name COLLATE "C"`;
+    expect(pgTables.map((t) => t.name)).toEqual(liteTables.map((t) => t.name));
+
+    const normDefault = (d: string | null) => (d === null ? null : d.replace(/::[a-z ]+$/, ''));
+    for (const { name, sql: createSql } of liteTables) {
+      const liteCols = (lite.prepare(`PRAGMA table_info(${name})`).all() as { name: string; notnull: number; dflt_value: string | null; pk: number }[]).map(
+        (c) => ({ name: c.name, notNull: c.notnull === 1 || c.pk > 0, default: c.dflt_value, pk: c.pk }),
+      );
+      const pgCols = await sql<{ name: string; not_null: boolean; dflt: string | null; pk: number }[]>`
+        SELECT a.attname AS name, a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS dflt,
+               coalesce(array_position(pk.conkey, a.attnum), 0) AS pk
+        FROM pg_attribute a
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'
+        WHERE a.attrelid = ${name}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
+      expect(pgCols.map((c) => ({ name: c.name, notNull: c.not_null, default: normDefault(c.dflt), pk: c.pk })), name).toEqual(liteCols);
+
+      // Foreign keys: target, ON DELETE and deferral (SQLite's pragma does not say; its CREATE TABLE line does).
+      const liteFks = (lite.prepare(`PRAGMA foreign_key_list(${name})`).all() as { table: string; from: string; to: string; on_delete: string }[]).map((f) => {
+        const line = createSql.split('\n').find((l) => l.trim().startsWith(`${f.from} `) && l.includes('REFERENCES'))!;
+        return { from: f.from, table: f.table, to: f.to, onDelete: f.on_delete, deferred: /DEFERRABLE INITIALLY DEFERRED/.test(line) };
+      });
+      const pgFks = await sql<{ from: string; table: string; to: string; del: string; deferred: boolean }[]>`
+        SELECT a.attname AS from, c.confrelid::regclass::text AS table, fa.attname AS to, c.confdeltype AS del, c.condeferred AS deferred
+        FROM pg_constraint c
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+        WHERE c.contype = 'f' AND c.conrelid = ${name}::regclass`;
+      const action: Record<string, string> = { a: 'NO ACTION', c: 'CASCADE', r: 'RESTRICT', n: 'SET NULL', d: 'SET DEFAULT' };
+      const byFrom = (x: { from: string }, y: { from: string }) => (x.from < y.from ? -1 : 1);
+      expect(pgFks.map((f) => ({ from: f.from, table: f.table, to: f.to, onDelete: action[f.del], deferred: f.deferred })).sort(byFrom), name).toEqual(liteFks.sort(byFrom));
+
+      // Indexes made by CREATE INDEX (keys and uniqueness are compared above and by behaviour below).
+      const liteIdx = (lite.prepare(`PRAGMA index_list(${name})`).all() as { name: string; origin: string; unique: number }[])
+        .filter((i) => i.origin === 'c' || i.origin === 'u')
+        .map((i) => ({ name: i.name, unique: i.unique === 1, columns: (lite.prepare(`PRAGMA index_info(${i.name})`).all() as { name: string }[]).map((c) => c.name) }));
+      const pgIdx = await sql<{ name: string; unique: boolean; columns: string[] }[]>`
+        SELECT ic.relname AS name, i.indisunique AS unique,
+               array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS columns
+        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = ${name}::regclass AND NOT i.indisprimary AND ic.relname <> 'audit_events_message_trgm'`;
+      const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : 1);
+      expect(pgIdx.map((i) => ({ name: i.name, unique: i.unique, columns: i.columns })).sort(byName), name).toEqual(liteIdx.sort(byName));
+    }
+    // Triggers: SQLite's, and TRUNCATE refused too.
+    const liteTriggers = (lite.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
+    const pgTriggers = await sql<{ name: string }[]>`SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname COLLATE "C"`;
+    expect(pgTriggers.map((t) => t.name)).toEqual([...liteTriggers, 'audit_events_no_truncate'].sort());
+    // Instead of FTS5: a trigram index on the messages.
+    expect(await sql`SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_message_trgm'`).toEqual([
+      { indexdef: 'CREATE INDEX audit_events_message_trgm ON public.audit_events USING gin (message gin_trgm_ops)' },
+    ]);
+    // ILIKE on these columns folds ASCII only, like SQLite's LIKE (what an audit `q` search needs).
+    expect(await sql`SELECT 'ÄRGER abc'::text COLLATE "C" ILIKE '%Ärger ABC%' AS ascii, 'ÄRGER'::text COLLATE "C" ILIKE 'ärger' AS unicode`).toEqual([
+      { ascii: true, unicode: false },
+    ]);
+    // Every text column compares bytewise, as SQLite's BINARY collation.
+    expect(
+      await sql`SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' AND data_type = 'text'
+        AND coalesce(collation_name, '') <> 'C' AND table_name <> 'schema_migrations'`,
+    ).toEqual([]);
+    lite.close();
+  });
+
+  it('constraints, cascades and the append-only audit log behave as in SQLite', async () => {
+    const { both, bothThrow, exec, sql } = await pair();
+    await exec("INSERT INTO roles VALUES ('a:user:u', 'a', 'user', 'u', NULL, 't')");
+    await exec("INSERT INTO resources VALUES ('a:webservice:w', 'a', 'webservice', 'w', 'a:user:u', NULL, 't')");
+    await exec("INSERT INTO credentials (role_id, restricted_to, updated_at) VALUES ('a:user:u', '[]', 't')");
+    await exec("INSERT INTO authenticator_configs VALUES ('a:webservice:w', 1, 't')");
+    await bothThrow((_f, side) => exec("INSERT INTO keyring VALUES (1, x'00', x'00', 'bogus', 't')", side));
+    await bothThrow((_f, side) => exec("INSERT INTO authenticator_configs VALUES ('a:webservice:w', 2, 't')", side));
+    await bothThrow((_f, side) => exec("INSERT INTO health_probe VALUES (2, 't')", side));
+    await bothThrow((_f, side) => exec("INSERT INTO secrets VALUES ('a:webservice:w', 1, 7, x'00', x'00', NULL, 't')", side)); // no key 7
+    await bothThrow((_f, side) => exec("INSERT INTO authenticator_configs VALUES ('a:webservice:nope', 1, 't')", side)); // immediate FK
+    const auditRow = (seq: number, result: string) =>
+      `INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash) VALUES (${seq}, 't', 'a', 'x', 'y', '${result}', 'm', x'00', x'01')`;
+    await exec(auditRow(1, 'success'));
+    await bothThrow((_f, side) => exec(auditRow(2, 'maybe'), side));
+    await bothThrow((_f, side) => exec(auditRow(1, 'success'), side)); // primary key
+    for (const stmt of ["UPDATE audit_events SET message = 'x'", 'DELETE FROM audit_events']) {
+      const messages = await both(async (_f, side) => {
+        try {
+          await exec(stmt, side);
+          return 'allowed';
+        } catch (err) {
+          return /audit_events is append-only/.test((err as Error).message) ? 'append-only' : (err as Error).message;
+        }
+      });
+      expect(messages).toBe('append-only');
+    }
+    await expect(sql`TRUNCATE audit_events`).rejects.toThrow(/append-only/);
+    // Deleting the role cascades to its credentials and resources, and on to the resource's rows.
+    await exec("DELETE FROM roles WHERE role_id = 'a:user:u'");
+    expect(await both(async (f) => [await f.credentials.get('a:user:u'), await f.authenticators.enabled('a:webservice:w')])).toStrictEqual([undefined, undefined]);
+  });
+
+  it("audit_time_state follows SQLite's trigger over a clock that goes backwards", async () => {
+    const { exec, lite, sql } = await pair();
+    const state = async () => ({
+      sqlite: lite.prepare('SELECT regression_upto, max_time FROM audit_time_state').all(),
+      postgres: rowsOf(await sql`SELECT regression_upto, max_time FROM audit_time_state`),
+    });
+    expect((await state()).postgres).toStrictEqual([{ regression_upto: 0, max_time: '' }]);
+    // Mostly forward, with jumps back (some below an earlier regression's max_time) and equal times.
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let clock = Date.parse('2030-01-01T00:00:00.000Z');
+    for (let seq = 1; seq <= 80; seq++) {
+      const r = rand();
+      clock += r < 0.15 ? -Math.floor(rand() * 60_000) : r < 0.25 ? 0 : Math.floor(rand() * 5_000);
+      const time = new Date(clock).toISOString();
+      await exec(
+        `INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash) VALUES (?, ?, 'a', 'x', 'y', 'success', 'm', x'00', x'01')`,
+        undefined,
+        seq,
+        time,
+      );
+      const { sqlite, postgres } = await state();
+      expect(postgres, `after seq ${seq}`).toStrictEqual(sqlite);
+    }
+    expect((await state()).sqlite).not.toEqual([{ regression_upto: 0, max_time: '' }]);
+  });
+
+  // ---------------------------------------------------------------- families
+
+  /**
+   * A SQLite store and a migrated PostgreSQL database (ICU en-US default
+   * collation). `both(fn)` runs fn on SQLite, then on PostgreSQL, at the same
+   * fake time, expects strictly equal results and answers them.
+   */
+  async function pair() {
+    const lite = openDatabase(join(tempDir('coffer-pgcmp-'), 'c.db'));
+    const sql = client(await freshDatabase({ icuLocale: 'en-US' }));
+    await migratePostgres(sql);
+    const families = { sqlite: sqliteFamilies(lite), postgres: createPgFamilies(() => sql) };
+    type Side = keyof typeof families;
+    let now = Date.parse('2030-01-02T03:04:05.678Z');
+
+    async function both<T>(fn: (f: Families, side: Side) => Promise<T>): Promise<T> {
+      now += 1000;
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(now);
+        const a = await fn(families.sqlite, 'sqlite');
+        vi.setSystemTime(now);
+        const b = await fn(families.postgres, 'postgres');
+        expect(b).toStrictEqual(a);
+        return a;
+      } finally {
+        vi.useRealTimers();
+      }
+    }
+    async function bothThrow(fn: (f: Families, side: Side) => Promise<unknown>): Promise<void> {
+      const outcome = async (side: Side) => fn(families[side], side).then(() => 'resolved', (err: Error) => `threw: ${err.constructor.name}`);
+      expect([await outcome('sqlite'), await outcome('postgres')]).toEqual(['threw: SqliteError', 'threw: PostgresError']);
+    }
+    /** Raw SQL on one side, or both; `?` placeholders. */
+    async function exec(text: string, side?: Side, ...params: unknown[]): Promise<void> {
+      if (side !== 'postgres') lite.prepare(text).run(...params);
+      if (side !== 'sqlite') {
+        let n = 0;
+        await sql.unsafe(text.replace(/\?/g, () => `$${++n}`).replace(/x'([0-9a-f]*)'/gi, "'\\x$1'::bytea"), params as never[]);
+      }
+    }
+    const role = (id: string) => exec('INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at) VALUES (?, ?, ?, ?, NULL, ?)', undefined, id, ...id.split(':'), 't');
+    const resource = (id: string, owner: string) =>
+      exec('INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at) VALUES (?, ?, ?, ?, ?, NULL, ?)', undefined, id, ...id.split(':'), owner, 't');
+    return { both, bothThrow: (fn: (f: Families, side: Side) => Promise<unknown>) => bothThrow(fn), exec, role, resource, sql, lite };
+  }
+
+  const buf = (s: string) => Buffer.from(s);
+  const byKey = <T>(key: keyof T) => (rows: T[]) => [...rows].sort((x, y) => Buffer.compare(Buffer.from(String(x[key])), Buffer.from(String(y[key]))));
+
+  it('accounts: insert, exists, list in bytewise order, a duplicate refused', async () => {
+    const { both, bothThrow, sql } = await pair();
+    // The database's own collation orders otherwise: the schema's COLLATE "C" is what makes the order bytewise.
+    expect(await sql`SELECT array_agg(x ORDER BY x) AS v FROM (VALUES ('b'), ('B'), ('a')) t(x)`).toEqual([{ v: ['a', 'b', 'B'] }]);
+    expect(await both((f) => f.accounts.list())).toEqual([]);
+    expect(await both((f) => f.accounts.exists('acme'))).toBe(false);
+    for (const name of ['b', 'B', 'a', '_x', 'Ä', 'a b', 'acme', 'Z9']) await both((f) => f.accounts.insert(name));
+    // Bytewise, as SQLite: an en-US collation would say a, a b, acme, Ä, b, B, …
+    expect(await both((f) => f.accounts.list())).toEqual(['B', 'Z9', '_x', 'a', 'a b', 'acme', 'b', 'Ä']);
+    expect(await both((f) => f.accounts.exists('B'))).toBe(true);
+    expect(await both((f) => f.accounts.exists('ACME'))).toBe(false);
+    await bothThrow((f) => f.accounts.insert('acme'));
+  });
+
+  it('authenticators: enabled flags, the authn-jwt webservice range, single-use jti', async () => {
+    const { both, role, resource } = await pair();
+    await role('a:user:admin');
+    const ids = [
+      'conjur/authn-jwt/svc',
+      'conjur/authn-jwt/svc/status',
+      'conjur/authn-jwt/é',
+      'conjur/authn-jwt/',
+      'conjur/authn-jwt',
+      'conjur/authn-jwt0',
+      'conjur/authn-jwT/upper',
+      'conjur/authn-jwt-other',
+    ];
+    for (const id of ids) await resource(`a:webservice:${id}`, 'a:user:admin');
+    await resource('a:variable:conjur/authn-jwt/not-a-webservice', 'a:user:admin');
+    expect(await both((f) => f.authenticators.configuredJwtWebservices())).toEqual([
+      'a:webservice:conjur/authn-jwt/',
+      'a:webservice:conjur/authn-jwt/svc',
+      'a:webservice:conjur/authn-jwt/svc/status',
+      'a:webservice:conjur/authn-jwt/é',
+    ]);
+    expect(await both((f) => f.authenticators.enabled('a:webservice:conjur/authn-jwt/svc'))).toBeUndefined();
+    await both((f) => f.authenticators.setEnabled('a:webservice:conjur/authn-jwt/svc', true, '2030-01-01T00:00:00.000Z'));
+    await both((f) => f.authenticators.setEnabled('a:webservice:conjur/authn-jwt/é', true, '2030-01-01T00:00:00.000Z'));
+    await both((f) => f.authenticators.setEnabled('a:webservice:conjur/authn-jwt/é', false, '2030-01-01T00:00:01.000Z'));
+    expect(await both((f) => f.authenticators.enabled('a:webservice:conjur/authn-jwt/svc'))).toBe(true);
+    expect(await both((f) => f.authenticators.enabled('a:webservice:conjur/authn-jwt/é'))).toBe(false);
+    expect(await both((f) => f.authenticators.enabledWebservices())).toEqual(['a:webservice:conjur/authn-jwt/svc']);
+
+    const exp = 2_000_000_000; // epoch seconds
+    expect(await both((f) => f.authenticators.markJtiUsed('svc', 'j1', exp, exp - 100))).toBe(true);
+    expect(await both((f) => f.authenticators.markJtiUsed('svc', 'j1', exp, exp - 50))).toBe(false);
+    expect(await both((f) => f.authenticators.markJtiUsed('other', 'j1', exp, exp - 50))).toBe(true);
+    expect(await both((f) => f.authenticators.markJtiUsed('svc', 'j1', exp + 500, exp + 1))).toBe(true); // the old row expired
+    expect(await both((f) => f.authenticators.markJtiUsed('svc', 'j1', exp + 900, exp + 2))).toBe(false);
+    expect(await both((f) => f.authenticators.purgeExpiredJti(exp + 1))).toBe(1);
+    expect(await both((f) => f.authenticators.purgeExpiredJti(exp + 1))).toBe(0);
+  });
+
+  it('authenticators: a jti is single use across connections racing for it (PostgreSQL)', async () => {
+    const url = await freshDatabase();
+    await migratePostgres(client(url, 1));
+    const nodes = [client(url, 2), client(url, 2), client(url, 2), client(url, 2)].map((sql) => createPgFamilies(() => sql).authenticators);
+    for (let round = 0; round < 20; round++) {
+      const wins = await Promise.all(nodes.map((n) => n.markJtiUsed('svc', `race-${round}`, 2_000_000_000, 1_900_000_000)));
+      expect(wins.filter(Boolean)).toHaveLength(1);
+    }
+  });
+
+  it('credentials: insert, get, API-key rotation, password, CIDRs, not-before, resealing, cascade', async () => {
+    const { both, bothThrow, exec, role } = await pair();
+    for (const id of ['a:user:alice', 'a:host:h1', 'a:user:bob']) await role(id);
+    expect(await both((f) => f.credentials.get('a:user:alice'))).toBeUndefined();
+    await both((f) => f.credentials.insert('a:user:alice', buf('hash-a'), buf('sealed-a'), [], 0));
+    await both((f) => f.credentials.insert('a:host:h1', buf('hash-h'), buf('sealed-h'), ['10.0.0.0/8', '192.168.1.1/32'], 1_900_000_000_123));
+    await bothThrow((f) => f.credentials.insert('a:user:alice', buf('x'), buf('y'), [], 0));
+    await bothThrow((f) => f.credentials.insert('a:user:nobody', buf('x'), buf('y'), [], 0)); // deferred FK, checked at the statement's own commit
+    const row = await both((f) => f.credentials.get('a:host:h1'));
+    expect(row).toMatchObject({ restricted_to: '["10.0.0.0/8","192.168.1.1/32"]', tokens_not_before: 1_900_000_000_123, password_hash: null });
+    expect(Buffer.isBuffer(row!.api_key_hash)).toBe(true);
+    await both((f) => f.credentials.setApiKey('a:user:alice', buf('hash-a2'), buf('sealed-a2'), 1_900_000_000_456));
+    await both((f) => f.credentials.setPasswordHash('a:user:alice', '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA'));
+    await both((f) => f.credentials.setRestrictedTo('a:user:alice', ['127.0.0.1/32']));
+    await both((f) => f.credentials.setApiKey('a:user:nobody', buf('h'), buf('s'), 1)); // no row: nothing happens
+    expect(await both((f) => f.credentials.get('a:user:alice'))).toBeDefined();
+    expect(await both(async (f) => byKey<{ role_id: string }>('role_id')(await f.credentials.allNotBefore()))).toEqual([
+      { role_id: 'a:host:h1', tokens_not_before: 1_900_000_000_123 },
+      { role_id: 'a:user:alice', tokens_not_before: 1_900_000_000_456 },
+    ]);
+    await both((f) => f.credentials.resealApiKey('a:host:h1', buf('resealed-h')));
+    expect(await both(async (f) => byKey<{ role_id: string }>('role_id')(await f.credentials.sealedApiKeys()))).toEqual([
+      { role_id: 'a:host:h1', api_key_sealed: buf('resealed-h') },
+      { role_id: 'a:user:alice', api_key_sealed: buf('sealed-a2') },
+    ]);
+    await exec("DELETE FROM roles WHERE role_id = 'a:host:h1'");
+    expect(await both((f) => f.credentials.get('a:host:h1'))).toBeUndefined();
+  });
+
+  it('tokens: revocations kept until expiry, a repeated revocation ignored, purge counts', async () => {
+    const { both } = await pair();
+    const t = 1_900_000_000_000;
+    await both((f) => f.tokens.revoke('jti-1', t + 10));
+    await both((f) => f.tokens.revoke('jti-1', t + 99_999)); // DO NOTHING: the first expiry stays
+    await both((f) => f.tokens.revoke('jti-2', t + 20));
+    await both((f) => f.tokens.revoke('jti-3', t + 30));
+    const live = (now: number) => both(async (f) => byKey<{ jti: string }>('jti')(await f.tokens.liveRevocations(now)));
+    expect(await live(t + 10)).toEqual([
+      { jti: 'jti-2', expires_at: t + 20 },
+      { jti: 'jti-3', expires_at: t + 30 },
+    ]);
+    expect(await live(t)).toHaveLength(3);
+    expect(await both((f) => f.tokens.purgeExpired(t + 20))).toBe(2);
+    expect(await both((f) => f.tokens.purgeExpired(t + 20))).toBe(0);
+    expect(await live(0)).toEqual([{ jti: 'jti-3', expires_at: t + 30 }]);
+  });
+
+  it('keyring: server meta upsert, keys inserted, state changes, rewrap, retire, a bad state refused', async () => {
+    const { both, bothThrow } = await pair();
+    expect(await both((f) => f.keyring.getMeta('pepper'))).toBeUndefined();
+    await both((f) => f.keyring.putMeta('pepper', buf('p1')));
+    await both((f) => f.keyring.putMeta('pepper', buf('p2')));
+    await both((f) => f.keyring.putMeta('empty', Buffer.alloc(0)));
+    expect(await both((f) => f.keyring.getMeta('pepper'))).toEqual(buf('p2'));
+    expect(await both((f) => f.keyring.getMeta('empty'))).toEqual(Buffer.alloc(0));
+    await both((f) => f.keyring.insertKey(1, buf('n1'), buf('w1'), 'active'));
+    await both((f) => f.keyring.insertKey(2, buf('n2'), Buffer.from([0, 255, 0x5c, 0x78]), 'retiring'));
+    await bothThrow((f) => f.keyring.insertKey(2, buf('n'), buf('w'), 'active'));
+    await bothThrow((f) => f.keyring.insertKey(3, buf('n'), buf('w'), 'bogus' as 'active'));
+    await both((f) => f.keyring.setKeyState(1, 'retiring'));
+    await both((f) => f.keyring.setKeyState(2, 'active'));
+    await both((f) => f.keyring.rewrapKey(2, buf('n2b'), buf('w2b')));
+    await both((f) => f.keyring.retireKey(1));
+    const keys = await both((f) => f.keyring.listKeys());
+    expect(keys.map((k) => [k.version, k.state, k.wrapped_key.length])).toEqual([
+      [1, 'retired', 0],
+      [2, 'active', 3],
+    ]);
+  });
+
+  it('policyVersions: next version, insert, prune to the newest N, list', async () => {
+    const { both, role, resource } = await pair();
+    await role('a:user:admin');
+    await resource('a:policy:root', 'a:user:admin');
+    await resource('a:policy:other', 'a:user:admin');
+    expect(await both((f) => f.policyVersions.nextVersion('a:policy:root'))).toBe(1);
+    for (let v = 1; v <= 25; v++) {
+      await both((f) =>
+        f.policyVersions.insert({
+          resource_id: 'a:policy:root',
+          version: v,
+          role_id: 'a:user:admin',
+          client_ip: v % 2 ? '127.0.0.1' : null,
+          policy_text: `- !variable v${v}\n`,
+          policy_sha256: 'ab'.repeat(32),
+          created_at: new Date(Date.UTC(2030, 0, 1, 0, 0, v)).toISOString(),
+          finished_at: v % 3 ? null : new Date(Date.UTC(2030, 0, 1, 0, 1, v)).toISOString(),
+        }),
+      );
+    }
+    await both((f) => f.policyVersions.prune('a:policy:root', 20));
+    await both((f) => f.policyVersions.prune('a:policy:other', 20)); // no versions: nothing
+    const list = await both((f) => f.policyVersions.list('a:policy:root'));
+    expect(list.map((r) => r.version)).toEqual(Array.from({ length: 20 }, (_, i) => i + 6));
+    expect(await both((f) => f.policyVersions.nextVersion('a:policy:root'))).toBe(26);
+    expect(await both((f) => f.policyVersions.list('a:policy:other'))).toEqual([]);
+  });
+
+  it('secrets: versions, latest, prune, expirations, rotation batches, resealing, signing keys', async () => {
+    const { both, bothThrow, exec, role, resource } = await pair();
+    await role('a:user:admin');
+    for (const v of ['a:variable:db/password', 'a:variable:api-key', 'a:variable:B']) await resource(v, 'a:user:admin');
+    await both((f) => f.keyring.insertKey(1, buf('n1'), buf('w1'), 'retiring'));
+    await both((f) => f.keyring.insertKey(2, buf('n2'), buf('w2'), 'active'));
+    expect(await both((f) => f.secrets.latest('a:variable:db/password'))).toBeUndefined();
+    for (let v = 1; v <= 4; v++) {
+      await both((f) => f.secrets.insert({ resource_id: 'a:variable:db/password', version: v, key_version: v < 3 ? 1 : 2, nonce: buf(`n${v}`), ciphertext: buf(`c${v}`) }));
+    }
+    await both((f) => f.secrets.insert({ resource_id: 'a:variable:api-key', version: 1, key_version: 1, nonce: buf('n'), ciphertext: Buffer.alloc(0) }));
+    await both((f) => f.secrets.insert({ resource_id: 'a:variable:B', version: 1, key_version: 1, nonce: buf('n'), ciphertext: buf('c') }));
+    await bothThrow((f) => f.secrets.insert({ resource_id: 'a:variable:B', version: 2, key_version: 9, nonce: buf('n'), ciphertext: buf('c') }));
+    expect((await both((f) => f.secrets.latest('a:variable:db/password')))!.version).toBe(4);
+    expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 2))).toBeDefined();
+    expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 9))).toBeUndefined();
+    await exec("UPDATE secrets SET expires_at = '2030-06-01T00:00:00.000Z' WHERE resource_id = 'a:variable:db/password'");
+    expect(await both((f) => f.secrets.versions('a:variable:db/password'))).toHaveLength(4);
+    await both((f) => f.secrets.clearExpirations('a:variable:db/password'));
+    await both((f) => f.secrets.prune('a:variable:db/password', 2));
+    expect(await both((f) => f.secrets.versions('a:variable:db/password'))).toEqual([
+      { version: 3, expires_at: null },
+      { version: 4, expires_at: null },
+    ]);
+    expect(await both((f) => f.secrets.countUnderKey(1))).toBe(2);
+    const batch = await both((f) => f.secrets.notUnderKey(2, 10));
+    expect(batch.map((r) => r.resource_id)).toEqual(['a:variable:B', 'a:variable:api-key']); // bytewise: 'B' < 'a'
+    expect(await both((f) => f.secrets.notUnderKey(2, 1))).toHaveLength(1);
+    for (const r of batch) await both((f) => f.secrets.reseal(r.resource_id, r.version, 2, buf('rn'), buf('rc')));
+    expect(await both((f) => f.secrets.countUnderKey(1))).toBe(0);
+    expect(await both((f) => f.secrets.countUnderKey(2))).toBe(4);
+
+    expect(await both((f) => f.secrets.signingKey('a'))).toBeUndefined();
+    await both((f) => f.secrets.insertSigningKey({ account: 'a', kid: 'kid-a', public_key: buf('pub-a'), key_version: 1, nonce: buf('n'), ciphertext: buf('c') }));
+    await both((f) => f.secrets.insertSigningKey({ account: 'b', kid: 'kid-b', public_key: buf('pub-b'), key_version: 2, nonce: buf('n'), ciphertext: buf('c') }));
+    await bothThrow((f) => f.secrets.insertSigningKey({ account: 'a', kid: 'k', public_key: buf('p'), key_version: 1, nonce: buf('n'), ciphertext: buf('c') }));
+    await both((f) => f.secrets.resealSigningKey('a', 2, buf('n2'), buf('c2')));
+    expect(await both((f) => f.secrets.signingKey('a'))).toMatchObject({ key_version: 2, kid: 'kid-a' });
+    expect(await both((f) => f.secrets.signingKeyByKid('kid-b'))).toMatchObject({ account: 'b' });
+    expect(await both((f) => f.secrets.signingKeyByKid('nope'))).toBeUndefined();
+    expect(await both(async (f) => byKey<{ account: string }>('account')(await f.secrets.allSigningKeys()))).toHaveLength(2);
+  });
+
+  it('hostFactories: tokens by hash, live ones soonest expiry first, delete, purge, reseal, cascade', async () => {
+    const { both, bothThrow, exec, role, resource } = await pair();
+    await role('a:user:admin');
+    await resource('a:host_factory:hf', 'a:user:admin');
+    await resource('a:host_factory:other', 'a:user:admin');
+    const t = 1_900_000_000_000;
+    const token = (hash: string, expires: number, created: string, factory = 'a:host_factory:hf') => ({
+      token_hash: Buffer.from(hash, 'hex'),
+      host_factory_id: factory,
+      token_sealed: buf(`sealed-${hash}`),
+      expires_at: expires,
+      cidr: hash === 'ff' ? '["10.0.0.0/8"]' : '[]',
+      created_at: created,
+    });
+    const rows = [
+      token('ff', t + 100, '2030-01-01T00:00:02.000Z'),
+      token('0a', t + 100, '2030-01-01T00:00:01.000Z'),
+      token('0b', t + 100, '2030-01-01T00:00:01.000Z'),
+      token('01', t + 50, '2030-01-01T00:00:09.000Z'),
+      token('02', t - 1, '2030-01-01T00:00:00.000Z'),
+      token('03', t + 10, '2030-01-01T00:00:00.000Z', 'a:host_factory:other'),
+    ];
+    for (const r of rows) await both((f) => f.hostFactories.insert(r));
+    await bothThrow((f) => f.hostFactories.insert(rows[0]!));
+    expect(await both((f) => f.hostFactories.byHash(Buffer.from('ff', 'hex')))).toEqual(rows[0]);
+    expect(await both((f) => f.hostFactories.byHash(Buffer.from('ee', 'hex')))).toBeUndefined();
+    const live = await both((f) => f.hostFactories.liveFor('a:host_factory:hf', t));
+    expect(live.map((r) => r.token_hash.toString('hex'))).toEqual(['01', '0a', '0b', 'ff']);
+    expect(await both((f) => f.hostFactories.countFor('a:host_factory:hf'))).toBe(5);
+    expect(await both((f) => f.hostFactories.delete(Buffer.from('0b', 'hex')))).toBe(true);
+    expect(await both((f) => f.hostFactories.delete(Buffer.from('0b', 'hex')))).toBe(false);
+    expect(await both((f) => f.hostFactories.purgeExpired(t))).toBe(1);
+    await both((f) => f.hostFactories.reseal(Buffer.from('ff', 'hex'), buf('resealed')));
+    expect(await both(async (f) => byKey<{ token_hash: Buffer }>('token_hash')(await f.hostFactories.sealedTokens()))).toHaveLength(4);
+    await exec("DELETE FROM resources WHERE resource_id = 'a:host_factory:hf'");
+    expect(await both((f) => f.hostFactories.countFor('a:host_factory:hf'))).toBe(0);
+    expect(await both((f) => f.hostFactories.sealedTokens())).toEqual([
+      { token_hash: Buffer.from('03', 'hex'), host_factory_id: 'a:host_factory:other', token_sealed: buf('sealed-03') },
+    ]);
+  });
+});
