@@ -73,7 +73,7 @@ export interface OpenVaultOptions {
 
 export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
   await initSodium();
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  if (!opts.database) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const store: Store = opts.database
     ? await openPostgresStore(opts.database)
     : openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });

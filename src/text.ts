@@ -16,3 +16,17 @@ export function hasIllFormedString(value: unknown): boolean {
   }
   return false;
 }
+
+/** Whether any string in `value` (keys included, walked like hasIllFormedString) holds U+0000. */
+export function hasNulString(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return true;
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) pending.push(k, item);
+    }
+  }
+  return false;
+}

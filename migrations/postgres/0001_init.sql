@@ -206,7 +206,7 @@ CREATE TABLE audit_events (
   result       TEXT COLLATE "C" NOT NULL CHECK (result IN ('success', 'failure')),
   role_id      TEXT COLLATE "C",
   resource_id  TEXT COLLATE "C",
-  version      INTEGER,
+  version      BIGINT,  -- a request may name any version up to 2^53 (SQLite INTEGER is 64-bit)
   client_ip    TEXT COLLATE "C",
   request_id   TEXT COLLATE "C",
   user_agent   TEXT COLLATE "C",

@@ -16,11 +16,18 @@ export const GENESIS_HASH = Buffer.alloc(32);
 
 export type UnhashedRow = Omit<AuditRow, 'prev_hash' | 'hash'>;
 
-/** The text exactly as it is stored and hashed: well-formed UTF-16, so its UTF-8 round-trips. */
+/**
+ * The text exactly as it is stored and hashed: well-formed UTF-16, so its
+ * UTF-8 round-trips, and without U+0000, which PostgreSQL's TEXT cannot hold
+ * (one event with it would fail its whole group-commit batch there). Lone
+ * surrogates and U+0000 both become U+FFFD, on every backend.
+ */
 export function canonicalText(s: string): string;
 export function canonicalText(s: string | null): string | null;
 export function canonicalText(s: string | null): string | null {
-  return s === null || s.isWellFormed() ? s : s.toWellFormed();
+  if (s === null) return s;
+  const wellFormed = s.isWellFormed() ? s : s.toWellFormed();
+  return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
 export function canonicalEncoding(e: UnhashedRow): string {

@@ -1,7 +1,8 @@
 /**
- * Commands that work on a data directory directly: server, account create,
- * keygen, keys rotate/rekey, offline audit verify. Everything else in the
- * CLI is an HTTP client.
+ * Commands that work on the database directly: server, account create,
+ * keygen, keys rotate/rekey, offline audit verify — on the SQLite file in a
+ * data directory, or with --database (COFFER_DATABASE_URL) on PostgreSQL.
+ * Everything else in the CLI is an HTTP client.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,6 +13,10 @@ import { decodeMasterKey, DataKeyMismatchError, generateMasterKey } from '../sec
 import { rekeyMaster, rotateDataKey } from '../secrets/rotation.js';
 import { createAuditStore } from '../store/audit.js';
 import { openDatabase, SchemaError } from '../store/db.js';
+import { ChainVerifier } from '../audit/chain.js';
+import { createPostgresClient } from '../store/postgres/client.js';
+import { migratePostgres } from '../store/postgres/migrate.js';
+import { createPostgresStore } from '../store/postgres/index.js';
 import { createAccountIn, DB_FILE, devMasterKey, LOCK_FILE, openVault, readMasterKey, startServer } from '../server.js';
 import { brokenSeqsLine } from './audit-report.js';
 import { CliError, type Io } from './io.js';
@@ -24,10 +29,23 @@ function dataDirOf(flags: Flags, env: NodeJS.ProcessEnv): string {
   return resolve(dir);
 }
 
-function masterKeyOf(flags: Flags, env: NodeJS.ProcessEnv, dataDir: string): Buffer {
+/** The PostgreSQL URL of --database or COFFER_DATABASE_URL; undefined means the SQLite file of --data-dir. */
+function databaseOf(flags: Flags, env: NodeJS.ProcessEnv): string | undefined {
+  const url = (typeof flags.database === 'string' ? flags.database : undefined) ?? (env.COFFER_DATABASE_URL || undefined);
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) throw new CliError('--database must be a postgres:// URL', 2);
+  return url;
+}
+
+/** The data directory, which a PostgreSQL database does not need (it holds only the dev key then). */
+function optionalDataDirOf(flags: Flags, env: NodeJS.ProcessEnv): string | undefined {
+  const dir = (typeof flags['data-dir'] === 'string' ? flags['data-dir'] : undefined) ?? env.COFFER_DATA_DIR;
+  return dir ? resolve(dir) : undefined;
+}
+
+function masterKeyOf(flags: Flags, env: NodeJS.ProcessEnv, dataDir: string | undefined): Buffer {
   const file = typeof flags['data-key-file'] === 'string' ? flags['data-key-file'] : env.COFFER_DATA_KEY_FILE;
   if (env.COFFER_DATA_KEY || file) return readMasterKey(env.COFFER_DATA_KEY, file);
-  if (existsSync(join(dataDir, 'dev-data-key'))) return devMasterKey(dataDir).key;
+  if (dataDir && existsSync(join(dataDir, 'dev-data-key'))) return devMasterKey(dataDir).key;
   throw new CliError('a data key is required: set COFFER_DATA_KEY or pass --data-key-file', 2);
 }
 
@@ -141,7 +159,7 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     io.out(`  api key: ${server.devAdmin.api_key}`);
     io.out(`Try: curl -s -H "Content-Type: text/plain" --data '<api key>' ${server.url}/authn/${server.devAdmin.account}/admin/authenticate`);
   }
-  io.err(`coffer ${config.dev ? '(dev) ' : ''}listening on ${server.url} (data in ${resolve(config.dataDir)})`);
+  io.err(`coffer ${config.dev ? '(dev) ' : ''}listening on ${server.url} (data in ${config.database ? `PostgreSQL ${config.database.replace(/\/\/[^@/]*@/, '//')}` : resolve(config.dataDir)})`);
   await new Promise<void>((resolveStop) => {
     const stop = () => {
       process.off('SIGINT', stop);
@@ -155,9 +173,10 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
 }
 
 export async function cmdAccountCreate(name: string | undefined, flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
-  if (!name) throw new CliError('usage: coffer account create NAME --data-dir DIR [--json]', 2);
-  const dataDir = dataDirOf(flags, env);
-  const vault = await openVault({ dataDir, masterKey: masterKeyOf(flags, env, dataDir) }).catch(explainOpenError);
+  if (!name) throw new CliError('usage: coffer account create NAME (--data-dir DIR | --database URL) [--json]', 2);
+  const database = databaseOf(flags, env);
+  const dataDir = database ? optionalDataDirOf(flags, env) : dataDirOf(flags, env);
+  const vault = await openVault({ dataDir: dataDir ?? '', database, masterKey: masterKeyOf(flags, env, dataDir) }).catch(explainOpenError);
   try {
     const created = await createAccountIn(vault, name);
     await vault.services.audit.drain();
@@ -198,14 +217,17 @@ function newMasterKeyOf(flags: Flags): Buffer {
 }
 
 export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
-  if (sub !== 'rotate' && sub !== 'rekey') throw new CliError('usage: coffer keys rotate|rekey --data-dir DIR', 2);
-  const dataDir = dataDirOf(flags, env);
-  requireDatabase(dataDir);
+  if (sub !== 'rotate' && sub !== 'rekey') throw new CliError('usage: coffer keys rotate|rekey (--data-dir DIR | --database URL)', 2);
+  const database = databaseOf(flags, env);
+  const dataDir = database ? optionalDataDirOf(flags, env) : dataDirOf(flags, env);
+  if (!database) requireDatabase(dataDir!);
   const masterKey = masterKeyOf(flags, env, dataDir);
   const newKey = sub === 'rekey' ? newMasterKeyOf(flags) : undefined;
-  const release = claimDataDir(dataDir, sub === 'rotate' ? 'rotating the data key' : 'rekeying');
+  // SQLite: the file's one server must be stopped. PostgreSQL: nodes keep serving; the rotation holds the
+  // cluster-wide write lock while it runs and every node reloads the keyring from the change feed.
+  const release = database ? () => undefined : claimDataDir(dataDir!, sub === 'rotate' ? 'rotating the data key' : 'rekeying');
   try {
-    const vault = await openVault({ dataDir, masterKey }).catch(explainOpenError);
+    const vault = await openVault({ dataDir: dataDir ?? '', database, masterKey }).catch(explainOpenError);
     try {
       if (newKey) {
         await rekeyMaster(vault.services, newKey);
@@ -233,6 +255,8 @@ export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS
  * running server. Exit 0 when intact, 3 when broken.
  */
 export async function cmdAuditVerifyOffline(flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  const database = databaseOf(flags, env);
+  if (database) return verifyPostgresChain(database, flags, io);
   const dataDir = dataDirOf(flags, env);
   const file = requireDatabase(dataDir);
   let db;
@@ -243,22 +267,50 @@ export async function cmdAuditVerifyOffline(flags: Flags, env: NodeJS.ProcessEnv
     throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
   }
   try {
-    const r = verifyChain(createAuditStore(db).iterate());
-    if (flags.json) {
-      io.out(JSON.stringify({
-        ok: r.ok,
-        events: r.checked,
-        last_seq: r.lastSeq,
-        ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason, bad_seqs: r.badSeqs, bad_count: r.badCount }),
-      }));
-    } else if (r.ok) {
-      io.out(`audit chain OK: ${r.checked} events verified (last seq ${r.lastSeq})`);
-    } else {
-      io.out(`audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason}`);
-      io.out(brokenSeqsLine(r.badSeqs, r.badCount, r.checked));
-    }
-    return r.ok ? 0 : 3;
+    return reportChain(verifyChain(createAuditStore(db).iterate()), flags, io);
   } finally {
     db.close();
   }
+}
+
+/** The same walk on PostgreSQL: read-only (no migration is applied), page by page. */
+async function verifyPostgresChain(url: string, flags: Flags, io: Io): Promise<number> {
+  const sql = createPostgresClient(url, { max: 1 });
+  try {
+    try {
+      await migratePostgres(sql, { readonly: true });
+    } catch (err) {
+      if (err instanceof SchemaError) throw new CliError(err.message, 1);
+      const storage = storageFailureOf(err);
+      throw new CliError(`cannot open the database: ${storage ? `${storage.message} (${storage.code})` : (err as Error).message}`, 1);
+    }
+    const audit = createPostgresStore(sql).audit;
+    const verifier = new ChainVerifier();
+    for (let after = 0; ; ) {
+      const rows = await audit.page(after, 5000);
+      if (rows.length === 0) break;
+      for (const row of rows) verifier.push(row);
+      after = rows[rows.length - 1]!.seq;
+    }
+    return reportChain(verifier.result(), flags, io);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+function reportChain(r: ReturnType<typeof verifyChain>, flags: Flags, io: Io): number {
+  if (flags.json) {
+    io.out(JSON.stringify({
+      ok: r.ok,
+      events: r.checked,
+      last_seq: r.lastSeq,
+      ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason, bad_seqs: r.badSeqs, bad_count: r.badCount }),
+    }));
+  } else if (r.ok) {
+    io.out(`audit chain OK: ${r.checked} events verified (last seq ${r.lastSeq})`);
+  } else {
+    io.out(`audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason}`);
+    io.out(brokenSeqsLine(r.badSeqs, r.badCount, r.checked));
+  }
+  return r.ok ? 0 : 3;
 }

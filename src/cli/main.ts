@@ -9,13 +9,13 @@ import { cmdProvider } from './commands/provider.js';
 
 const USAGE = `usage: coffer <command> [options]
 
-Server and data directory:
-  server [--dev] [--data-dir DIR] [--host H] [--port P] [--tls-cert F --tls-key F]
-  account create NAME --data-dir DIR [--json]
+Server and database (SQLite in --data-dir, or PostgreSQL with --database URL / COFFER_DATABASE_URL):
+  server [--dev] [--data-dir DIR] [--database URL] [--host H] [--port P] [--tls-cert F --tls-key F]
+  account create NAME (--data-dir DIR | --database URL) [--json]
   keygen
-  keys rotate --data-dir DIR
-  keys rekey --data-dir DIR --new-key-file F
-  audit verify --data-dir DIR
+  keys rotate (--data-dir DIR | --database URL)
+  keys rekey (--data-dir DIR | --database URL) --new-key-file F
+  audit verify (--data-dir DIR | --database URL)
 
 ${CLIENT_USAGE}
 
@@ -28,6 +28,7 @@ Run 'coffer <command> --help' for details.`;
 const SERVER_OPTIONS = {
   dev: { type: 'boolean' },
   'data-dir': { type: 'string' },
+  database: { type: 'string' },
   'data-key-file': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
@@ -73,8 +74,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         return await cmdKeys(positionals[0], values, env, io);
       }
       case 'audit': {
-        // Offline verification reads the data directory; everything else asks the server.
-        const offline = rest[0] === 'verify' && (rest.some((a) => a === '--data-dir' || a.startsWith('--data-dir=')) || env.COFFER_DATA_DIR);
+        // Offline verification reads the database (a data directory's SQLite file, or --database); everything else asks the server.
+        const named = (flag: string) => rest.some((a) => a === flag || a.startsWith(`${flag}=`));
+        const offline = rest[0] === 'verify' && (named('--data-dir') || named('--database') || env.COFFER_DATA_DIR || env.COFFER_DATABASE_URL);
         if (!offline) return await CLIENT_COMMANDS.audit!(rest, makeCtx(env, io));
         const { values } = admin();
         return await cmdAuditVerifyOffline(values, env, io);

@@ -16,7 +16,7 @@
 import { normalizeCidr } from '../cidr.js';
 import { CofferError, PolicyError } from '../errors.js';
 import { validateIdentifier } from '../ids.js';
-import { hasIllFormedString } from '../text.js';
+import { hasIllFormedString, hasNulString } from '../text.js';
 import { isResourceTag, isRoleTag, recordTypeName } from './parse.js';
 import type {
   ParsedDocument,
@@ -90,6 +90,9 @@ export function resolvePolicy(doc: ParsedDocument, ctx: ResolveContext): Resolve
 function checkWellFormedText(statements: Statement[]): void {
   const bad = statements.find((statement) => hasIllFormedString(statement));
   if (bad) throw resolveError('The policy contains ill-formed Unicode (a lone UTF-16 surrogate, e.g. a "\\ud800" escape)', bad.position);
+  // PostgreSQL's TEXT cannot hold U+0000: refused on every backend, so a policy means the same on both.
+  const nul = statements.find((statement) => hasNulString(statement));
+  if (nul) throw resolveError('The policy contains U+0000 (a "\\0" or "\\x00" escape), which no stored text may hold', nul.position);
 }
 
 // ---------------------------------------------------------------------------

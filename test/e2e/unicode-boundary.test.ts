@@ -130,6 +130,20 @@ describe('ill-formed Unicode at the boundary', () => {
     expect(tableCount('annotations')).toBe(annotations);
     await verifyChain();
   });
+
+  it('U+0000 in a policy string (a "\\0" escape) is refused with its line on every backend, and nothing is loaded', async () => {
+    const resources = tableCount('resources');
+    const annotations = tableCount('annotations');
+    for (const yaml of ['- !variable\n  id: "nul\\0here"\n', '- !variable\n  id: fine-too\n  annotations:\n    note: "x\\x00y"\n']) {
+      const r = await api.loadPolicy(admin, 'POST', 'root', yaml);
+      expect(r.status).toBe(422);
+      expect(r.json.error.message).toMatch(/U\+0000|Invalid id/); // an id is refused earlier, by the id rules
+      expect(r.json.error.innererror).toMatchObject({ line: expect.any(Number), column: expect.any(Number) });
+    }
+    expect(tableCount('resources')).toBe(resources);
+    expect(tableCount('annotations')).toBe(annotations);
+    await verifyChain();
+  });
 });
 
 describe('ill-formed Unicode in JWT claims (authn-jwt)', () => {

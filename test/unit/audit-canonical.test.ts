@@ -44,8 +44,9 @@ const anyEvent: fc.Arbitrary<AuditEvent> = fc.record({
 });
 
 describe('audit chain: canonical text', () => {
-  it('canonicalText leaves well-formed text alone and replaces only lone surrogates', () => {
-    expect(canonicalText('héllo 😀 \u0000')).toBe('héllo 😀 \u0000');
+  it('canonicalText leaves well-formed text alone and replaces only lone surrogates and U+0000 (PostgreSQL TEXT cannot hold it)', () => {
+    expect(canonicalText('héllo 😀 \u0001')).toBe('héllo 😀 \u0001');
+    expect(canonicalText('a\u0000b\u0000')).toBe('a\ufffdb\ufffd');
     expect(canonicalText('a\ud800b')).toBe('a\ufffdb');
     expect(canonicalText('\udc00\ud83d\ude00\ud83d')).toBe('\ufffd😀\ufffd');
     expect(canonicalText(null)).toBeNull();

@@ -24,6 +24,24 @@ import { createPgAuditStore } from './audit.js';
 import { createPgChangeFeed } from './changes.js';
 import { migratePostgres } from './migrate.js';
 
+/**
+ * How long a statement or transaction may wait for the database before the
+ * request is answered 503. The driver itself never gives up while no
+ * writable server is reachable (it keeps reconnecting), so without this a
+ * failover would hang every request instead of refusing it.
+ */
+export const DEFAULT_DEADLINE_MS = 5000;
+/** While the database is known to be unreachable, how often a probe checks whether a writable server is back. */
+const PROBE_MS = 500;
+
+/** The error a request gets when the database does not answer in time (a storage failure: 503). */
+export class DatabaseUnavailableError extends Error {
+  readonly code = 'CONNECT_TIMEOUT';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
 /** The advisory lock every write transaction takes first (an arbitrary constant: "Coffer" in ASCII). */
 export const WRITE_LOCK_KEY = '73735413855602';
 
@@ -40,7 +58,10 @@ export interface PostgresStore extends Store {
   readonly sql: PgSql;
 }
 
-export type PostgresStoreOptions = PgClientOptions;
+export interface PostgresStoreOptions extends PgClientOptions {
+  /** See DEFAULT_DEADLINE_MS. */
+  deadlineMs?: number;
+}
 
 /** Connects to `url`, applies pending migrations (one node at a time) and answers the store. */
 export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
@@ -51,10 +72,23 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     await sql.end({ timeout: 1 });
     throw err;
   }
-  return createPostgresStore(sql);
+  return createPostgresStore(sql, { ...opts, probe: () => createPostgresClient(url, { ...opts, max: 1, connectTimeoutSec: 2 }) });
 }
 
-export function createPostgresStore(sql: PgSql): PostgresStore {
+/** Wraps every method of a family in `guard` (a deadline and the circuit breaker, outside transactions). */
+function guardFamily<S extends object>(family: S, guard: <T>(call: () => Promise<T>) => Promise<T>): S {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(family)) {
+    out[name] = typeof fn === 'function' ? (...args: unknown[]) => guard(() => (fn as (...a: unknown[]) => Promise<unknown>)(...args)) : fn;
+  }
+  return out as S;
+}
+
+export function createPostgresStore(
+  sql: PgSql,
+  opts: { deadlineMs?: number; probe?: () => PgSql } = {},
+): PostgresStore {
+  const deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const context = new AsyncLocalStorage<TxContext>();
   const current = (): PgQueryable => {
     const ctx = context.getStore();
@@ -62,44 +96,118 @@ export function createPostgresStore(sql: PgSql): PostgresStore {
   };
   let cached: { at: number; report: WritableReport } | undefined;
 
+  /**
+   * The circuit breaker: once a call times out or loses its connection, the
+   * database counts as down and calls are refused at once (503) instead of
+   * each waiting out the deadline, until a probe on a fresh connection finds
+   * a writable server again.
+   */
+  let down: DatabaseUnavailableError | undefined;
+  let probing = false;
+  const markDown = (err: unknown) => {
+    if (down || !storageFailureOf(err)) return;
+    down = err instanceof DatabaseUnavailableError ? err : new DatabaseUnavailableError(`the database is unreachable: ${(err as Error).message}`, { cause: err });
+    cached = undefined;
+    if (opts.probe && !probing) {
+      probing = true;
+      void probeUntilUp(opts.probe).finally(() => {
+        probing = false;
+      });
+    }
+  };
+  async function probeUntilUp(makeProbe: () => PgSql): Promise<void> {
+    while (down) {
+      const probe = makeProbe();
+      try {
+        const [row] = await withDeadline(probe<{ r: boolean }[]>`SELECT pg_is_in_recovery() AS r`, 2000, () => undefined);
+        if (row && !row.r) down = undefined;
+      } catch {
+        // Still no writable server.
+      } finally {
+        await probe.end({ timeout: 0 }).catch(() => undefined);
+      }
+      if (down) await new Promise((resolve) => setTimeout(resolve, PROBE_MS).unref());
+    }
+  }
+  const withDeadline = <T>(work: Promise<T>, ms: number, onGiveUp: () => void): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        onGiveUp();
+        reject(new DatabaseUnavailableError(`the database did not answer within ${ms} ms`));
+      }, ms);
+      work.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  /** A call outside any transaction: refused while down, bounded by the deadline. */
+  const guard = async <T>(call: () => Promise<T>): Promise<T> => {
+    if (context.getStore()?.open) return call();
+    if (down) throw down;
+    try {
+      return await withDeadline(call(), deadlineMs, () => undefined);
+    } catch (err) {
+      markDown(err);
+      throw err;
+    }
+  };
+
   async function tx<T>(fn: () => Promise<T>): Promise<T> {
     const outer = context.getStore();
+    if (outer?.open) return (await outer.sql.savepoint((sp) => context.run({ sql: sp, open: true }, fn))) as T;
+    if (down) throw down;
+    // A transaction the caller gave up on must not run later (it would commit work already answered 503):
+    // when it finally gets a connection, it rolls back at once.
+    let abandoned = false;
     try {
-      if (outer?.open) {
-        return (await outer.sql.savepoint((sp) => context.run({ sql: sp, open: true }, fn))) as T;
-      }
-      return (await sql.begin(async (t) => {
-        const ctx: TxContext = { sql: t, open: true };
-        try {
-          await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
-          return await context.run(ctx, fn);
-        } finally {
-          ctx.open = false;
-        }
-      })) as T;
+      return await withDeadline(
+        sql.begin(async (t) => {
+          if (abandoned) throw new DatabaseUnavailableError('the transaction was abandoned: the database did not answer in time');
+          const ctx: TxContext = { sql: t, open: true };
+          try {
+            await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+            return await context.run(ctx, fn);
+          } finally {
+            ctx.open = false;
+          }
+        }) as Promise<T>,
+        deadlineMs,
+        () => {
+          abandoned = true;
+        },
+      );
     } catch (err) {
+      markDown(err);
       if (storageFailureOf(err)) cached = undefined;
       throw err;
     }
   }
 
-  const families = createPgFamilies(current);
+  const families = Object.fromEntries(
+    Object.entries(createPgFamilies(current)).map(([name, family]) => [name, guardFamily(family, guard)]),
+  ) as ReturnType<typeof createPgFamilies>;
   const changes = createPgChangeFeed(sql);
   return {
     backend: 'postgres',
     sql,
     ...families,
-    graph: createPgGraphStore(current),
-    audit: createPgAuditStore(current),
+    graph: guardFamily(createPgGraphStore(current), guard),
+    audit: guardFamily(createPgAuditStore(current), guard),
     health: {
       async check(nowMs) {
         // The disk is the database server's: free space is its business; a write that commits is the answer.
         if (cached && nowMs >= cached.at && nowMs - cached.at < HEALTH_CACHE_MS) return cached.report;
         let report: WritableReport;
         try {
-          await sql.begin(async (t) => {
-            await t.unsafe("SET LOCAL statement_timeout = '2s'");
-            await t`UPDATE health_probe SET probed_at = ${new Date(nowMs).toISOString()} WHERE id = 1`;
+          if (down) throw down;
+          await tx(async () => {
+            await current()`UPDATE health_probe SET probed_at = ${new Date(nowMs).toISOString()} WHERE id = 1`;
           });
           report = { writable: true };
         } catch (err) {
@@ -112,9 +220,7 @@ export function createPostgresStore(sql: PgSql): PostgresStore {
       noteFailure(err) {
         if (storageFailureOf(err)) cached = undefined;
       },
-      async ping() {
-        await sql`SELECT 1`;
-      },
+      ping: () => guard(async () => void (await sql`SELECT 1`)),
     },
     changes: { subscribe: (fn) => changes.subscribe(fn) },
     tx,
