@@ -66,7 +66,7 @@ export const MODULES = {
   // The authn service: authenticate, Basic login, password change, key rotation, restricted_to.
   'authn-service': {
     mutate: ['src/authn/service.ts'],
-    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
+    tests: ['test/unit/mutation-authn-service.test.ts', 'test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
       'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
   },
   // authn-jwt: config, JWKS, verification, replay.
