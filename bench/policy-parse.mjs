@@ -21,7 +21,7 @@ const dataDir = mkdtempSync(join(tmpdir(), 'coffer-bench-parse-'));
 const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
 const server = await startServer(config, { log: () => {} });
 const account = 'bench';
-const { api_key } = createAccountIn(server.vault, account);
+const { api_key } = await createAccountIn(server.vault, account);
 const url = server.url;
 
 async function login() {

@@ -13,7 +13,7 @@ import { startServer, createAccountIn } from '../dist/server.js';
 const dataDir = mkdtempSync(join(tmpdir(), 'coffer-bench-path-'));
 const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
 const server = await startServer(config, { log: () => {} });
-createAccountIn(server.vault, 'bench');
+await createAccountIn(server.vault, 'bench');
 
 async function median(path, method = 'GET', runs = 15) {
   const times = [];

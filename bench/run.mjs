@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Benchmarks (npm run bench): starts the built server in production mode
-// (synchronous=FULL) on a temporary data dir, seeds 1,000 variables and a
+// (synchronous=FULL) on a temporary data dir — or on PostgreSQL with
+// BENCH_DATABASE_URL=postgres://… (an empty database) — seeds 1,000 variables and a
 // host allowed to fetch them, drives it with autocannon at 64 connections, and
 // times a 20,000-variable / 2,000-host policy load and a filtered audit query
 // over one million events. Prints each figure with its same-run baseline.
@@ -14,10 +15,15 @@ import { startServer, createAccountIn } from '../dist/server.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const dataDir = mkdtempSync(join(tmpdir(), 'coffer-bench-'));
-const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
+const database = process.env.BENCH_DATABASE_URL;
+const config = loadServerConfig(
+  { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...(database ? { database } : {}) },
+  { COFFER_DATA_KEY: randomBytes(32).toString('base64') },
+);
 const server = await startServer(config, { log: () => {} });
+console.log(`backend: ${server.vault.services.store.backend}`);
 const account = 'bench';
-const { api_key } = createAccountIn(server.vault, account);
+const { api_key } = await createAccountIn(server.vault, account);
 const url = server.url;
 
 async function call(method, path, { token, body, headers = {} } = {}) {
@@ -70,10 +76,10 @@ try {
 
   // 3) Audit query over one million events.
   const store = server.vault.services.store;
-  const have = store.db.prepare('SELECT count(*) AS n FROM audit_events').get().n;
+  const have = (await store.audit.head())?.seq ?? 0;
   const audit = server.vault.services.audit;
   t0 = performance.now();
-  const target = 1_000_000;
+  const target = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
   for (let done = have; done < target; ) {
     const n = Math.min(20000, target - done);
     const events = Array.from({ length: n }, (_, i) => ({
@@ -81,24 +87,24 @@ try {
       roleId: `${account}:host:h${(done + i) % 2000}`, resourceId: `${account}:variable:app${(done + i) % 100}/secret${(done + i) % 20000}`,
       message: `seeded event ${done + i}`,
     }));
-    store.tx(() => audit.recordInTransaction(events));
+    await store.tx(() => audit.recordInTransaction(events));
     done += n;
   }
   console.log(`seeded ${target.toLocaleString()} audit events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const reader = server.vault.services.auditReader;
   const role = `${account}:user:admin`;
-  const time = (label, q) => {
-    reader.query(account, role, q);
+  const time = async (label, q) => {
+    await reader.query(account, role, q);
     const t = performance.now();
     const reps = 20;
     let rows = 0;
-    for (let i = 0; i < reps; i++) rows = reader.query(account, role, q).length;
+    for (let i = 0; i < reps; i++) rows = (await reader.query(account, role, q)).length;
     console.log(`audit query ${label.padEnd(40)} ${((performance.now() - t) / reps).toFixed(2)} ms (${rows} rows; target well under 100 ms)`);
   };
-  time('newest page, no filter', { order: 'desc', limit: 100 });
-  time('resource filter', { order: 'desc', limit: 100, resource: `${account}:variable:app7/secret1207` });
-  time('role + result=failure', { order: 'desc', limit: 100, role: `${account}:host:h17`, result: 'failure' });
-  time('action=authn, since 1h ago', { order: 'desc', limit: 100, action: 'authn', since: new Date(Date.now() - 3600_000).toISOString() });
+  await time('newest page, no filter', { order: 'desc', limit: 100 });
+  await time('resource filter', { order: 'desc', limit: 100, resource: `${account}:variable:app7/secret1207` });
+  await time('role + result=failure', { order: 'desc', limit: 100, role: `${account}:host:h17`, result: 'failure' });
+  await time('action=authn, since 1h ago', { order: 'desc', limit: 100, action: 'authn', since: new Date(Date.now() - 3600_000).toISOString() });
 
   // Auditors scoped to a policy (not admin): events under app7/ are 1 in 100;
   // those under rare/ do not exist, the worst case (every event is looked at).
@@ -107,16 +113,16 @@ try {
     token: admin,
     body: `- !policy app7\n- !policy rare\n- !user auditor7\n- !user auditor-rare\n- !permit\n  role: !user auditor7\n  privilege: [ read, audit ]\n  resource: !policy app7\n- !permit\n  role: !user auditor-rare\n  privilege: [ read, audit ]\n  resource: !policy rare\n`,
   });
-  const timeAs = (label, roleId, q) => {
-    reader.query(account, roleId, q);
+  const timeAs = async (label, roleId, q) => {
+    await reader.query(account, roleId, q);
     const t = performance.now();
     const reps = 5;
     let rows = 0;
-    for (let i = 0; i < reps; i++) rows = reader.query(account, roleId, q).length;
+    for (let i = 0; i < reps; i++) rows = (await reader.query(account, roleId, q)).length;
     console.log(`audit query ${label.padEnd(40)} ${((performance.now() - t) / reps).toFixed(2)} ms (${rows} rows; target well under 100 ms)`);
   };
-  timeAs('auditor of app7 (1% of events), newest', `${account}:user:auditor7`, { order: 'desc', limit: 100 });
-  timeAs('auditor of rare (no events), newest', `${account}:user:auditor-rare`, { order: 'desc', limit: 100 });
+  await timeAs('auditor of app7 (1% of events), newest', `${account}:user:auditor7`, { order: 'desc', limit: 100 });
+  await timeAs('auditor of rare (no events), newest', `${account}:user:auditor-rare`, { order: 'desc', limit: 100 });
 } finally {
   await server.close();
   rmSync(dataDir, { recursive: true, force: true });

@@ -91,17 +91,18 @@ describePostgres('PostgreSQL store', () => {
     const url = await freshDatabase();
     // A slow second step keeps the racers overlapping; without the lock the
     // losers would fail on CREATE TABLE of tables that already exist.
-    const dir = migrationsWith({ '0002_slow.sql': 'SELECT pg_sleep(0.3); CREATE TABLE slow_marker (x INTEGER);' });
+    const dir = migrationsWith({ '0003_slow.sql': 'SELECT pg_sleep(0.3); CREATE TABLE slow_marker (x INTEGER);' });
     const racers = [client(url, 1), client(url, 1), client(url, 1)];
     const results = await Promise.all(racers.map((sql) => migratePostgres(sql, { migrationsDir: dir })));
-    expect(results.map((r) => r.version)).toEqual([2, 2, 2]);
-    expect(results.flatMap((r) => r.applied).sort()).toEqual([1, 2]);
+    expect(results.map((r) => r.version)).toEqual([3, 3, 3]);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual([1, 2, 3]);
     const sql = racers[0]!;
     expect(await sql`SELECT version, name FROM schema_migrations ORDER BY version`).toEqual([
       { version: 1, name: 'init' },
-      { version: 2, name: 'slow' },
+      { version: 2, name: 'change_feed' },
+      { version: 3, name: 'slow' },
     ]);
-    expect(await migratePostgres(sql, { migrationsDir: dir })).toEqual({ applied: [], version: 2 });
+    expect(await migratePostgres(sql, { migrationsDir: dir })).toEqual({ applied: [], version: 3 });
     expect(await sql`SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'`).toEqual([{ extname: 'pg_trgm' }]);
   });
 
@@ -112,7 +113,7 @@ describePostgres('PostgreSQL store', () => {
     const refusal = migratePostgres(sql);
     await expect(refusal).rejects.toBeInstanceOf(SchemaError);
     await expect(migratePostgres(sql)).rejects.toThrow(
-      'The database schema is at version 99 but this Coffer knows migrations up to 1: upgrade Coffer before opening this database.',
+      'The database schema is at version 99 but this Coffer knows migrations up to 2: upgrade Coffer before opening this database.',
     );
     await expect(migratePostgres(sql, { readonly: true })).rejects.toThrow(/schema is at version 99 .* upgrade Coffer/);
   });
@@ -124,8 +125,8 @@ describePostgres('PostgreSQL store', () => {
     const broken = migrationsWith({ '0098_broken.sql': 'CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;' });
     await expect(migratePostgres(sql, { migrationsDir: broken })).rejects.toThrow(/no_such_table/);
     expect(await sql`SELECT to_regclass('half')::text AS t`).toEqual([{ t: null }]);
-    expect(await sql`SELECT version FROM schema_migrations ORDER BY version`).toEqual([{ version: 1 }]);
-    expect(await migratePostgres(sql, { readonly: true })).toEqual({ applied: [], version: 1 });
+    expect(await sql`SELECT version FROM schema_migrations ORDER BY version`).toEqual([{ version: 1 }, { version: 2 }]);
+    expect(await migratePostgres(sql, { readonly: true })).toEqual({ applied: [], version: 2 });
   });
 
   // ---------------------------------------------------------------- schema
@@ -141,7 +142,8 @@ describePostgres('PostgreSQL store', () => {
         sql: string;
       }[]
     );
-    const pgTables = await sql<{ name: string }[]>`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name COLLATE "C"`;
+    // change_generations is PostgreSQL's own (the change feed between nodes; one SQLite process needs none).
+    const pgTables = await sql<{ name: string }[]>`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'change_generations' ORDER BY table_name COLLATE "C"`;
     expect(pgTables.map((t) => t.name)).toEqual(liteTables.map((t) => t.name));
 
     const normDefault = (d: string | null) => (d === null ? null : d.replace(/::[a-z ]+$/, ''));
@@ -188,7 +190,9 @@ describePostgres('PostgreSQL store', () => {
     // Triggers: SQLite's, and TRUNCATE refused too.
     const liteTriggers = (lite.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
     const pgTriggers = await sql<{ name: string }[]>`SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname COLLATE "C"`;
-    expect(pgTriggers.map((t) => t.name)).toEqual([...liteTriggers, 'audit_events_no_truncate'].sort());
+    // Plus the change feed's (migration postgres/0002: every table whose rows nodes cache announces its changes).
+    const changeFeed = ['credentials_not_before', 'keyring_changed', 'permissions_changed', 'resources_changed', 'revoked_tokens_added', 'role_memberships_changed', 'roles_changed'];
+    expect(pgTriggers.map((t) => t.name)).toEqual([...liteTriggers, 'audit_events_no_truncate', ...changeFeed].sort());
     // Instead of FTS5: a trigram index on the messages.
     expect(await sql`SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_message_trgm'`).toEqual([
       { indexdef: 'CREATE INDEX audit_events_message_trgm ON public.audit_events USING gin (message gin_trgm_ops)' },

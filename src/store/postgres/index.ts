@@ -23,6 +23,7 @@ import { createPgGraphStore } from './graph.js';
 import { createPgAuditStore } from './audit.js';
 import { createPgChangeFeed } from './changes.js';
 import { migratePostgres } from './migrate.js';
+import { guardDriverWriteRace } from './driver-guard.js';
 
 /**
  * How long a statement or transaction may wait for the database before the
@@ -65,6 +66,7 @@ export interface PostgresStoreOptions extends PgClientOptions {
 
 /** Connects to `url`, applies pending migrations (one node at a time) and answers the store. */
 export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+  guardDriverWriteRace();
   const sql = createPostgresClient(url, opts);
   try {
     await migratePostgres(sql);
@@ -97,36 +99,45 @@ export function createPostgresStore(
   let cached: { at: number; report: WritableReport } | undefined;
 
   /**
-   * The circuit breaker: once a call times out or loses its connection, the
-   * database counts as down and calls are refused at once (503) instead of
-   * each waiting out the deadline, until a probe on a fresh connection finds
-   * a writable server again.
+   * The circuit breaker. A call that times out or fails as if the database
+   * were gone makes the node suspect it: a probe on a fresh connection checks
+   * for a writable server (2 s). If there is none, the database counts as
+   * down and calls are refused at once (503) instead of each waiting out the
+   * deadline, and the probe repeats every PROBE_MS until a writable server
+   * answers. A slow query alone (the probe answers) changes nothing.
    */
   let down: DatabaseUnavailableError | undefined;
   let probing = false;
-  const markDown = (err: unknown) => {
-    if (down || !storageFailureOf(err)) return;
-    down = err instanceof DatabaseUnavailableError ? err : new DatabaseUnavailableError(`the database is unreachable: ${(err as Error).message}`, { cause: err });
-    cached = undefined;
-    if (opts.probe && !probing) {
-      probing = true;
-      void probeUntilUp(opts.probe).finally(() => {
-        probing = false;
-      });
+  const suspect = (err: unknown) => {
+    if (probing || !opts.probe || !storageFailureOf(err)) return;
+    probing = true;
+    const reason = err instanceof DatabaseUnavailableError ? err : new DatabaseUnavailableError(`the database is unreachable: ${(err as Error).message}`, { cause: err });
+    void probeUntilUp(opts.probe, reason).finally(() => {
+      probing = false;
+    });
+  };
+  const writable = async (makeProbe: () => PgSql): Promise<boolean> => {
+    const probe = makeProbe();
+    try {
+      const [row] = await withDeadline(probe<{ r: boolean }[]>`SELECT pg_is_in_recovery() AS r`, 2000, () => undefined);
+      return row !== undefined && !row.r;
+    } catch {
+      return false;
+    } finally {
+      await probe.end({ timeout: 0 }).catch(() => undefined);
     }
   };
-  async function probeUntilUp(makeProbe: () => PgSql): Promise<void> {
-    while (down) {
-      const probe = makeProbe();
-      try {
-        const [row] = await withDeadline(probe<{ r: boolean }[]>`SELECT pg_is_in_recovery() AS r`, 2000, () => undefined);
-        if (row && !row.r) down = undefined;
-      } catch {
-        // Still no writable server.
-      } finally {
-        await probe.end({ timeout: 0 }).catch(() => undefined);
+  async function probeUntilUp(makeProbe: () => PgSql, reason: DatabaseUnavailableError): Promise<void> {
+    for (;;) {
+      if (await writable(makeProbe)) {
+        down = undefined;
+        return;
       }
-      if (down) await new Promise((resolve) => setTimeout(resolve, PROBE_MS).unref());
+      if (!down) {
+        down = reason;
+        cached = undefined;
+      }
+      await new Promise((resolve) => setTimeout(resolve, PROBE_MS).unref());
     }
   }
   const withDeadline = <T>(work: Promise<T>, ms: number, onGiveUp: () => void): Promise<T> =>
@@ -153,7 +164,7 @@ export function createPostgresStore(
     try {
       return await withDeadline(call(), deadlineMs, () => undefined);
     } catch (err) {
-      markDown(err);
+      suspect(err);
       throw err;
     }
   };
@@ -162,28 +173,41 @@ export function createPostgresStore(
     const outer = context.getStore();
     if (outer?.open) return (await outer.sql.savepoint((sp) => context.run({ sql: sp, open: true }, fn))) as T;
     if (down) throw down;
-    // A transaction the caller gave up on must not run later (it would commit work already answered 503):
-    // when it finally gets a connection, it rolls back at once.
+    // The deadline covers getting a connection (a database that does not answer), not the body: a long policy
+    // load, or a wait for the write lock another node holds, is not an outage. A transaction the caller gave up
+    // on must not run later (it would commit work already answered 503): when it finally gets a connection, it
+    // rolls back at once.
     let abandoned = false;
+    let started!: () => void;
+    const startedOrTimedOut = withDeadline(
+      new Promise<void>((resolve) => {
+        started = resolve;
+      }),
+      deadlineMs,
+      () => {
+        abandoned = true;
+      },
+    );
+    const run = sql.begin(async (t) => {
+      if (abandoned) throw new DatabaseUnavailableError('the transaction was abandoned: the database did not answer in time');
+      started();
+      const ctx: TxContext = { sql: t, open: true };
+      try {
+        await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+        return await context.run(ctx, fn);
+      } finally {
+        ctx.open = false;
+      }
+    }) as Promise<T>;
+    // Settled before it started (an error at connect): stop the deadline's timer.
+    void run.then(started, started);
     try {
-      return await withDeadline(
-        sql.begin(async (t) => {
-          if (abandoned) throw new DatabaseUnavailableError('the transaction was abandoned: the database did not answer in time');
-          const ctx: TxContext = { sql: t, open: true };
-          try {
-            await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
-            return await context.run(ctx, fn);
-          } finally {
-            ctx.open = false;
-          }
-        }) as Promise<T>,
-        deadlineMs,
-        () => {
-          abandoned = true;
-        },
-      );
+      await Promise.race([startedOrTimedOut, run]);
+      return await run;
     } catch (err) {
-      markDown(err);
+      // The begin may still settle after a timeout: keep its rejection from going unhandled.
+      run.catch(() => undefined);
+      suspect(err);
       if (storageFailureOf(err)) cached = undefined;
       throw err;
     }
