@@ -17,6 +17,7 @@ import { createApp, refuseOversizedTarget } from './http/app.js';
 import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secrets/barrier.js';
 import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
 import { openStore, type Store } from './store/index.js';
+import { storageFailureOf } from './errors.js';
 import { openPostgresStore } from './store/postgres/index.js';
 
 export const VERSION = '0.1.0';
@@ -127,20 +128,37 @@ async function listen(config: ServerConfig, dataDir: string, lockFile: string, l
   let masterKey: Buffer;
   if (config.dataKey || config.dataKeyFile) masterKey = readMasterKey(config.dataKey, config.dataKeyFile);
   else masterKey = devMasterKey(dataDir).key;
-  const vault = await openVault({
-    dataDir,
-    masterKey,
-    clock,
-    config,
-    auditSinks: openAuditSinks(config.auditLog, config.auditFormat, log),
-    busyTimeoutMs: config.busyTimeoutMs,
-    database: config.database,
-  });
+  const sinks = openAuditSinks(config.auditLog, config.auditFormat, log);
+  const open = () =>
+    openVault({ dataDir, masterKey, clock, config, auditSinks: sinks, busyTimeoutMs: config.busyTimeoutMs, database: config.database });
+  const vault = config.database ? await openWithRetries(open, log) : await open();
   try {
     return await serveVault(config, vault, lockFile, log);
   } catch (err) {
     await vault.close();
     throw err;
+  }
+}
+
+/** Backoff between attempts to reach PostgreSQL at start: 1 s, doubling, at most 30 s. */
+export const DATABASE_RETRY_MS = { first: 1000, max: 30_000 };
+
+/**
+ * A node may start before its database (or during a failover): an unreachable
+ * database is retried with backoff, one log line per attempt. Anything else —
+ * a wrong password, a missing database, a newer schema, the wrong data key —
+ * is not going to fix itself and fails the start at once.
+ */
+async function openWithRetries(open: () => Promise<Vault>, log: (line: string) => void): Promise<Vault> {
+  for (let wait = DATABASE_RETRY_MS.first; ; wait = Math.min(wait * 2, DATABASE_RETRY_MS.max)) {
+    try {
+      return await open();
+    } catch (err) {
+      const failure = storageFailureOf(err);
+      if (!failure) throw err;
+      log(`coffer: the database is unreachable (${failure.message}); retrying in ${Math.round(wait / 1000)} s`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import { ChainVerifier } from '../audit/chain.js';
 import { createPostgresClient } from '../store/postgres/client.js';
 import { migratePostgres } from '../store/postgres/migrate.js';
 import { createPostgresStore } from '../store/postgres/index.js';
+import { copySqliteToPostgres, CopyRefusedError } from '../store/copy.js';
 import { createAccountIn, DB_FILE, devMasterKey, LOCK_FILE, openVault, readMasterKey, startServer } from '../server.js';
 import { brokenSeqsLine } from './audit-report.js';
 import { CliError, type Io } from './io.js';
@@ -313,4 +314,51 @@ function reportChain(r: ReturnType<typeof verifyChain>, flags: Flags, io: Io): n
     io.out(brokenSeqsLine(r.badSeqs, r.badCount, r.checked));
   }
   return r.ok ? 0 : 3;
+}
+
+/**
+ * `coffer store copy --from DIR --to URL`: the data directory's SQLite
+ * database, whole, into an empty PostgreSQL database (src/store/copy.ts).
+ * The directory is claimed while it runs (no server may write to it), the
+ * SQLite file is opened read-only, and no data key is needed: values are
+ * copied sealed.
+ */
+export async function cmdStoreCopy(flags: Flags, env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  const from = typeof flags.from === 'string' ? resolve(flags.from) : undefined;
+  const to = typeof flags.to === 'string' ? flags.to : undefined;
+  if (!from || !to) throw new CliError('usage: coffer store copy --from DIR --to postgres://…', 2);
+  if (!/^postgres(ql)?:\/\//.test(to)) throw new CliError('--to must be a postgres:// URL', 2);
+  const file = requireDatabase(from);
+  const release = claimDataDir(from, 'copying it');
+  try {
+    let lite;
+    try {
+      lite = openDatabase(file, { readonly: true });
+    } catch (err) {
+      if (err instanceof SchemaError) throw new CliError(err.message, 1);
+      throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
+    }
+    const sql = createPostgresClient(to, { max: 1 });
+    try {
+      await migratePostgres(sql);
+      const report = await copySqliteToPostgres(lite, sql, (table, rows) => {
+        if (rows % 100_000 === 0) io.err(`copied ${rows} rows of ${table}`);
+      });
+      const total = Object.values(report.rows).reduce((a, b) => a + b, 0);
+      io.out(
+        `Copied ${total} rows (${Object.entries(report.rows).filter(([, n]) => n > 0).map(([t, n]) => `${t} ${n}`).join(', ')}); ` +
+          `row counts match, and the audit chain verifies to seq ${report.chain.lastSeq}.`,
+      );
+      return 0;
+    } catch (err) {
+      if (err instanceof CopyRefusedError || err instanceof SchemaError) throw new CliError(err.message, 1);
+      const storage = storageFailureOf(err);
+      throw new CliError(`the copy failed and no rows were copied: ${storage ? `${storage.message} (${storage.code})` : (err as Error).message}`, 1);
+    } finally {
+      lite.close();
+      await sql.end({ timeout: 1 });
+    }
+  } finally {
+    release();
+  }
 }

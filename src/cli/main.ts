@@ -1,7 +1,7 @@
 /** `coffer` command dispatcher. */
 import { parseArgs } from 'node:util';
 import { CliError, processIo, type Io } from './io.js';
-import { cmdAccountCreate, cmdAuditVerifyOffline, cmdKeygen, cmdKeys, cmdServer } from './admin.js';
+import { cmdAccountCreate, cmdAuditVerifyOffline, cmdKeygen, cmdKeys, cmdServer, cmdStoreCopy } from './admin.js';
 import { CLIENT_COMMANDS, CLIENT_USAGE } from './commands/index.js';
 import { makeCtx } from './commands/context.js';
 import { cmdRun } from './commands/run.js';
@@ -16,6 +16,7 @@ Server and database (SQLite in --data-dir, or PostgreSQL with --database URL / C
   keys rotate (--data-dir DIR | --database URL)
   keys rekey (--data-dir DIR | --database URL) --new-key-file F
   audit verify (--data-dir DIR | --database URL)
+  store copy --from DIR --to URL      copy an SQLite installation whole into an empty PostgreSQL database
 
 ${CLIENT_USAGE}
 
@@ -29,6 +30,8 @@ const SERVER_OPTIONS = {
   dev: { type: 'boolean' },
   'data-dir': { type: 'string' },
   database: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
   'data-key-file': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
@@ -65,6 +68,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         const { values, positionals } = admin();
         if (values.help || positionals[0] !== 'create') return help(io, 'coffer account create acme --data-dir /var/lib/coffer --json', positionals[0] !== 'create' && !values.help);
         return await cmdAccountCreate(positionals[1], values, env, io);
+      }
+      case 'store': {
+        const { values, positionals } = admin();
+        if (values.help || positionals[0] !== 'copy') return help(io, 'coffer store copy --from /var/lib/coffer --to postgres://coffer@db1:5432/coffer', positionals[0] !== 'copy' && !values.help);
+        return await cmdStoreCopy(values, env, io);
       }
       case 'keygen':
         return cmdKeygen(io);

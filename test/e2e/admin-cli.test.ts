@@ -310,7 +310,7 @@ describe('key command errors: a clear message, a non-zero exit, nothing changed'
     ['rekey without --new-key-file', ['keys', 'rekey'], undefined, 2, 'coffer keys rekey needs --new-key-file FILE'],
     ['rekey with a missing key file', ['keys', 'rekey', '--new-key-file', '/nonexistent/new.key'], undefined, 1, 'cannot read the new key file: ENOENT'],
     ['rekey with a malformed key file', ['keys', 'rekey', '--new-key-file', 'BADFILE'], undefined, 1, 'must be the base64 encoding of exactly 32 bytes'],
-    ['an unknown keys subcommand', ['keys', 'spin'], undefined, 2, 'usage: coffer keys rotate|rekey --data-dir DIR'],
+    ['an unknown keys subcommand', ['keys', 'spin'], undefined, 2, 'usage: coffer keys rotate|rekey (--data-dir DIR | --database URL)'],
     ['a server without a data key', ['server'], {}, 2, 'a data key is required: set COFFER_DATA_KEY'],
     ['a server with a wrong data key', ['server', '--port', '0'], { COFFER_DATA_KEY: randomBytes(32).toString('base64') }, 1, 'The data key does not match this database'],
   ] as const)('%s', async (_name, args, env, code, message) => {

@@ -94,6 +94,11 @@ describePostgres('failover to a synchronous standby', () => {
       if (Date.now() > deadline) throw new Error(`no 503 after the primary died: ${JSON.stringify(outcomes.slice(beforeKill).map((o) => o.status))}`);
       await sleep(100);
     }
+    // A load balancer sees it too: /health names the backend and is 503 while no writable server answers.
+    const down = await api.request('GET', '/health');
+    expect(down.status).toBe(503);
+    expect(down.json).toMatchObject({ status: 'error', backend: 'postgres' });
+    expect(['unavailable', 'not_writable']).toContain(down.json.database);
     await promote(standby);
     const promotedAt = outcomes.length;
     while (!outcomes.slice(promotedAt).some((o) => o.kind === 'fetch' && o.status === 200)) {
@@ -103,6 +108,9 @@ describePostgres('failover to a synchronous standby', () => {
     await sleep(1000);
     stop = true;
     await loop;
+    const healthy = await api.request('GET', '/health');
+    expect(healthy.status).toBe(200);
+    expect(healthy.json).toMatchObject({ status: 'ok', backend: 'postgres', database: 'ok' });
 
     // Nothing but success or a fail-closed refusal, ever; a refusal carries no value.
     expect([...new Set(outcomes.map((o) => o.status))].sort()).toEqual(expect.arrayContaining([200, 503]));

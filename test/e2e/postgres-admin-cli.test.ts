@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
 import { runCli } from '../helpers/cli.js';
+import { ensureBuilt, runCoffer } from '../helpers/coffer-process.js';
+import { tempDir } from '../helpers/tmp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 
@@ -92,6 +94,36 @@ describePostgres('admin commands on PostgreSQL', () => {
     expect(create.err).toMatch(/upgrade Coffer/);
     await expect(startTestServer({ account: 'x', dataKey, flags: { database: newer } })).rejects.toThrow(/schema is at version 9999 .*upgrade Coffer/);
   });
+
+  it('a server whose database refuses its login stops at once with one line, never printing the password', async () => {
+    await ensureBuilt();
+    const url = new URL(database);
+    url.username = 'nobody';
+    url.password = 'hunter2-not-to-be-printed';
+    const r = await runCoffer(['server', '--data-dir', tempDir('coffer-pg-start-'), '--port', '0', '--database', url.toString()], { env: env() });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual(['coffer: role "nobody" does not exist']);
+    expect(r.stderr + r.stdout).not.toContain('hunter2');
+  }, 60_000);
+
+  it('a server whose database is unreachable keeps retrying with backoff and says so', async () => {
+    await ensureBuilt();
+    const dead = `postgres://coffer:hunter2-not-to-be-printed@127.0.0.1:1/coffer`;
+    let lines = 0;
+    const r = await runCoffer(['server', '--data-dir', tempDir('coffer-pg-start-'), '--port', '0', '--database', dead], {
+      env: env(),
+      onStderr: (chunk, child) => {
+        lines += (chunk.match(/retrying in/g) ?? []).length;
+        if (lines >= 2) child.kill('SIGTERM');
+      },
+    });
+    const retries = r.stderr.split('\n').filter((l) => l.includes('retrying in'));
+    expect(retries.slice(0, 2)).toEqual([
+      'coffer: the database is unreachable (connect ECONNREFUSED 127.0.0.1:1); retrying in 1 s',
+      'coffer: the database is unreachable (connect ECONNREFUSED 127.0.0.1:1); retrying in 2 s',
+    ]);
+    expect(r.stderr).not.toContain('hunter2');
+  }, 60_000);
 
   it('refuses a --database that is not a postgres:// URL', async () => {
     const r = await runCli(['audit', 'verify', '--database', 'mysql://x'], { env: {} });

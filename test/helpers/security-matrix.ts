@@ -12,7 +12,8 @@ import type { Reply } from './http.js';
  * audit_fts* tables) records refusals by design; every other table must be
  * byte-for-byte the same after a refused request.
  */
-export const isAuditTable = (name: string) => name === 'audit_events' || name.startsWith('audit_fts');
+/** The audit log and what is derived from it (the search index, the time-bounds row of migration 0008): every request changes them. */
+export const isAuditTable = (name: string) => name === 'audit_events' || name.startsWith('audit_fts') || name === 'audit_time_state';
 
 /** Tables a refusal could corrupt; the digest must cover at least these (a guard against the listing going wrong). */
 export const DIGEST_REQUIRED_TABLES = [

@@ -38,15 +38,16 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
   // 503 when the database cannot be read, or cannot take writes (full or failing disk: see store/health.ts),
   // so that a load balancer drains the node rather than send it writes that all fail.
   app.get('/health', async (c) => {
+    const backend = services.store.backend;
     try {
       await services.store.health.ping();
     } catch {
-      return c.json({ status: 'error', database: 'unavailable', version: config.version }, 503);
+      return c.json({ status: 'error', backend, database: 'unavailable', version: config.version }, 503);
     }
     const minFree = config.healthMinFreeBytes ?? defaultHealthMinFreeBytes(config.bodyLimit, config.policyBodyLimit);
     const w = await services.store.health.check(services.clock.nowMs(), minFree);
-    if (!w.writable) return c.json({ status: 'error', database: 'not_writable', reason: w.reason, version: config.version }, 503);
-    return c.json({ status: 'ok', database: 'ok', version: config.version });
+    if (!w.writable) return c.json({ status: 'error', backend, database: 'not_writable', reason: w.reason, version: config.version }, 503);
+    return c.json({ status: 'ok', backend, database: 'ok', version: config.version });
   });
 
   app.get('/whoami', async (c) => {

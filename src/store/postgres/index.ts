@@ -69,9 +69,22 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   guardDriverWriteRace();
   const sql = createPostgresClient(url, opts);
   try {
-    await migratePostgres(sql);
+    // The driver never gives up while no writable server answers (only a standby, say): bound the wait.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new DatabaseUnavailableError(`no writable PostgreSQL server answered within ${opts.deadlineMs ?? DEFAULT_DEADLINE_MS} ms`)), opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
+      migratePostgres(sql).then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   } catch (err) {
-    await sql.end({ timeout: 1 });
+    await sql.end({ timeout: 0 }).catch(() => undefined);
     throw err;
   }
   return createPostgresStore(sql, { ...opts, probe: () => createPostgresClient(url, { ...opts, max: 1, connectTimeoutSec: 2 }) });
