@@ -249,10 +249,11 @@ export class AuditLog {
       };
       const hash = chainHash(prev, base);
       const row: AuditRow = { ...base, prev_hash: prev, hash };
-      await this.deps.store.insert(row);
       rows.push(row);
       prev = hash;
     }
+    // One statement for the batch where the backend can (a round trip per event on PostgreSQL otherwise).
+    await this.deps.store.insertAll(rows);
     return rows;
   }
 }

@@ -136,6 +136,10 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
   const audit: AuditStore = {
     head: () => run(() => auditSync.head()),
     insert: (row) => run(() => auditSync.insert(row)),
+    insertAll: (rows) =>
+      run(() => {
+        for (const row of rows) auditSync.insert(row);
+      }),
     indexSearchBatch: (max) => run(() => auditSync.indexSearchBatch(max)),
     page: (afterSeq, limit) => run(() => auditSync.page(afterSeq, limit)),
     async query(f: AuditFilter) {

@@ -39,6 +39,8 @@ export interface AuditStore {
   /** The chain's last event (inside a transaction: the head this transaction extends). */
   head(): Promise<{ seq: number; hash: Buffer } | undefined>;
   insert(row: AuditRow): Promise<void>;
+  /** Appends consecutive events in order (a group commit's batch). */
+  insertAll(rows: AuditRow[]): Promise<void>;
   /** Adds up to `max` not yet indexed events to the full-text index (one transaction); returns how many. */
   indexSearchBatch(max: number): Promise<number>;
   /** Up to `limit` events after `afterSeq`, in sequence order. */

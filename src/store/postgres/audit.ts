@@ -76,6 +76,27 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
           ${row.version}, ${row.client_ip}, ${row.request_id}, ${row.user_agent}, ${row.reason}, ${row.message}, ${row.details},
           ${row.prev_hash}, ${row.hash})`;
     },
+    async insertAll(rows: AuditRow[]) {
+      // Multi-row INSERTs of at most 3,500 events (17 parameters each, under PostgreSQL's 65,535).
+      for (let i = 0; i < rows.length; i += 3500) {
+        const chunk = rows.slice(i, i + 3500);
+        const params: unknown[] = [];
+        const values = chunk
+          .map((r) => {
+            const cells = [r.seq, r.time, r.account, r.action, r.operation, r.result, r.role_id, r.resource_id, r.version,
+              r.client_ip, r.request_id, r.user_agent, r.reason, r.message, r.details, r.prev_hash, r.hash];
+            const first = params.length;
+            params.push(...cells);
+            return `(${cells.map((_, c) => `$${first + c + 1}`).join(', ')})`;
+          })
+          .join(', ');
+        await db().unsafe(
+          'INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version, ' +
+            `client_ip, request_id, user_agent, reason, message, details, prev_hash, hash) VALUES ${values}`,
+          params as never[],
+        );
+      }
+    },
     // The trigram index is maintained by PostgreSQL on insert: nothing is left to fill.
     indexSearchBatch: async () => 0,
     async page(afterSeq, limit) {
