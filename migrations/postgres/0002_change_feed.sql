@@ -52,6 +52,8 @@ CREATE TRIGGER roles_changed AFTER INSERT OR UPDATE OR DELETE ON roles FOR EACH 
 CREATE TRIGGER resources_changed AFTER INSERT OR UPDATE OR DELETE ON resources FOR EACH STATEMENT EXECUTE FUNCTION coffer_graph_changed();
 CREATE TRIGGER role_memberships_changed AFTER INSERT OR UPDATE OR DELETE ON role_memberships FOR EACH STATEMENT EXECUTE FUNCTION coffer_graph_changed();
 CREATE TRIGGER permissions_changed AFTER INSERT OR UPDATE OR DELETE ON permissions FOR EACH STATEMENT EXECUTE FUNCTION coffer_graph_changed();
+-- Annotations too: nodes cache the ones read on every request (a value's MIME type, a role's token TTL).
+CREATE TRIGGER annotations_changed AFTER INSERT OR UPDATE OR DELETE ON annotations FOR EACH STATEMENT EXECUTE FUNCTION coffer_graph_changed();
 
 CREATE FUNCTION coffer_token_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -50,7 +50,7 @@ export class AuthnService {
 
   /** Token lifetime for a role: annotation `authn/token-ttl` capped by the server maximum. */
   async ttlFor(roleId: string): Promise<number> {
-    const annotation = (await this.d.store.graph.getAnnotation(roleId, 'authn/token-ttl'))?.value;
+    const annotation = await this.d.authorizer.annotation(roleId, 'authn/token-ttl');
     const ttl = annotation === undefined ? this.d.config.tokenTtlSeconds : parseTokenTtl(annotation) ?? this.d.config.tokenTtlSeconds;
     return Math.max(1, Math.min(ttl, this.d.config.maxTokenTtlSeconds));
   }

@@ -2,7 +2,7 @@
 import type { Actor } from '../context.js';
 import { CofferError, forbidden } from '../errors.js';
 import type { TokenService } from '../authn/tokens.js';
-import type { GraphStore } from '../store/index.js';
+import type { Authorizer } from '../rbac/authorizer.js';
 import { requestInfo, type Ctx } from './request.js';
 
 const TOKEN_HEADER = /^Token token="(.*)"/s;
@@ -17,14 +17,14 @@ export function presentedToken(c: Ctx): string | undefined {
   return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64').toString('utf8');
 }
 
-export async function authenticateRequest(c: Ctx, tokens: TokenService, graph: GraphStore): Promise<Actor> {
+export async function authenticateRequest(c: Ctx, tokens: TokenService, authorizer: Pick<Authorizer, 'roleExists'>): Promise<Actor> {
   const token = presentedToken(c);
   if (token === undefined) {
     throw new CofferError('unauthorized', 'Authorization missing', { auditReason: 'Authorization missing' });
   }
   const claims = await tokens.verify(token);
   // A token whose role has been deleted is refused (Conjur answers 403).
-  if (!(await graph.getRole(claims.roleId))) throw forbidden('the token\'s role no longer exists');
+  if (!(await authorizer.roleExists(claims.roleId))) throw forbidden('the token\'s role no longer exists');
   return { account: claims.account, roleId: claims.roleId, login: claims.sub, claims, request: requestInfo(c) };
 }
 

@@ -27,10 +27,14 @@ export class Authorizer {
     private readonly inTransaction: () => boolean = () => false,
   ) {}
 
-  /** Drops cached closures and decisions; call after any change to the graph. */
+  /** Role existence and annotation values read on every request (a token's role; a value's MIME type; a TTL). */
+  private facts = new Map<string, string | null>();
+
+  /** Drops cached closures, decisions and facts; call after any change to the graph or its annotations. */
   invalidate(): void {
     this.closures.clear();
     this.decisions.clear();
+    this.facts.clear();
     this.generation++;
   }
 
@@ -52,6 +56,28 @@ export class Authorizer {
       this.closures.set(roleId, seen);
     }
     return seen;
+  }
+
+  /** Whether the role exists (cached like decisions). */
+  async roleExists(roleId: string): Promise<boolean> {
+    return (await this.fact(`role\u0000${roleId}`, async () => ((await this.graph.getRole(roleId)) ? '' : null))) !== null;
+  }
+
+  /** An annotation's value, or undefined (cached like decisions). */
+  async annotation(resourceId: string, name: string): Promise<string | undefined> {
+    return (await this.fact(`annotation\u0000${resourceId}\u0000${name}`, async () => (await this.graph.getAnnotation(resourceId, name))?.value ?? null)) ?? undefined;
+  }
+
+  private async fact(key: string, read: () => Promise<string | null>): Promise<string | null> {
+    const cacheable = !this.inTransaction();
+    if (cacheable && this.facts.has(key)) return this.facts.get(key)!;
+    const generation = this.generation;
+    const value = await read();
+    if (cacheable && generation === this.generation) {
+      if (this.facts.size >= MAX_CACHED_DECISIONS) this.facts.clear();
+      this.facts.set(key, value);
+    }
+    return value;
   }
 
   /** True when `roleId` holds `privilege` on the resource (owner holds every privilege). */

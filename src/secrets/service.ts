@@ -143,7 +143,7 @@ export class SecretsService {
         version: row.version,
         message: `${actor.roleId} fetched ${version === undefined ? '' : `version ${row.version} of `}${resourceId}`,
       });
-      const mimeType = (await this.d.store.graph.getAnnotation(resourceId, 'conjur/mime_type'))?.value || 'application/octet-stream';
+      const mimeType = (await this.d.authorizer.annotation(resourceId, 'conjur/mime_type')) || 'application/octet-stream';
       return { value, version: row.version, mimeType };
     } catch (err) {
       Barrier.wipe(value);

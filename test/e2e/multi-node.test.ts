@@ -127,6 +127,18 @@ describePostgres('several nodes on one PostgreSQL database', () => {
     await within(PROPAGATION_BOUND_MS, 'node A serves the fetch again', async () => (await a.getSecret(host, 'ci/db/password')).status === 200);
   });
 
+  it("an annotation changed on one node (a value's MIME type) holds on the other within a second", async () => {
+    const key = await hostKey(a, adminA, 'ci/executor');
+    const host = await b.login('host/ci/executor', key);
+    const before = await b.getSecret(host, 'ci/db/password');
+    expect(before.status).toBe(200);
+    expect(before.headers.get('content-type')).toBe('application/octet-stream'); // node B caches the (absent) annotation
+    const r = await a.loadPolicy(adminA, 'PATCH', 'root', '- !variable\n  id: ci/db/password\n  annotations:\n    conjur/mime_type: text/plain\n');
+    expect(r.status).toBe(201);
+    await within(PROPAGATION_BOUND_MS, 'node B serves the new MIME type', async () =>
+      ((await b.getSecret(host, 'ci/db/password')).headers.get('content-type') ?? '').startsWith('text/plain'));
+  });
+
   it('a change nobody announced (a lost notification) is still picked up, by the poll', async () => {
     const key = await hostKey(a, adminA, 'ci/executor');
     const host = await b.login('host/ci/executor', key);

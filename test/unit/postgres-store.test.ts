@@ -191,7 +191,7 @@ describePostgres('PostgreSQL store', () => {
     const liteTriggers = (lite.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
     const pgTriggers = await sql<{ name: string }[]>`SELECT tgname AS name FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname COLLATE "C"`;
     // Plus the change feed's (migration postgres/0002: every table whose rows nodes cache announces its changes).
-    const changeFeed = ['credentials_not_before', 'keyring_changed', 'permissions_changed', 'resources_changed', 'revoked_tokens_added', 'role_memberships_changed', 'roles_changed'];
+    const changeFeed = ['annotations_changed', 'credentials_not_before', 'keyring_changed', 'permissions_changed', 'resources_changed', 'revoked_tokens_added', 'role_memberships_changed', 'roles_changed'];
     expect(pgTriggers.map((t) => t.name)).toEqual([...liteTriggers, 'audit_events_no_truncate', ...changeFeed].sort());
     // Instead of FTS5: a trigram index on the messages.
     expect(await sql`SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_message_trgm'`).toEqual([

@@ -66,7 +66,7 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
 
 export function registerAudit({ app, services }: RouteDeps): void {
   app.get('/audit/:account/verify', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const r = await services.auditReader.verify(account, actor.roleId);
     const body = {
@@ -80,7 +80,7 @@ export function registerAudit({ app, services }: RouteDeps): void {
   });
 
   app.get('/audit/:account', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const query = parseQuery(c, account);
     if ((c.req.header('accept') ?? '').includes('application/x-ndjson')) {

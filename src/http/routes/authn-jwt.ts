@@ -30,13 +30,13 @@ export function registerAuthnJwt({ app, services, config }: RouteDeps): void {
   app.post('/authn-jwt/:service_id/:account/:id{.+}/authenticate', (c) => authenticate(c, identifierFrom(c, 3, 1)));
 
   app.get('/authn-jwt/:service_id/:account/status', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const { httpStatus, body } = await jwtAuthn.status(actor, accountSegment(c, 2), segment(c, 1));
     return c.json(body, httpStatus);
   });
 
   app.patch('/authn-jwt/:service_id/:account', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 2);
     const enabled = (await formOrJson(c, config.bodyLimit)).get('enabled');
     if (enabled !== 'true' && enabled !== 'false') throw argumentError("'enabled' must be true or false");

@@ -43,7 +43,7 @@ export function registerAuthn({ app, services, config }: RouteDeps): void {
     const basic = basicCredentials(c);
     const role = queryParam(c, 'role');
     if (basic) return c.text(await authn.rotateOwnApiKey(account, basic.login, basic.secret, role, requestInfo(c)));
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     return c.text(await authn.rotateApiKeyFor({ ...actor, account }, role));
   });
 
@@ -52,14 +52,14 @@ export function registerAuthn({ app, services, config }: RouteDeps): void {
     const basic = basicCredentials(c);
     const role = queryParam(c, 'role');
     if (basic) return c.json(await authn.apiKeyInfoBasic(account, basic.login, basic.secret, role, requestInfo(c)));
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     return c.json(await authn.apiKeyInfoFor({ ...actor, account }, role));
   });
 
   app.delete('/authn/:account/token', async (c) => {
     const account = accountSegment(c, 1);
     if (presentedToken(c) === undefined) throw unauthorized('Authorization missing');
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     // A token of another account is not this account's to revoke.
     if (actor.account !== account) throw recordNotFound(account, 'user', actor.login);
     await authn.revokeToken(actor);

@@ -28,7 +28,7 @@ export function registerHostFactories({ app, services, config }: RouteDeps): voi
 
   app.post('/host_factory_tokens', async (c) => {
     // Authenticate before reading the body, so anonymous clients cannot make us buffer it.
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const params = await formOrJson(c, limit);
     const tokens = await services.hostFactories.createTokens(actor, {
       hostFactory: params.get('host_factory') ?? undefined,
@@ -40,7 +40,7 @@ export function registerHostFactories({ app, services, config }: RouteDeps): voi
   });
 
   app.delete('/host_factory_tokens/:token', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     await services.hostFactories.revokeToken(actor, segment(c, 1));
     return c.body(null, 204);
   });

@@ -51,7 +51,7 @@ export function registerMisc({ app, services, config }: RouteDeps): void {
   });
 
   app.get('/whoami', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     await services.audit.record({
       account: actor.account,
       action: 'identity-check',

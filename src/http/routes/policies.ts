@@ -19,7 +19,7 @@ export function registerPolicies({ app, services, config }: RouteDeps): void {
   }
 
   const load = (mode: LoadMode) => async (c: Ctx) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const id = await branch(c, account);
     const body = await rawBody(c, config.policyBodyLimit);
@@ -33,7 +33,7 @@ export function registerPolicies({ app, services, config }: RouteDeps): void {
   app.put('/policies/:account/policy/:id{.+}', load('replace'));
 
   app.get('/policies/:account/policy/:id{.+}', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const id = await branch(c, account);
     const asJson = (c.req.header('content-type') ?? '').includes('application/json');

@@ -53,7 +53,7 @@ async function actingRole(c: Ctx, actor: Actor, services: Services): Promise<str
 }
 
 async function list(c: Ctx, services: Services, account: string | undefined, kindFromPath: string | undefined) {
-  const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+  const actor = await authenticateRequest(c, services.tokens, services.authorizer);
   const viewer = await actingRole(c, actor, services);
   const kind = kindFromPath ?? queryParam(c, 'kind');
   const search = queryParam(c, 'search');
@@ -92,7 +92,7 @@ export function registerResources({ app, services }: RouteDeps): void {
   app.get('/resources/:account/:kind', (c) => list(c, services, accountSegment(c, 1), segment(c, 2)));
 
   app.get('/resources/:account/:kind/:id{.+}', async (c) => {
-    const actor = await authenticateRequest(c, services.tokens, services.store.graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);

@@ -18,7 +18,7 @@ export function registerRoles({ app, services }: RouteDeps): void {
   const graph = services.store.graph;
 
   async function target(c: Ctx) {
-    const actor = await authenticateRequest(c, services.tokens, graph);
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
     const account = accountSegment(c, 1);
     const kind = segment(c, 2);
     const identifier = identifierFrom(c, 3);

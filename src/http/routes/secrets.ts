@@ -34,7 +34,7 @@ function parseVersion(raw: string | undefined): number | undefined {
 
 export function registerSecrets({ app, services, config }: RouteDeps): void {
   const { secrets } = services;
-  const auth = (c: Ctx) => authenticateRequest(c, services.tokens, services.store.graph);
+  const auth = (c: Ctx) => authenticateRequest(c, services.tokens, services.authorizer);
 
   app.post('/secrets/:account/batch', async (c) => {
     const actor = await auth(c);
