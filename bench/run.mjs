@@ -73,6 +73,25 @@ try {
   const ids = Array.from({ length: 10 }, (_, i) => `${account}:variable:s/v${i * 7}`).join(',');
   await run('(c) batch fetch of 10', { path: `/secrets?variable_ids=${encodeURIComponent(ids)}`, headers: auth });
   console.log(`ratio (b)/(a) = ${(fetchOne.requests.average / health.requests.average).toFixed(2)} (target ≥ 0.3; (b) target ≥ 5,000 req/s, p99 ≤ 25 ms)`);
+  if (database) {
+    // (d) Two nodes on the same database, 32 connections each at once (round robin by halves).
+    const second = await startServer(
+      loadServerConfig({ 'data-dir': mkdtempSync(join(tmpdir(), 'coffer-bench-b-')), host: '127.0.0.1', port: '0', database }, { COFFER_DATA_KEY: config.dataKey }),
+      { log: () => {} },
+    );
+    try {
+      const half = (base) =>
+        new Promise((resolve, reject) =>
+          autocannon({ url: base + `/secrets/${account}/variable/s%2Fv42`, connections: 32, duration: DURATION, headers: auth }, (err, r) => (err ? reject(err) : resolve(r))),
+        );
+      const [r1, r2] = await Promise.all([half(url), half(second.url)]);
+      const total = r1.requests.average + r2.requests.average;
+      const bad = r1.non2xx + r1.errors + r2.non2xx + r2.errors;
+      console.log(`(d) audited fetch, two nodes           ${total.toFixed(0).padStart(7)} req/s   p99 ${Math.max(r1.latency.p99, r2.latency.p99)} ms   non-2xx/errors ${bad}   vs one node (b): ${(total / fetchOne.requests.average).toFixed(2)}x`);
+    } finally {
+      await second.close();
+    }
+  }
 
   // 3) Audit query over one million events.
   const store = server.vault.services.store;
