@@ -147,6 +147,12 @@ describe('owner and admin option by load mode', () => {
     expect(await holds(id('user', 'bob'), devs)).toBe(true);
     expect(await g.getMembership(devs, id('user', 'bob'), true)).toMatchObject({ admin_option: 1, ownership: 1 });
     expect(await g.getMembership(devs, id('user', 'alice'), true)).toBeUndefined();
+    // A record that is only a resource (a variable) changes owner without becoming a role anyone holds.
+    await load('root', 'add', '- !variable { id: v, owner: !user alice }');
+    await load('root', 'update', `${group('bob')}- !variable { id: v, owner: !user bob }\n`);
+    expect((await g.getResource(id('variable', 'v')))!.owner_id).toBe(id('user', 'bob'));
+    expect(await holds(id('user', 'bob'), id('variable', 'v'))).toBe(false);
+    expect(await holds(id('user', 'alice'), id('variable', 'v'))).toBe(false);
     // And back again: the ownership row bob got is the one removed.
     await load('root', 'update', group('alice'));
     expect(await holds(id('user', 'bob'), devs)).toBe(false);
@@ -192,6 +198,9 @@ describe('PUT keeps what the text still declares and removes the rest', () => {
   it('the same text again changes nothing: grants, permits, annotations and host-factory layers stay', async () => {
     const { load, lastChanges, holds, g, s } = await vault();
     await load('root', 'replace', full);
+    expect((await lastChanges()).added).toContain('added membership of acme:host_factory:f in acme:layer:l');
+    // The factory joins its layer without the admin option (it cannot grant the layer to others).
+    expect(await g.getMembership(id('layer', 'l'), id('host_factory', 'f'), false)).toMatchObject({ admin_option: 0 });
     await load('root', 'replace', full);
     expect(await lastChanges()).toEqual({ added: [], changed: [], removed: [] });
     expect(await holds(id('user', 'alice'), id('group', 'g'))).toBe(true);
@@ -286,5 +295,60 @@ describe('records that exist outside any policy', () => {
       message: expect.stringContaining("Host 'enrolled' was enrolled through host factory 'f' and cannot be declared by a policy"),
     });
     await expect(load('root', 'add', '- !user admin')).resolves.toMatchObject({ created_roles: {} });
+  });
+});
+
+describe('references and refusals', () => {
+  it('a missing owner, layer, role, member or resource is 422 policy_invalid naming it, for every statement kind, and the load fails as a whole', async () => {
+    const { load, g, s } = await vault();
+    await load('root', 'add', '- !user alice\n- !variable v\n- !group g');
+    const cases: [string, string][] = [
+      ['- !variable { id: w, owner: !user nobody }', "User 'nobody' not found in account 'acme'"],
+      ['- !host-factory { id: f, layers: [ !layer nope ] }', "Layer 'nope' not found in account 'acme'"],
+      ['- !grant { role: !group g, member: !user nobody }', "User 'nobody' not found in account 'acme'"],
+      ['- !grant { role: !group nope, member: !user alice }', "Group 'nope' not found in account 'acme'"],
+      ['- !permit { role: !user alice, privilege: read, resource: !variable nope }', "Variable 'nope' not found in account 'acme'"],
+      ['- !permit { role: !user nobody, privilege: read, resource: !variable v }', "User 'nobody' not found in account 'acme'"],
+    ];
+    const deletions: [string, string][] = [
+      ['- !revoke { role: !group nope, member: !user alice }', "Group 'nope' not found in account 'acme'"],
+      ['- !revoke { role: !group g, member: !user nobody }', "User 'nobody' not found in account 'acme'"],
+      ['- !deny { role: !user alice, privilege: read, resource: !variable nope }', "Variable 'nope' not found in account 'acme'"],
+      ['- !deny { role: !user nobody, privilege: read, resource: !variable v }', "User 'nobody' not found in account 'acme'"],
+    ];
+    const all = [...cases.map(([t, m]) => ['add', t, m]), ...deletions.map(([t, m]) => ['update', t, m])] as [LoadMode, string, string][];
+    for (const [mode, text, message] of all) {
+      await expect(load('root', mode, text), text).rejects.toMatchObject({ code: 'policy_invalid', message });
+    }
+    // Nothing of the refused loads was kept.
+    expect(await g.getResource(id('variable', 'w'))).toBeUndefined();
+    expect(await g.getResource(id('host_factory', 'f'))).toBeUndefined();
+    // A failed load is audited as a policy failure.
+    const [row] = await s.store.audit.query({ account: A, scopes: [{ type: 'all', account: A }], action: 'policy', order: 'desc', limit: 1 });
+    expect(row).toMatchObject({ action: 'policy', operation: 'update', result: 'failure' });
+  });
+
+  it('warnings: an annotation named like a policy attribute is reported; none otherwise', async () => {
+    const { load } = await vault();
+    const plain = await load('root', 'add', '- !user { id: alice, annotations: { team: blue } }');
+    expect(plain).not.toHaveProperty('warnings');
+    const warned = await load('root', 'add', '- !user { id: bob, annotations: { owner: x } }');
+    expect(warned.warnings).toEqual([expect.stringContaining("Annotation 'owner' matches a known policy attribute")]);
+  });
+
+  it('PUT on root needs update on every resource, even with update on the root policy itself', async () => {
+    const { load, s } = await vault();
+    await load('root', 'add', `
+- !user deployer
+- !variable mine
+- !variable other
+- !permit { role: !user deployer, privilege: [read, update], resource: !policy root }
+- !permit { role: !user deployer, privilege: update, resource: !variable mine }
+`);
+    const deployer: Actor = { account: A, roleId: id('user', 'deployer'), login: 'deployer', request: { clientIp: '127.0.0.1' } };
+    // PATCH needs update on the policy only; PUT also on everything beneath it.
+    await expect(load('root', 'update', '- !variable extra', deployer)).resolves.toMatchObject({ version: expect.any(Number) });
+    await expect(load('root', 'replace', '- !variable extra', deployer)).rejects.toMatchObject({ code: 'forbidden' });
+    expect(await s.store.graph.getResource(id('variable', 'other'))).toBeDefined();
   });
 });
