@@ -21,7 +21,8 @@ export const MODULES = {
   },
   hostfactory: {
     mutate: ['src/hostfactory/**/*.ts'],
-    tests: ['test/unit/host-factory-rules.test.ts', 'test/unit/mutation-hostfactory.test.ts', 'test/e2e/host-factory.test.ts', ...MATRIX],
+    tests: ['test/unit/host-factory-rules.test.ts', 'test/unit/mutation-hostfactory.test.ts', 'test/unit/mutation-hostfactory-service.test.ts',
+      'test/e2e/host-factory.test.ts', ...MATRIX],
   },
   // Every privilege decision: closures, can/canOn, visibility (404 vs 403), permitted roles.
   rbac: {
