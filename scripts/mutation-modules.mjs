@@ -27,7 +27,8 @@ export const MODULES = {
   // Every privilege decision: closures, can/canOn, visibility (404 vs 403), permitted roles.
   rbac: {
     mutate: ['src/rbac/authorizer.ts'],
-    tests: ['test/unit/rbac.test.ts', 'test/unit/mutation-rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+    tests: ['test/unit/rbac.test.ts', 'test/unit/mutation-rbac.test.ts', 'test/unit/mutation-rbac-cache.test.ts',
+      'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
   },
   // Resource/role JSON and the dry-run view with its redaction of ids the viewer cannot see.
   'rbac-views': {

@@ -1,0 +1,80 @@
+/**
+ * The authorizer's cache against the asynchronous store, aimed at mutants of
+ * src/rbac/authorizer.ts (npm run mutation -- --module rbac): what a
+ * transaction sees is never cached (a rolled-back grant, a dry run, must not
+ * outlive it), and a closure or decision read while the graph changed is
+ * answered but not cached. No invalidate() is called after the transaction,
+ * so only the authorizer's own rules keep the cache right.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { tempDir } from '../helpers/tmp.js';
+import { createAccountIn, openVault, type Vault } from '../../src/server.js';
+import type { Actor } from '../../src/context.js';
+
+const open: Vault[] = [];
+afterEach(async () => {
+  for (const v of open.splice(0)) await v.close();
+});
+
+const ALICE = 'acme:user:alice';
+const OPS = 'acme:group:ops';
+const V = 'acme:variable:v';
+
+async function vault() {
+  const v = await openVault({ dataDir: tempDir('coffer-mut-rbac-cache-'), masterKey: randomBytes(32) });
+  open.push(v);
+  await createAccountIn(v, 'acme');
+  const s = v.services;
+  const admin: Actor = { account: 'acme', roleId: 'acme:user:admin', login: 'admin', request: {} };
+  await s.policies.load(admin, 'root', 'add', `
+- !user alice
+- !group ops
+- !variable v
+- !permit { role: !group ops, privilege: execute, resource: !variable v }
+`, false);
+  return { s, g: s.store.graph, auth: s.authorizer };
+}
+
+class Rollback extends Error {}
+
+describe('the authorizer cache and transactions', () => {
+  it('a grant rolled back with its transaction is not remembered: neither the closure nor the decision', async () => {
+    const { s, g, auth } = await vault();
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+    auth.invalidate(); // start from an empty cache
+    await expect(s.store.tx(async () => {
+      await g.insertMembership(OPS, ALICE, false, false, null);
+      // Inside the transaction the grant is visible…
+      expect((await auth.allRoles(ALICE)).has(OPS)).toBe(true);
+      expect(await auth.can(ALICE, 'execute', V)).toBe(true);
+      throw new Rollback();
+    })).rejects.toBeInstanceOf(Rollback);
+    // …and after the rollback it is gone, without anyone calling invalidate().
+    expect((await auth.allRoles(ALICE)).has(OPS)).toBe(false);
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+  });
+
+  it('a decision cached before a transaction is not what the transaction sees', async () => {
+    const { s, g, auth } = await vault();
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+    expect((await auth.allRoles(ALICE)).has(OPS)).toBe(false);
+    await expect(s.store.tx(async () => {
+      await g.insertMembership(OPS, ALICE, false, false, null);
+      expect((await auth.allRoles(ALICE)).has(OPS)).toBe(true);
+      expect(await auth.can(ALICE, 'execute', V)).toBe(true);
+      throw new Rollback();
+    })).rejects.toBeInstanceOf(Rollback);
+  });
+
+  it('a closure or decision read while the graph changed is answered but not cached', async () => {
+    const { g, auth } = await vault();
+    const closure = auth.allRoles(ALICE);
+    const decision = auth.can(ALICE, 'execute', V);
+    const write = g.insertMembership(OPS, ALICE, false, false, null);
+    auth.invalidate(); // the writer's invalidate, while both reads are in flight
+    await Promise.all([closure, decision, write]);
+    expect((await auth.allRoles(ALICE)).has(OPS)).toBe(true);
+    expect(await auth.can(ALICE, 'execute', V)).toBe(true);
+  });
+});
