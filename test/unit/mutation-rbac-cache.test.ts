@@ -3,7 +3,7 @@
  * src/rbac/authorizer.ts (npm run mutation -- --module rbac): what a
  * transaction sees is never cached (a rolled-back grant, a dry run, must not
  * outlive it), and a closure or decision read while the graph changed is
- * answered but not cached. No invalidate() is called after the transaction,
+ * answered but not cached; the same for role existence. No invalidate() is called after the transaction,
  * so only the authorizer's own rules keep the cache right.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -65,6 +65,28 @@ describe('the authorizer cache and transactions', () => {
       expect(await auth.can(ALICE, 'execute', V)).toBe(true);
       throw new Rollback();
     })).rejects.toBeInstanceOf(Rollback);
+  });
+
+  it("role existence (what refuses a deleted role's token) follows the transaction and is not remembered after its rollback", async () => {
+    const { s, g, auth } = await vault();
+    const ghost = 'acme:user:ghost';
+    expect(await auth.roleExists(ALICE)).toBe(true);
+    expect(await auth.roleExists(ghost)).toBe(false);
+    await expect(s.store.tx(async () => {
+      await g.deleteRole(ALICE);
+      await g.insertRole(ghost, 'acme', 'user', 'ghost', null);
+      expect(await auth.roleExists(ALICE)).toBe(false);
+      expect(await auth.roleExists(ghost)).toBe(true);
+      throw new Rollback();
+    })).rejects.toBeInstanceOf(Rollback);
+    auth.invalidate();
+    expect(await auth.roleExists(ALICE)).toBe(true);
+    await expect(s.store.tx(async () => {
+      await g.insertRole(ghost, 'acme', 'user', 'ghost', null);
+      expect(await auth.roleExists(ghost)).toBe(true);
+      throw new Rollback();
+    })).rejects.toBeInstanceOf(Rollback);
+    expect(await auth.roleExists(ghost)).toBe(false);
   });
 
   it('a closure or decision read while the graph changed is answered but not cached', async () => {
