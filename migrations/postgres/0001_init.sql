@@ -118,7 +118,7 @@ CREATE TABLE credentials (
 
 CREATE TABLE secrets (
   resource_id  TEXT COLLATE "C" NOT NULL REFERENCES resources(resource_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
-  version      INTEGER NOT NULL,
+  version      BIGINT NOT NULL,   -- a request may name any version up to 2^53 (SQLite INTEGER is 64-bit)
   key_version  INTEGER NOT NULL REFERENCES keyring(version),
   nonce        BYTEA NOT NULL,
   ciphertext   BYTEA NOT NULL,
@@ -141,7 +141,7 @@ CREATE TABLE signing_keys (
 
 CREATE TABLE policy_versions (
   resource_id    TEXT COLLATE "C" NOT NULL REFERENCES resources(resource_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
-  version        INTEGER NOT NULL,
+  version        BIGINT NOT NULL,
   role_id        TEXT COLLATE "C" NOT NULL,
   client_ip      TEXT COLLATE "C",
   policy_text    TEXT COLLATE "C" NOT NULL,

@@ -117,6 +117,16 @@ function requireDatabase(dataDir: string): string {
   return file;
 }
 
+/** The SQLite file, read-only (no migration applied: an outdated schema is refused with what to do). */
+function openReadOnly(file: string) {
+  try {
+    return openDatabase(file, { readonly: true });
+  } catch (err) {
+    if (err instanceof SchemaError) throw new CliError(err.message, 1);
+    throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
+  }
+}
+
 function explainOpenError(err: unknown, dataDir?: string): never {
   if (err instanceof DataKeyMismatchError || err instanceof SchemaError) throw new CliError(err.message, 1);
   const storage = storageFailureOf(err);
@@ -259,14 +269,7 @@ export async function cmdAuditVerifyOffline(flags: Flags, env: NodeJS.ProcessEnv
   const database = databaseOf(flags, env);
   if (database) return verifyPostgresChain(database, flags, io);
   const dataDir = dataDirOf(flags, env);
-  const file = requireDatabase(dataDir);
-  let db;
-  try {
-    db = openDatabase(file, { readonly: true });
-  } catch (err) {
-    if (err instanceof SchemaError) throw new CliError(err.message, 1);
-    throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
-  }
+  const db = openReadOnly(requireDatabase(dataDir));
   try {
     return reportChain(verifyChain(createAuditStore(db).iterate()), flags, io);
   } finally {
@@ -331,13 +334,7 @@ export async function cmdStoreCopy(flags: Flags, env: NodeJS.ProcessEnv, io: Io)
   const file = requireDatabase(from);
   const release = claimDataDir(from, 'copying it');
   try {
-    let lite;
-    try {
-      lite = openDatabase(file, { readonly: true });
-    } catch (err) {
-      if (err instanceof SchemaError) throw new CliError(err.message, 1);
-      throw new CliError(`cannot open ${file}: ${(err as Error).message}`, 1);
-    }
+    const lite = openReadOnly(file);
     const sql = createPostgresClient(to, { max: 1 });
     try {
       await migratePostgres(sql);

@@ -63,6 +63,9 @@ export class SecretsService {
       // The version number is read inside the transaction and is part of the
       // associated data, so the value is sealed there too (microseconds).
       const rows = await this.d.store.tx(async () => {
+        // Again inside the transaction (no cache there): a policy load that took the privilege away and
+        // committed since the check above must win — on another node as much as on this one.
+        if (!(await this.d.authorizer.can(actor.roleId, 'update', resourceId))) throw forbidden();
         const written = await this.writeVersion(resourceId, value);
         return this.d.audit.recordInTransaction([
           { ...event, result: 'success', version: written ?? null, message: `${actor.roleId} updated ${resourceId}` },

@@ -5,10 +5,9 @@
  * header values. Every request is an authentication, so each one is audited.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { allAuditRows } from '../helpers/audit-rows.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -37,7 +36,8 @@ function authenticateWithId(rawId: string | Buffer, extraHeaders = ''): Promise<
   ]);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const socket = connect(srv.server.port, '127.0.0.1', () => socket.end(Buffer.concat([head, body])));
+    // write, not end: the server closes after its answer (Connection: close); a half-close could cut a slower answer short.
+    const socket = connect(srv.server.port, '127.0.0.1', () => socket.write(Buffer.concat([head, body])));
     socket.on('data', (d) => chunks.push(d));
     socket.on('error', reject);
     socket.on('close', () => {
@@ -57,23 +57,13 @@ function authenticateWithId(rawId: string | Buffer, extraHeaders = ''): Promise<
 
 const headerValues = (r: RawReply, name: string) => r.headers.filter(([k]) => k === name).map(([, v]) => v);
 
-/** Audit rows by request id, read straight from the database. */
-function auditRowsWithRequestId(id: string): { action: string; result: string }[] {
-  const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-  try {
-    return db.prepare('SELECT action, result FROM audit_events WHERE request_id = ?').all(id) as { action: string; result: string }[];
-  } finally {
-    db.close();
-  }
+/** Audit rows by request id, read through the store (either backend). */
+async function auditRowsWithRequestId(id: string): Promise<{ action: string; result: string }[]> {
+  return (await allAuditRows(srv.server.vault.services.store)).filter((r) => r.request_id === id).map((r) => ({ action: r.action, result: r.result }));
 }
 
-function auditRowsWithRequestIdLike(fragment: string): number {
-  const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM audit_events WHERE instr(coalesce(request_id, ''), ?) > 0").get(fragment) as { n: number }).n;
-  } finally {
-    db.close();
-  }
+async function auditRowsWithRequestIdLike(fragment: string): Promise<number> {
+  return (await allAuditRows(srv.server.vault.services.store)).filter((r) => (r.request_id ?? '').includes(fragment)).length;
 }
 
 /** Every header line of the response head is printable ASCII `name: value`, with no stray CR or LF. */
@@ -83,15 +73,15 @@ function expectCleanHead(r: RawReply): void {
 }
 
 /** The id was ignored: one generated UUID in the response, the authentication audited under it, the bad id nowhere. */
-function expectGeneratedId(r: RawReply, marker: string): void {
+async function expectGeneratedId(r: RawReply, marker: string): Promise<void> {
   expect(r.status).toBe(200);
   expectCleanHead(r);
   const ids = headerValues(r, 'x-request-id');
   expect(ids).toHaveLength(1);
   expect(ids[0]).toMatch(UUID);
   expect(r.head).not.toContain(marker);
-  expect(auditRowsWithRequestId(ids[0]!)).toEqual([{ action: 'authn', result: 'success' }]);
-  expect(auditRowsWithRequestIdLike(marker)).toBe(0);
+  expect(await auditRowsWithRequestId(ids[0]!)).toEqual([{ action: 'authn', result: 'success' }]);
+  expect(await auditRowsWithRequestIdLike(marker)).toBe(0);
 }
 
 describe('X-Request-Id from the client', () => {
@@ -102,35 +92,35 @@ describe('X-Request-Id from the client', () => {
     expect(r.status).toBe(200);
     expectCleanHead(r);
     expect(headerValues(r, 'x-request-id')).toEqual([id]);
-    expect(auditRowsWithRequestId(id)).toEqual([{ action: 'authn', result: 'success' }]);
+    expect(await auditRowsWithRequestId(id)).toEqual([{ action: 'authn', result: 'success' }]);
   });
 
   it('a 129-character id is ignored: a generated id is answered and audited', async () => {
     const id = `bad129-${'a'.repeat(122)}`;
     expect(id).toHaveLength(129);
-    expectGeneratedId(await authenticateWithId(id), 'bad129-');
+    await expectGeneratedId(await authenticateWithId(id), 'bad129-');
   });
 
   it('a 10 KB id is ignored: a generated id is answered and audited', async () => {
     const id = `bad10k-${'b'.repeat(10 * 1024 - 7)}`;
     expect(id).toHaveLength(10 * 1024);
-    expectGeneratedId(await authenticateWithId(id), 'bad10k-');
+    await expectGeneratedId(await authenticateWithId(id), 'bad10k-');
   });
 
   it('non-ASCII ids (Latin-1 bytes and UTF-8 bytes) are ignored: a generated id is answered and audited', async () => {
-    expectGeneratedId(await authenticateWithId('badlatin-caf\xe9'), 'badlatin-');
-    expectGeneratedId(await authenticateWithId(Buffer.from('badutf8-✓-ü', 'utf8')), 'badutf8-');
+    await expectGeneratedId(await authenticateWithId('badlatin-caf\xe9'), 'badlatin-');
+    await expectGeneratedId(await authenticateWithId(Buffer.from('badutf8-✓-ü', 'utf8')), 'badutf8-');
   });
 
   it('ids with a tab, a space, a quote or a comma are ignored: a generated id is answered and audited', async () => {
-    expectGeneratedId(await authenticateWithId('badtab-a\tb'), 'badtab-');
-    expectGeneratedId(await authenticateWithId('badspace-a b'), 'badspace-');
-    expectGeneratedId(await authenticateWithId('badquote-a"b'), 'badquote-');
-    expectGeneratedId(await authenticateWithId('badcomma-a,b'), 'badcomma-');
+    await expectGeneratedId(await authenticateWithId('badtab-a\tb'), 'badtab-');
+    await expectGeneratedId(await authenticateWithId('badspace-a b'), 'badspace-');
+    await expectGeneratedId(await authenticateWithId('badquote-a"b'), 'badquote-');
+    await expectGeneratedId(await authenticateWithId('badcomma-a,b'), 'badcomma-');
   });
 
   it('two X-Request-Id headers (joined with ", " by the parser) are ignored: a generated id is answered and audited', async () => {
-    expectGeneratedId(await authenticateWithId('baddup-1', 'X-Request-Id: baddup-2\r\n'), 'baddup-');
+    await expectGeneratedId(await authenticateWithId('baddup-1', 'X-Request-Id: baddup-2\r\n'), 'baddup-');
   });
 
   it('a bare CR, a bare LF, a folded line, NUL and other control characters: the HTTP parser refuses the request (400) before it is handled or audited', async () => {
@@ -143,7 +133,7 @@ describe('X-Request-Id from the client', () => {
       expect(headerValues(r, 'x-request-id'), name).toEqual([]);
       expect(r.head, name).not.toContain(marker);
       expect(r.body, name).not.toContain(marker);
-      expect(auditRowsWithRequestIdLike(marker), name).toBe(0);
+      expect(await auditRowsWithRequestIdLike(marker), name).toBe(0);
     }
   });
 
@@ -155,7 +145,7 @@ describe('X-Request-Id from the client', () => {
     expect(headerValues(r, 'x-injected')).toEqual([]);
     expect(headerValues(r, 'set-cookie')).toEqual([]);
     expect(r.head.toLowerCase()).not.toContain('injected');
-    expect(auditRowsWithRequestId('crlf-split')).toEqual([{ action: 'authn', result: 'success' }]);
-    expect(auditRowsWithRequestIdLike('Injected')).toBe(0);
+    expect(await auditRowsWithRequestId('crlf-split')).toEqual([{ action: 'authn', result: 'success' }]);
+    expect(await auditRowsWithRequestIdLike('Injected')).toBe(0);
   });
 });

@@ -7,15 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MAX_PATH_BYTES, MAX_PATH_SEGMENTS } from '../../src/http/app.js';
 import { Client } from '../helpers/http.js';
-import { dbOf } from '../helpers/sqlite.js';
+import { auditCount as countAuditEvents } from '../helpers/audit-rows.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
 let api: Client;
 let admin: string;
 
-const auditCount = () =>
-  (dbOf(server.server.vault.services.store).prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
+const auditCount = () => countAuditEvents(server.server.vault.services.store);
 
 /** Route prefixes an unauthenticated or authenticated caller can aim at, each taking the rest of the path. */
 const PREFIXES = (acct: string) => [
@@ -40,14 +39,14 @@ afterAll(() => server.close());
 
 describe('request path bounds', () => {
   it('the probe’s example: 7,000 `a/` segments under /authn and /authn-jwt are refused with 414 before any authentication', async () => {
-    const before = auditCount();
+    const before = (await auditCount());
     for (const base of [`/authn/${api.account}/`, `/authn-jwt/jenkins/${api.account}/`]) {
       const r = await api.request('POST', `${base}${'a/'.repeat(7000)}authenticate`, { body: 'key', skipContract: true });
       expect(r.status).toBe(414);
       expect(r.json).toEqual({ error: { code: 'uri_too_long', message: `The request path is longer than ${MAX_PATH_BYTES} bytes` } });
       expect(r.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
     }
-    expect(auditCount()).toBe(before);
+    expect((await auditCount())).toBe(before);
   });
 
   it('a path one byte over 12,800 bytes is refused with 414 naming the byte bound; one at the bound is routed', async () => {
@@ -97,7 +96,7 @@ describe('request path bounds', () => {
         async (route, count, seg) => {
           const path = `${route.prefix}${Array.from({ length: count }, () => encodeURI(seg)).join('/')}${route.suffix || '/x'}`;
           const over = Buffer.byteLength(path) > MAX_PATH_BYTES || segmentsOf(path) > MAX_PATH_SEGMENTS;
-          const before = auditCount();
+          const before = (await auditCount());
           const r = await api.request(route.method, path, { token: route.prefix.startsWith('/authn') ? undefined : admin, body: route.method === 'GET' ? undefined : 'x', skipContract: true });
           expect(r.status).not.toBe(500);
           if (over) {
@@ -105,7 +104,7 @@ describe('request path bounds', () => {
             // answers 431 before the server sees the request; below 15,000 bytes of path it never does.
             if (Buffer.byteLength(path) > 15_000) expect([414, 431]).toContain(r.status);
             else expect(r.status).toBe(414);
-            expect(auditCount()).toBe(before);
+            expect((await auditCount())).toBe(before);
           } else expect(r.status).not.toBe(414);
         },
       ),

@@ -29,7 +29,6 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { createAccountIn } from '../../src/server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { dbOf } from '../helpers/sqlite.js';
 import { Client, type Reply } from '../helpers/http.js';
 import { findOperation, listDocumentedRoutes, loadOpenApi } from '../helpers/openapi.js';
 import { runCli } from '../helpers/cli.js';
@@ -210,7 +209,7 @@ let enrolled = 0;
 let jwtKey: CryptoKey;
 let strangerKey: CryptoKey;
 
-const db = () => dbOf(srv.server.vault.services.store);
+const store = () => srv.server.vault.services.store;
 const nowSec = () => Math.floor(srv.clock.nowMs() / 1000);
 const futureIso = (seconds: number) => new Date(srv.clock.nowMs() + seconds * 1000).toISOString();
 const token = (login: string) => {
@@ -968,8 +967,8 @@ describe('the matrix covers every route', () => {
     expect(problems).toEqual([]);
   });
 
-  it('digests every table a refusal could change, and leaves out only the audit log and what derives from it', () => {
-    const digest = tableDigest(db());
+  it('digests every table a refusal could change, and leaves out only the audit log and what derives from it', async () => {
+    const digest = await tableDigest(store());
     expect(Object.keys(digest)).toEqual(expect.arrayContaining(DIGEST_REQUIRED_TABLES));
     expect(Object.keys(digest).filter((t) => t.startsWith('audit'))).toEqual([]);
   });
@@ -982,12 +981,12 @@ for (const row of ROWS) {
       it(`${c.who} → ${c.status}${refused ? ', refused: no canary in the answer, no table changed' : ''}`, async () => {
         await c.setup?.();
         const req = (c.request ?? row.request)();
-        const before = tableDigest(db());
+        const before = await tableDigest(store());
         const r = await send(req, c.auth(), c.contractGap !== undefined);
         expect(r.status, `${req.method} ${req.path}: ${r.text.slice(0, 400)}`).toBe(c.status);
         if (refused) {
           expect(leakedCanaries(r, canaries)).toEqual([]);
-          expect(tableDigest(db())).toEqual(before);
+          expect(await tableDigest(store())).toEqual(before);
         } else if (!c.revealsValue) {
           expect(r.text).not.toContain(CANARY);
         }

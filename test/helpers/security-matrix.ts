@@ -6,6 +6,10 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Reply } from './http.js';
+import type { Store } from '../../src/store/index.js';
+import type { PostgresStore } from '../../src/store/postgres/index.js';
+import type { PgSql } from '../../src/store/postgres/client.js';
+import { dbOf } from './sqlite.js';
 
 /**
  * The append-only audit log (audit_events and its full-text index, the
@@ -21,8 +25,25 @@ export const DIGEST_REQUIRED_TABLES = [
   'policy_versions', 'revoked_tokens', 'host_factory_tokens', 'authenticator_configs', 'jwt_jti', 'keyring', 'signing_keys',
 ];
 
-/** Per-table SHA-256 over every row (`SELECT * … ORDER BY` every column), all tables but the audit log. */
-export function tableDigest(db: Database.Database): Record<string, string> {
+/** Per-table SHA-256 over every row (`SELECT * … ORDER BY` every column), all tables but the audit log, on either backend. */
+export async function tableDigest(store: Store): Promise<Record<string, string>> {
+  if (store.backend === 'postgres') return postgresDigest((store as PostgresStore).sql);
+  return sqliteDigest(dbOf(store));
+}
+
+function digestRows(rows: unknown[][]): string {
+  const h = createHash('sha256');
+  for (const row of rows) {
+    for (const cell of row) {
+      const bytes = Buffer.isBuffer(cell) ? `b:${cell.toString('base64')}` : `${typeof cell}:${String(cell)}`;
+      h.update(`${bytes.length}:${bytes}`);
+    }
+    h.update('\n');
+  }
+  return `${rows.length} rows ${h.digest('hex').slice(0, 16)}`;
+}
+
+function sqliteDigest(db: Database.Database): Record<string, string> {
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[])
     .map((t) => t.name)
     .filter((n) => !isAuditTable(n));
@@ -30,16 +51,21 @@ export function tableDigest(db: Database.Database): Record<string, string> {
   for (const table of tables) {
     const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as unknown[]).length;
     const order = Array.from({ length: columns }, (_, i) => i + 1).join(', ');
-    const rows = db.prepare(`SELECT * FROM "${table}" ORDER BY ${order}`).raw().all() as unknown[][];
-    const h = createHash('sha256');
-    for (const row of rows) {
-      for (const cell of row) {
-        const bytes = Buffer.isBuffer(cell) ? `b:${cell.toString('base64')}` : `${typeof cell}:${String(cell)}`;
-        h.update(`${bytes.length}:${bytes}`);
-      }
-      h.update('\n');
-    }
-    out[table] = `${rows.length} rows ${h.digest('hex').slice(0, 16)}`;
+    out[table] = digestRows(db.prepare(`SELECT * FROM "${table}" ORDER BY ${order}`).raw().all() as unknown[][]);
+  }
+  return out;
+}
+
+async function postgresDigest(sql: PgSql): Promise<Record<string, string>> {
+  const tables = (await sql<{ name: string }[]>`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name COLLATE "C"`)
+    .map((t) => t.name)
+    .filter((n) => !isAuditTable(n));
+  const out: Record<string, string> = {};
+  for (const table of tables) {
+    const [{ n }] = (await sql.unsafe(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '${table}'`)) as unknown as [{ n: number }];
+    const order = Array.from({ length: n }, (_, i) => i + 1).join(', ');
+    const rows = (await sql.unsafe(`SELECT * FROM "${table}" ORDER BY ${order}`).values()) as unknown as unknown[][];
+    out[table] = digestRows(rows);
   }
   return out;
 }
