@@ -876,3 +876,117 @@ describe('RemoteJwksKeySource: kid, cache age, refresh failures and discovery', 
   });
 });
 
+
+// ---------------------------------------------------------------------------
+// service.ts: the server's status checks and audit events (in-process server)
+// ---------------------------------------------------------------------------
+
+describe('JwtAuthnService through the server: status reasons and audit events', () => {
+  it('status names a missing webservice, a disabled service and an empty key set; enable/disable and authenticate are audited with their ids', async () => {
+    const empty = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"keys":[]}');
+    });
+    await new Promise<void>((resolve) => empty.listen(0, '127.0.0.1', resolve));
+    const emptyUrl = `http://127.0.0.1:${(empty.address() as AddressInfo).port}/jwks`;
+    const { startTestServer } = await import('../helpers/server.js');
+    const { Client } = await import('../helpers/http.js');
+    const { allAuditRows } = await import('../helpers/audit-rows.js');
+    const srv = await startTestServer({
+      flags: { authenticators: 'authn,authn-jwt/ghost,authn-jwt/empty,authn-jwt/static', 'jwt-allow-http-hosts': '127.0.0.1' },
+    });
+    try {
+      const A = srv.account;
+      const api = new Client(srv.url, A);
+      const admin = await api.login('admin', srv.adminKey);
+      const key = await theKey();
+      const policy = `
+- !policy
+  id: conjur/authn-jwt/ghost
+  body:
+  - !webservice status
+- !policy
+  id: conjur/authn-jwt/off
+  body:
+  - !webservice
+  - !webservice status
+- !policy
+  id: conjur/authn-jwt/empty
+  body:
+  - !webservice
+  - !webservice status
+  - !variable jwks-uri
+  - !variable token-app-property
+- !policy
+  id: conjur/authn-jwt/static
+  body:
+  - !webservice
+  - !webservice status
+  - !variable public-keys
+  - !variable issuer
+  - !variable token-app-property
+- !host
+  id: myapp
+  annotations:
+    authn-jwt/static/project: proj-1
+- !permit
+  role: !host myapp
+  privilege: [ authenticate ]
+  resource: !webservice conjur/authn-jwt/static
+`;
+      expect((await api.loadPolicy(admin, 'POST', 'root', policy)).status).toBe(201);
+      const set = async (id: string, value: string) => expect((await api.setSecret(admin, id, value)).status).toBe(201);
+      await set('conjur/authn-jwt/empty/jwks-uri', emptyUrl);
+      await set('conjur/authn-jwt/empty/token-app-property', 'host');
+      await set('conjur/authn-jwt/static/public-keys', JSON.stringify({ type: 'jwks', value: { keys: [key.jwk] } }));
+      await set('conjur/authn-jwt/static/issuer', ISSUER);
+      await set('conjur/authn-jwt/static/token-app-property', 'host');
+
+      const status = async (service: string) => {
+        const r = await api.request('GET', `/authn-jwt/${service}/${A}/status`, { token: admin });
+        return [r.status, r.json] as const;
+      };
+      expect(await status('ghost')).toEqual([500, { status: 'error', error: "CONJ00005E Webservice 'authn-jwt/ghost' not found" }]);
+      expect(await status('off')).toEqual([500, { status: 'error', error: "CONJ00004E Authenticator 'authn-jwt/off' is not enabled" }]);
+      expect(await status('empty')).toEqual([500, { status: 'error', error: 'CONJ00035E the JSON Web Key Set holds no keys' }]);
+      expect(await status('static')).toEqual([200, { status: 'ok' }]);
+
+      const patch = (enabled: string) =>
+        api.request('PATCH', `/authn-jwt/off/${A}`, {
+          token: admin,
+          body: `enabled=${enabled}`,
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        });
+      expect((await patch('true')).status).toBe(204);
+      expect((await patch('false')).status).toBe(204);
+
+      const authn = (jwt: string, hostId?: string) =>
+        api.request('POST', `/authn-jwt/static/${A}${hostId === undefined ? '' : `/${encodeURIComponent(hostId)}`}/authenticate`, {
+          body: `jwt=${encodeURIComponent(jwt)}`,
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        });
+      const good = await sign({ iat: Math.floor(srv.clock.nowMs() / 1000), exp: Math.floor(srv.clock.nowMs() / 1000) + 300, project: 'proj-1' });
+      expect((await authn(good)).status).toBe(200);
+      expect((await authn('not-a-jwt')).status).toBe(401);
+
+      const rows = await allAuditRows(srv.server.vault.services.store);
+      const toggles = rows.filter((r) => r.resource_id === `${A}:webservice:conjur/authn-jwt/off`);
+      expect(toggles.map((r) => [r.action, r.operation, r.result])).toEqual([
+        ['authenticator', 'enable', 'success'],
+        ['authenticator', 'disable', 'success'],
+      ]);
+      const authns = rows.filter((r) => r.action === 'authn' && r.operation === 'authenticate' && r.details?.includes('authn-jwt'));
+      expect(authns.map((r) => [r.result, r.role_id, r.resource_id])).toEqual([
+        ['success', `${A}:host:myapp`, `${A}:host:myapp`],
+        ['failure', null, `${A}:webservice:conjur/authn-jwt/static`],
+      ]);
+      expect(authns[1]!.message).toBe(
+        `an unidentified JWT bearer failed to authenticate with authenticator authn-jwt service ${A}:webservice:conjur/authn-jwt/static: ` +
+          'CONJ00077E The request body does not contain JWT token',
+      );
+    } finally {
+      await srv.close();
+      await new Promise<void>((resolve) => empty.close(() => resolve()));
+    }
+  });
+});
