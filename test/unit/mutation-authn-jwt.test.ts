@@ -601,6 +601,7 @@ describe('isNonPublicAddress: IPv4-mapped forms and non-addresses', () => {
     // Global unicast with ffff and a dotted tail in it: not an IPv4-mapped address.
     ['2606:4700::ffff:127.0.0.1', false],
     ['2606:4700::ffff:7f00:1', false],
+    ['::ffff:7f00:1:0:0', false],
     ['8.8.8.8', false],
     ['2606:4700::1111', false],
     ['::1', true],
@@ -809,6 +810,24 @@ describe('RemoteJwksKeySource: kid, cache age, refresh failures and discovery', 
       const source = new RemoteJwksKeySource({ jwksUri: 'https://idp.example/keys' }, { fetchText: async () => body });
       expect(await reasonOf(source.getKeys({ alg: 'ES256', kid: 'k1' })), body).toBe(reason);
     }
+  });
+
+  it('names a key that fails to import, and a fetch failure that is not an Error', async () => {
+    const bad = JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', kid: 'k1', alg: 'ES256', x: 'AAAA', y: 'AAAA' }] });
+    const source = new RemoteJwksKeySource({ jwksUri: 'https://idp.example/keys' }, { fetchText: async () => bad });
+    expect(await reasonOf(source.getKeys({ alg: 'ES256', kid: 'k1' }))).toMatch(/^CONJ00035E Failed to decode token \(3rdPartyError ='.+'\)$/);
+    expect(await reasonOf(source.getKeys({ alg: 'ES256', kid: 'k1' }))).not.toContain('no applicable key');
+    const weird = new RemoteJwksKeySource(
+      { jwksUri: 'https://idp.example/keys' },
+      {
+        fetchText: async () => {
+          throw 'not an error object';
+        },
+      },
+    );
+    expect(await reasonOf(weird.getKeys({ alg: 'ES256', kid: 'k1' }))).toBe(
+      "CONJ00087E Failed to fetch JWKS from 'https://idp.example/keys'. Reason: 'unknown error'",
+    );
   });
 
   it('names the variable when a remote source is built with a plain-http URL', async () => {
