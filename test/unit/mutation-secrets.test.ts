@@ -1,9 +1,11 @@
 /**
- * Barrier details aimed at mutants of src/secrets/barrier.ts
- * (npm run mutation -- --module secrets): master-key decoding exactly at
- * 32 bytes and canonical base64, key states through rotation (retiring keys
- * still decrypt, retired ones are gone), a ciphertext under a key another
- * barrier added, wiping, server secrets and the packed form.
+ * Barrier and rotation details aimed at mutants of src/secrets/barrier.ts and
+ * src/secrets/rotation.ts (npm run mutation -- --module secrets-barrier):
+ * master-key decoding exactly at 32 bytes and canonical base64, key states
+ * through rotation (retiring keys still decrypt, retired ones are gone), a
+ * ciphertext under a key another barrier added, wiping, server secrets and the
+ * packed form; keyring reloads racing key changes; wrapped keys bound to their
+ * version; rotateDataKey / rekeyMaster end to end on an in-process server.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
@@ -11,6 +13,10 @@ import { randomBytes } from 'node:crypto';
 import { tempDir } from '../helpers/tmp.js';
 import { Barrier, DataKeyMismatchError, decodeMasterKey, generateMasterKey, initSodium, packSealed, unpackSealed } from '../../src/secrets/barrier.js';
 import { openStore } from '../../src/store/index.js';
+import { rekeyMaster, rotateDataKey } from '../../src/secrets/rotation.js';
+import { startTestServer } from '../helpers/server.js';
+import { Client } from '../helpers/http.js';
+import { allAuditRows } from '../helpers/audit-rows.js';
 
 beforeAll(() => initSodium());
 
@@ -122,5 +128,194 @@ describe('values, wiping, server secrets', () => {
     expect(packed.subarray(0, 4)).toEqual(Buffer.from([1, 2, 3, 4]));
     expect(packed).toHaveLength(68);
     expect(unpackSealed(packed)).toEqual(s);
+  });
+});
+
+/** A keyring whose next listKeys() call can be held back after it has read its rows (a slow read racing a change). */
+function gatedKeyring(inner: ReturnType<typeof fresh>['keyring']) {
+  let gate: Promise<void> | undefined;
+  let release: () => void = () => undefined;
+  const state = { listCalls: 0 };
+  const keyring: typeof inner = {
+    ...inner,
+    listKeys: async () => {
+      state.listCalls++;
+      const held = gate;
+      gate = undefined;
+      const rows = await inner.listKeys();
+      if (held) await held;
+      return rows;
+    },
+  };
+  return {
+    keyring,
+    state,
+    holdNextList() {
+      gate = new Promise<void>((r) => (release = r));
+    },
+    release: () => release(),
+  };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('keyring reloads racing key changes (the generation counter)', () => {
+  it('a reload that read the keyring before a key was added and the old one retired does not put the old keyring back', async () => {
+    const store = fresh();
+    const g = gatedKeyring(store.keyring);
+    const b = await Barrier.open(randomBytes(32), g.keyring);
+    g.holdNextList();
+    const load = b.loadKeyring();
+    await tick();
+    expect(await b.addDataKey()).toBe(2);
+    await b.retireDataKey(1);
+    g.release();
+    await load;
+    expect(b.activeKeyVersion).toBe(2);
+    expect(b.encrypt(Buffer.from('v'), 'ad').keyVersion).toBe(2);
+  });
+
+  it('a reload that read the keyring before a rewrap and a new key does not unwrap the old rows with the new master key', async () => {
+    const store = fresh();
+    const g = gatedKeyring(store.keyring);
+    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const v1 = b.encrypt(Buffer.from('one'), 'ad');
+    g.holdNextList();
+    const load = b.loadKeyring();
+    await tick();
+    await b.rewrap(randomBytes(32));
+    expect(await b.addDataKey()).toBe(2);
+    g.release();
+    await expect(load).resolves.toBeUndefined();
+    expect(b.activeKeyVersion).toBe(2);
+    expect((await b.decrypt(v1, 'ad')).toString()).toBe('one');
+  });
+
+  it('a reload that read the keyring before another reload and a new key reads again', async () => {
+    const store = fresh();
+    const g = gatedKeyring(store.keyring);
+    const b = await Barrier.open(randomBytes(32), g.keyring);
+    g.holdNextList();
+    const first = b.loadKeyring();
+    await tick();
+    await b.loadKeyring();
+    expect(await b.addDataKey()).toBe(2);
+    g.release();
+    await first;
+    expect(b.activeKeyVersion).toBe(2);
+  });
+
+  it('decrypting under a loaded key costs no keyring read; an unknown version reads it once and is refused', async () => {
+    const store = fresh();
+    const g = gatedKeyring(store.keyring);
+    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const sealed = b.encrypt(Buffer.from('v'), 'ad');
+    const before = g.state.listCalls;
+    expect((await b.decrypt(sealed, 'ad')).toString()).toBe('v');
+    expect(g.state.listCalls).toBe(before);
+    await expect(b.decrypt({ ...sealed, keyVersion: 9 }, 'ad')).rejects.toThrow('Stored value is encrypted under unknown data key version 9');
+    expect(g.state.listCalls).toBe(before + 1);
+  });
+});
+
+describe('the keyring binds each wrapped key to its version, and the master key check', () => {
+  it('refuses to open a keyring whose wrapped keys were swapped between versions', async () => {
+    const store = fresh();
+    const master = randomBytes(32);
+    const b = await Barrier.open(master, store.keyring);
+    await b.addDataKey();
+    const [k1, k2] = await store.keyring.listKeys();
+    await store.keyring.rewrapKey(1, k2!.nonce, k2!.wrapped_key);
+    await store.keyring.rewrapKey(2, k1!.nonce, k1!.wrapped_key);
+    await expect(Barrier.open(master, store.keyring)).rejects.toThrow();
+  });
+
+  it('accepts a master key with whitespace inside (a wrapped line), and explains a mismatch', async () => {
+    const key = randomBytes(32);
+    const b64 = key.toString('base64');
+    expect(decodeMasterKey(`${b64.slice(0, 20)}\n${b64.slice(20)}`, 'K').equals(key)).toBe(true);
+    expect(decodeMasterKey(`${b64.slice(0, 20)} ${b64.slice(20)}`, 'K').equals(key)).toBe(true);
+    const store = fresh();
+    await Barrier.open(randomBytes(32), store.keyring);
+    await expect(Barrier.open(randomBytes(32), store.keyring)).rejects.toThrow(
+      new DataKeyMismatchError(
+        'The data key does not match this database (key-check failed). Start Coffer with the key this ' +
+          'database was created with, or rekey it with `coffer keys rekey`.',
+      ),
+    );
+  });
+});
+
+describe('rotateDataKey and rekeyMaster (src/secrets/rotation.ts)', () => {
+  it('re-encrypts every value, signing key, API key and server secret, retires the old keys, audits it, and refuses to retire a key still in use', async () => {
+    const srv = await startTestServer();
+    try {
+      const s = srv.server.vault.services;
+      const api = new Client(srv.url, srv.account);
+      const admin = await api.login('admin', srv.adminKey);
+      expect((await api.loadPolicy(admin, 'POST', 'root', '- !variable a\n- !variable b\n')).status).toBe(201);
+      for (const [id, v] of [['a', 'a1'], ['a', 'a2'], ['b', 'b1']] as const) expect((await api.setSecret(admin, id, v)).status).toBe(201);
+      const keyring = async () => (await s.store.keyring.listKeys()).map((k) => [k.version, k.state]);
+      const metaVersion = async (name: string) => unpackSealed((await s.store.keyring.getMeta(`secret:${name}`))!).keyVersion;
+      expect(await keyring()).toEqual([[1, 'active']]);
+
+      const progress: Array<[number, number]> = [];
+      const report = await rotateDataKey(s, (done, total) => progress.push([done, total]));
+      expect(report.apiKeys).toBeGreaterThanOrEqual(1);
+      expect(report).toEqual({ newKeyVersion: 2, secrets: 3, signingKeys: 1, apiKeys: report.apiKeys, hostFactoryTokens: 0, retiredKeyVersions: [1] });
+      expect(progress).toEqual([[3, 3]]);
+      expect(await keyring()).toEqual([[1, 'retired'], [2, 'active']]);
+      expect(await metaVersion('api-key-pepper')).toBe(2);
+      // Everything still reads after key 1 is destroyed: values, the signing key, API keys (the pepper).
+      expect((await api.getSecret(admin, 'a')).text).toBe('a2');
+      expect((await api.getSecret(admin, 'a', '?version=1')).text).toBe('a1');
+      expect((await api.getSecret(await api.login('admin', srv.adminKey), 'b')).text).toBe('b1');
+
+      const second = await rotateDataKey(s);
+      expect(second).toMatchObject({ newKeyVersion: 3, secrets: 3, signingKeys: 1, retiredKeyVersions: [2] });
+      expect(await metaVersion('api-key-pepper')).toBe(3);
+
+      const rows = (await allAuditRows(s.store)).filter((r) => r.action === 'keys');
+      expect(rows.map((r) => [r.operation, r.result, r.account])).toEqual([
+        ['rotate', 'success', null],
+        ['rotate', 'success', null],
+      ]);
+      expect(rows[0]!.message).toBe(
+        `coffer keys rotate: data key version 2 is active; re-encrypted 3 secret versions, 1 signing keys, ${report.apiKeys} API keys, ` +
+          '0 host-factory tokens; retired data key versions 1',
+      );
+
+      // A value left under the old key (its re-encryption skipped): refused, rolled back, nothing retired.
+      const notUnderKey = s.store.secrets.notUnderKey;
+      s.store.secrets.notUnderKey = async () => [];
+      try {
+        await expect(rotateDataKey(s)).rejects.toThrow('key rotation stopped: 3 stored values still use data key version 3; nothing was changed');
+      } finally {
+        s.store.secrets.notUnderKey = notUnderKey;
+      }
+      await s.barrier.loadKeyring();
+      expect(await keyring()).toEqual([[1, 'retired'], [2, 'retired'], [3, 'active']]);
+      expect((await api.getSecret(admin, 'a')).text).toBe('a2');
+      // Likewise the signing key.
+      const resealSigningKey = s.store.secrets.resealSigningKey;
+      s.store.secrets.resealSigningKey = async () => undefined;
+      try {
+        await expect(rotateDataKey(s)).rejects.toThrow('key rotation stopped: 1 stored values still use data key version 3; nothing was changed');
+      } finally {
+        s.store.secrets.resealSigningKey = resealSigningKey;
+      }
+      await s.barrier.loadKeyring();
+      expect(await keyring()).toEqual([[1, 'retired'], [2, 'retired'], [3, 'active']]);
+
+      // rekey: the keyring is wrapped by the new master key, values untouched, audited.
+      const next = randomBytes(32);
+      await rekeyMaster(s, next);
+      await expect(Barrier.open(next, s.store.keyring)).resolves.toBeInstanceOf(Barrier);
+      await expect(Barrier.open(Buffer.from(srv.dataKey, 'base64'), s.store.keyring)).rejects.toThrow(DataKeyMismatchError);
+      const rekey = (await allAuditRows(s.store)).filter((r) => r.action === 'keys' && r.operation === 'rekey');
+      expect(rekey.map((r) => [r.result, r.message])).toEqual([['success', 'coffer keys rekey: the keyring is now wrapped by a new master key']]);
+      expect((await api.getSecret(admin, 'b')).text).toBe('b1');
+    } finally {
+      await srv.close();
+    }
   });
 });
