@@ -988,6 +988,30 @@ describe('JwtAuthnService through the server: status reasons and audit events', 
       expect((await authn(good)).status).toBe(200);
       expect((await authn('not-a-jwt')).status).toBe(401);
 
+      // Expired jti rows are purged at most once a minute, on a jti use; the urlHostId names a refused caller.
+      const store = srv.server.vault.services.store;
+      const purges: number[] = [];
+      const purge = store.authenticators.purgeExpiredJti.bind(store.authenticators);
+      store.authenticators.purgeExpiredJti = async (nowSec: number) => {
+        purges.push(nowSec);
+        return purge(nowSec);
+      };
+      const withJti = async (jti: string) => {
+        const nowS = Math.floor(srv.clock.nowMs() / 1000);
+        return authn(await sign({ iat: nowS, exp: nowS + 300, project: 'proj-1', jti }));
+      };
+      const t0 = srv.clock.nowMs();
+      expect((await withJti('p-1')).status).toBe(200);
+      expect(purges).toEqual([Math.floor(t0 / 1000)]);
+      srv.clock.ms = t0 + 60_000;
+      expect((await withJti('p-2')).status).toBe(200);
+      expect(purges).toHaveLength(1);
+      srv.clock.ms = t0 + 60_001;
+      expect((await withJti('p-3')).status).toBe(200);
+      expect((await withJti('p-4')).status).toBe(200);
+      expect(purges).toEqual([Math.floor(t0 / 1000), Math.floor((t0 + 60_001) / 1000)]);
+      expect((await authn('not-a-jwt', 'host/someone')).status).toBe(401);
+
       const rows = await allAuditRows(srv.server.vault.services.store);
       const toggles = rows.filter((r) => r.resource_id === `${A}:webservice:conjur/authn-jwt/off`);
       expect(toggles.map((r) => [r.action, r.operation, r.result])).toEqual([
@@ -998,7 +1022,13 @@ describe('JwtAuthnService through the server: status reasons and audit events', 
       expect(authns.map((r) => [r.result, r.role_id, r.resource_id])).toEqual([
         ['success', `${A}:host:myapp`, `${A}:host:myapp`],
         ['failure', null, `${A}:webservice:conjur/authn-jwt/static`],
+        ...Array.from({ length: 4 }, () => ['success', `${A}:host:myapp`, `${A}:host:myapp`]),
+        ['failure', null, `${A}:webservice:conjur/authn-jwt/static`],
       ]);
+      expect(authns[6]!.message).toBe(
+        `${A}:host/someone failed to authenticate with authenticator authn-jwt service ${A}:webservice:conjur/authn-jwt/static: ` +
+          'CONJ00098E JWT identity configuration is invalid',
+      );
       expect(authns[1]!.message).toBe(
         `an unidentified JWT bearer failed to authenticate with authenticator authn-jwt service ${A}:webservice:conjur/authn-jwt/static: ` +
           'CONJ00077E The request body does not contain JWT token',
