@@ -243,7 +243,7 @@ describe('resolveHostIdentity: blank values, types and malformed ids', () => {
     [['a'], 'Array'],
     [{ a: 1 }, 'Hash'],
   ])('refuses the non-string identity %j, naming its Ruby class %s (CONJ00118E)', async (value, cls) => {
-    expect(await reasonOf(() => resolveHostIdentity({ sub: value } as JWTPayload, plainConfig()))).toBe(
+    expect(await reasonOf(() => resolveHostIdentity({ sub: value } as unknown as JWTPayload, plainConfig()))).toBe(
       `CONJ00118E 'sub' value in token has type '${cls}'. An identity must be a String.`,
     );
   });
