@@ -8,10 +8,15 @@
  * for PostgreSQL), and the column names the two schemas share. What the two
  * dialects spell differently (triggers) is a method here.
  */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import postgres from 'postgres';
 import { PG_TYPES, type PgSql } from '../../src/store/postgres/client.js';
+import { PG_BIN } from './postgres.js';
+import { tempDir } from './tmp.js';
 
 export interface RawDb {
   readonly backend: 'sqlite' | 'postgres';
@@ -47,6 +52,42 @@ export function numberPlaceholders(sql: string): string {
 
 export async function openRawDb(target: RawDbTarget): Promise<RawDb> {
   return target.database ? openPostgres(target.database) : openSqlite(join(target.dataDir, 'coffer.db'));
+}
+
+/**
+ * A consistent copy of the database behind a running server, in a data
+ * directory of its own, for a test to tamper with while the original stays as
+ * it is. SQLite: `VACUUM INTO` coffer.db of the new directory. PostgreSQL: a
+ * new database in the same cluster, filled by `pg_dump` of the original (one
+ * snapshot; the server may keep running) replayed with `psql`; `database`
+ * names it (start a server on it with `flags: { database }`).
+ */
+export async function copyDatabase(target: RawDbTarget): Promise<RawDbTarget> {
+  const dataDir = tempDir('coffer-db-copy-');
+  if (!target.database) {
+    const live = new Database(join(target.dataDir, 'coffer.db'), { readonly: true });
+    try {
+      live.exec(`VACUUM INTO '${join(dataDir, 'coffer.db').replace(/'/g, "''")}'`);
+    } finally {
+      live.close();
+    }
+    return { dataDir };
+  }
+  const url = new URL(target.database);
+  const name = `coffer_copy_${randomBytes(6).toString('hex')}`;
+  const admin = postgres({ host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), database: 'postgres', max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const copy = new URL(target.database);
+  copy.pathname = `/${name}`;
+  const dump = join(dataDir, 'dump.sql');
+  const run = promisify(execFile);
+  await run(join(PG_BIN, 'pg_dump'), ['--no-owner', '--no-privileges', '-f', dump, '-d', target.database], { timeout: 60_000 });
+  await run(join(PG_BIN, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', dump, '-d', copy.toString()], { timeout: 60_000 });
+  return { dataDir, database: copy.toString() };
 }
 
 function openSqlite(file: string): RawDb {
