@@ -45,6 +45,15 @@ export interface AnnotationRow {
   policy_id: string | null;
 }
 
+/** Rows a policy load inserts in one go (GraphStore.insertRows); created_at is set on insert. */
+export interface NewGraphRows {
+  roles: Omit<RoleRow, 'created_at'>[];
+  resources: Omit<ResourceRow, 'created_at'>[];
+  memberships: MembershipRow[];
+  permissions: PermissionRow[];
+  annotations: AnnotationRow[];
+}
+
 export interface ResourceQuery {
   /** Restrict to one account; undefined lists every account. */
   account?: string;
@@ -192,7 +201,29 @@ export function createGraphStore(db: Db) {
     return { sql, params };
   }
 
+  const inList = <T>(sql: string) => {
+    const stmt = db.prepare<[string], T>(sql);
+    return (ids: string[]) => (ids.length === 0 ? [] : stmt.all(JSON.stringify(ids)));
+  };
+  const bulk = {
+    rolesIn: inList<RoleRow>('SELECT * FROM roles WHERE role_id IN (SELECT value FROM json_each(?))'),
+    resourcesIn: inList<ResourceRow>('SELECT * FROM resources WHERE resource_id IN (SELECT value FROM json_each(?))'),
+    annotationsOnAny: inList<AnnotationRow>('SELECT * FROM annotations WHERE resource_id IN (SELECT value FROM json_each(?))'),
+    permissionsOnAny: inList<PermissionRow>('SELECT * FROM permissions WHERE resource_id IN (SELECT value FROM json_each(?))'),
+    membershipsOfRoles: inList<MembershipRow>('SELECT * FROM role_memberships WHERE role_id IN (SELECT value FROM json_each(?))'),
+  };
+
   return {
+    ...bulk,
+    /** Inserts many rows at once, with the conflict rules of the single-row inserts (memberships and permissions: an existing row wins). */
+    insertRows(rows: NewGraphRows): void {
+      const now = nowIso();
+      for (const r of rows.roles) s.insertRole.run(r.role_id, r.account, r.kind, r.identifier, r.policy_id, now);
+      for (const r of rows.resources) s.insertResource.run(r.resource_id, r.account, r.kind, r.identifier, r.owner_id, r.policy_id, now);
+      for (const m of rows.memberships) s.insertMembership.run(m.role_id, m.member_id, m.admin_option, m.ownership, m.policy_id);
+      for (const p of rows.permissions) s.insertPermission.run(p.resource_id, p.privilege, p.role_id, p.policy_id);
+      for (const a of rows.annotations) s.insertAnnotation.run(a.resource_id, a.name, a.value, a.policy_id);
+    },
     getRole: (id: string) => s.getRole.get(id),
     getResource: (id: string) => s.getResource.get(id),
     insertRole(id: string, account: string, kind: string, identifier: string, policyId: string | null): void {
@@ -208,9 +239,9 @@ export function createGraphStore(db: Db) {
     ): void {
       s.insertResource.run(id, account, kind, identifier, ownerId, policyId, nowIso());
     },
-    setOwner: (resourceId: string, ownerId: string) => void s.setOwner.run(ownerId, resourceId),
-    deleteRole: (id: string) => void s.deleteRole.run(id),
-    deleteResource: (id: string) => void s.deleteResource.run(id),
+    setOwner: (resourceId: string, ownerId: string): void => void s.setOwner.run(ownerId, resourceId),
+    deleteRole: (id: string): void => void s.deleteRole.run(id),
+    deleteResource: (id: string): void => void s.deleteResource.run(id),
     resourcesOwnedBy: (roleId: string) => s.ownedBy.all(roleId),
     /** Every role `roleId` holds through memberships (ownership included), itself included. */
     roleClosure: (roleId: string) => s.roleClosure.all(roleId).map((r) => r.id),
@@ -230,7 +261,7 @@ export function createGraphStore(db: Db) {
     },
     deleteMembership: (roleId: string, memberId: string, ownership: boolean) =>
       s.deleteMembership.run(roleId, memberId, ownership ? 1 : 0).changes > 0,
-    deleteOwnershipMemberships: (roleId: string) => void s.deleteOwnershipOf.run(roleId),
+    deleteOwnershipMemberships: (roleId: string): void => void s.deleteOwnershipOf.run(roleId),
     permissionsOn: (resourceId: string) => s.permissionsOn.all(resourceId),
     /** Permissions held directly by a role. */
     permissionsOf: (roleId: string) => s.permissionsOf.all(roleId),
@@ -248,9 +279,9 @@ export function createGraphStore(db: Db) {
     insertAnnotation(resourceId: string, name: string, value: string, policyId: string | null) {
       s.insertAnnotation.run(resourceId, name, value, policyId);
     },
-    updateAnnotation: (resourceId: string, name: string, value: string) =>
+    updateAnnotation: (resourceId: string, name: string, value: string): void =>
       void s.updateAnnotation.run(value, resourceId, name),
-    deleteAnnotation: (resourceId: string, name: string) => void s.deleteAnnotation.run(resourceId, name),
+    deleteAnnotation: (resourceId: string, name: string): void => void s.deleteAnnotation.run(resourceId, name),
     rowsOfPolicy(policyId: string) {
       return {
         roles: s.rolesOfPolicy.all(policyId),
