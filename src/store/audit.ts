@@ -119,6 +119,18 @@ const qServedByFts = (q: string) => [...q].length >= MIN_Q_CHARS && !q.includes(
 /** Events of the account's own index a q query checks before it turns to the full-text index. */
 const Q_FIRST_WALK = 5_000;
 
+/**
+ * Candidate counts at which one trigram of `q` is taken alone as the
+ * full-text candidates (the LIKE of the residual filter checks the rest):
+ * first any trigram under the first bound, else any under the second. The
+ * phrase itself makes FTS5 read every trigram's whole list — over 5M events
+ * `app7/secret1207` (167 matches) costs 137 ms, its rarest trigram `207`
+ * alone 0.8 ms for 8,333 candidates. Each probe reads at most its bound of
+ * index entries (~0.1 µs each), and at most MAX_PROBED_TRIGRAMS are probed.
+ */
+const RARE_TRIGRAM_BOUNDS = [1_000, 10_000] as const;
+const MAX_PROBED_TRIGRAMS = 24;
+
 /** The values of `result` (the CHECK of audit_events in 0001). */
 const RESULTS = ['success', 'failure'] as const;
 
@@ -173,6 +185,8 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
+  const ftsNth = db.prepare<[string, number], { rowid: number }>('SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? LIMIT 1 OFFSET ?');
+  const ftsCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM audit_fts WHERE audit_fts MATCH ?');
   const ftsUpto = db.prepare<[], { n: number }>('SELECT indexed_upto AS n FROM audit_fts_state WHERE id = 1');
   const ftsFill = db.prepare<[number, number]>('INSERT INTO audit_fts (rowid, message) SELECT seq, message FROM audit_events WHERE seq > ? AND seq <= ?');
   const ftsMoveTo = db.prepare<[number]>('UPDATE audit_fts_state SET indexed_upto = ? WHERE id = 1');
@@ -416,6 +430,31 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     return f.limit === undefined ? rows : rows.slice(0, f.limit);
   }
 
+  /**
+   * `q`'s rarest trigram as an FTS5 phrase, when one has fewer index entries
+   * than a bound of RARE_TRIGRAM_BOUNDS; undefined: use the whole phrase. Every
+   * event containing `q` contains each of its trigrams (the index folds case
+   * at least as widely as LIKE), so one trigram's events are a superset.
+   */
+  function rareTrigram(q: string): string | undefined {
+    const chars = [...q];
+    const all = [...new Set(chars.slice(0, -2).map((_, i) => chars.slice(i, i + 3).join('')))];
+    const step = Math.max(1, all.length / MAX_PROBED_TRIGRAMS);
+    const probed = Array.from({ length: Math.min(all.length, MAX_PROBED_TRIGRAMS) }, (_, i) => all[Math.floor(i * step)]!);
+    for (const bound of RARE_TRIGRAM_BOUNDS) {
+      let best: { phrase: string; n: number } | undefined;
+      for (const trigram of probed) {
+        const phrase = ftsPhrase(trigram);
+        // Fewer than `bound` entries when there is no bound-th; then count them (cheap: under the bound).
+        if (ftsNth.get(phrase, bound - 1) !== undefined) continue;
+        const n = ftsCount.get(phrase)!.n;
+        if (!best || n < best.n) best = { phrase, n };
+      }
+      if (best) return best.phrase;
+    }
+    return undefined;
+  }
+
   function* querySlices(f: AuditFilter): Generator<void, AuditRow[], void> {
     if (f.scopes.length === 0) return [];
     const w = seqWindow(f);
@@ -439,7 +478,9 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const head = yield* sliced(f, accountDriver(f), w, Math.min(slice, Q_FIRST_WALK));
     if (head.done) return head.rows;
     yield;
-    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, d, w);
+    const candidates: Driver = { kind: 'fts', match: rareTrigram(f.q!) ?? d.match };
+    yield;
+    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, candidates, w);
     return [...head.rows, ...rest.rows];
   }
 
