@@ -212,7 +212,7 @@ describePostgres('PostgreSQL store', () => {
   it('constraints, cascades and the append-only audit log behave as in SQLite', async () => {
     const { both, bothThrow, exec, sql } = await pair();
     await exec("INSERT INTO roles VALUES ('a:user:u', 'a', 'user', 'u', NULL, 't')");
-    await exec("INSERT INTO resources VALUES ('a:webservice:w', 'a', 'webservice', 'w', 'a:user:u', NULL, 't')");
+    await exec("INSERT INTO resources VALUES ('a:webservice:w', 'a', 'webservice', 'w', 'a:user:u', NULL, 't', NULL)");
     await exec("INSERT INTO credentials (role_id, restricted_to, updated_at) VALUES ('a:user:u', '[]', 't')");
     await exec("INSERT INTO authenticator_configs VALUES ('a:webservice:w', 1, 't')");
     await bothThrow((_f, side) => exec("INSERT INTO keyring VALUES (1, x'00', x'00', 'bogus', 't')", side));
