@@ -12,6 +12,8 @@
 //  2) GET /explain/{account} over a graph of BENCH_ROLES (default 100,000)
 //     hosts in layers, groups and top groups, cold (the authorizer's caches
 //     dropped before each run) and warm.
+// BENCH_DATABASE=postgres://… runs the same on PostgreSQL (an empty
+// database; the events and the graph are seeded with generate_series).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +27,11 @@ const EVENTS = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
 const ROLES = Number(process.env.BENCH_ROLES ?? 100_000);
 const REPS = Number(process.env.BENCH_REPS ?? 7);
 const dataDir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'coffer-bench-console-'));
-const config = loadServerConfig({ 'data-dir': dataDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: randomBytes(32).toString('base64') });
+const database = process.env.BENCH_DATABASE;
+const config = loadServerConfig(
+  { 'data-dir': dataDir, host: '127.0.0.1', port: '0', ...(database ? { database } : {}) },
+  { COFFER_DATA_KEY: randomBytes(32).toString('base64') },
+);
 const server = await startServer(config, { log: () => {} });
 const account = 'bench';
 const { api_key } = await createAccountIn(server.vault, account);
@@ -33,6 +39,9 @@ const url = server.url;
 const services = server.vault.services;
 const store = services.store;
 const db = store.db;
+const pg = store.backend === 'postgres' ? store.sql : undefined;
+/** One row of a counting query, on either backend. */
+const one = async (text) => (pg ? (await pg.unsafe(text))[0] : db.prepare(text).get());
 const load = () => `load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => `${x.toFixed(1).padStart(7)} ms`;
@@ -61,15 +70,75 @@ async function call(path, token) {
   return { elapsed, json: JSON.parse(text) };
 }
 
+/** PostgreSQL: events [from, to) as the SQLite seed writes them, in one statement (its rollup trigger is per statement). */
+async function pgSeedEvents(from, to, firstSeq, start, step) {
+  const a = account;
+  await pg.unsafe(
+    `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, message, prev_hash, hash)
+     SELECT $1::bigint + i - $4::bigint,
+       to_char(to_timestamp($2::float8 / 1000 + i * $3::float8) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       '${a}', CASE WHEN i % 3 = 0 THEN 'authn' ELSE 'fetch' END, CASE WHEN i % 3 = 0 THEN 'authenticate' ELSE 'fetch' END,
+       CASE WHEN i % 3 <> 0 AND i % 17 = 0 THEN 'failure' ELSE 'success' END,
+       '${a}:host:h' || (i % 2000),
+       CASE WHEN i % 3 = 0 THEN '${a}:host:h' || (i % 2000) ELSE '${a}:variable:app' || (i % 100) || '/secret' || (i % 20000) END,
+       'seeded event ' || i, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')
+     FROM generate_series($4::bigint, $5::bigint - 1) AS i`,
+    [firstSeq, start, step, from, to],
+  );
+}
+
+/** PostgreSQL: the same role graph as the SQLite seed, with generate_series. */
+async function pgSeedGraph(layers, groups, tops) {
+  const a = account;
+  const policy = `${a}:policy:root`;
+  const owner = `${a}:user:admin`;
+  await pg.begin(async (t) => {
+    const kinds = [
+      ['group', 'top', tops],
+      ['group', 'g', groups],
+      ['layer', 'l', layers],
+      ['host', 'h', ROLES],
+    ];
+    for (const [kind, prefix, n] of kinds) {
+      await t.unsafe(
+        `INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at)
+         SELECT '${a}:${kind}:${prefix}' || i, '${a}', '${kind}', '${prefix}' || i, '${policy}', now()::text FROM generate_series(0, ${n - 1}) AS i`,
+      );
+      await t.unsafe(
+        `INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version)
+         SELECT '${a}:${kind}:${prefix}' || i, '${a}', '${kind}', '${prefix}' || i, '${owner}', '${policy}', now()::text, 1 FROM generate_series(0, ${n - 1}) AS i`,
+      );
+    }
+    await t.unsafe(
+      `INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version)
+       SELECT '${a}:variable:secret' || i, '${a}', 'variable', 'secret' || i, '${owner}', '${policy}', now()::text, 1 FROM generate_series(0, ${tops - 1}) AS i`,
+    );
+    await t.unsafe(
+      `INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version)
+       SELECT '${a}:variable:secret' || i, 'execute', '${a}:group:top' || i, '${policy}', 1 FROM generate_series(0, ${tops - 1}) AS i
+       UNION ALL SELECT '${a}:variable:secret0', 'execute', '${a}:host:h42', '${policy}', 1`,
+    );
+    for (const [parent, child, n, per] of [['group:top', 'group:g', groups, 10], ['group:g', 'layer:l', layers, 10], ['layer:l', 'host:h', ROLES, 100]]) {
+      await t.unsafe(
+        `INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version)
+         SELECT '${a}:${parent}' || (i / ${per}), '${a}:${child}' || i, 0, 0, '${policy}', 1 FROM generate_series(0, ${n - 1}) AS i`,
+      );
+    }
+  });
+}
+
 try {
   let admin = await (await fetch(`${url}/authn/${account}/admin/authenticate`, { method: 'POST', body: api_key })).text();
   const adminRole = `${account}:user:admin`;
 
-  // 1) Seed the events: 30 days ending now, one every 2.592 s per million; 1 in 3 an authn, else a fetch, 1 in 17 fetches failing.
-  const end = Date.now();
+  // 1) Seed the events: 30 days starting a minute from now (after every event logged so far: seeding times
+  // older than the log's newest would make each row a clock regression, which PostgreSQL's audit_time_state
+  // trigger records with one UPDATE per row), one every 2.592 s per million; 1 in 3 an authn, else a fetch,
+  // 1 in 17 fetches failing.
   const span = 30 * 86_400_000;
-  const start = end - span;
-  const seed = db.prepare(`WITH RECURSIVE n(i) AS (SELECT CAST(? AS INTEGER) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)
+  const start = Math.ceil((Date.now() + 60_000) / 60_000) * 60_000 + 1_234;
+  const end = start + span;
+  const seed = pg ? undefined : db.prepare(`WITH RECURSIVE n(i) AS (SELECT CAST(? AS INTEGER) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)
     INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, message, prev_hash, hash)
     SELECT ? + i,
       strftime('%Y-%m-%dT%H:%M:%fZ', ? / 1000.0 + i * ?, 'unixepoch'),
@@ -81,16 +150,22 @@ try {
     FROM n`);
   const t0 = performance.now();
   const step = span / 1000 / EVENTS;
-  const firstSeq = (db.prepare('SELECT coalesce(max(seq), 0) AS s FROM audit_events').get().s) + 1;
+  const firstSeq = Number((await one('SELECT coalesce(max(seq), 0) AS s FROM audit_events')).s) + 1;
   for (let done = 0; done < EVENTS; done += 250_000) {
     const n = Math.min(250_000, EVENTS - done);
-    await store.tx(async () => seed.run(done, done + n, firstSeq, start, step));
+    if (pg) await pgSeedEvents(done, done + n, firstSeq, start, step);
+    else await store.tx(async () => seed.run(done, done + n, firstSeq, start, step));
   }
-  console.log(`seeded ${EVENTS.toLocaleString()} events over 30 days in ${((performance.now() - t0) / 1000).toFixed(1)} s (the rollup trigger included); audit_counts rows: ${db.prepare('SELECT count(*) AS n FROM audit_counts').get().n.toLocaleString()}   (${load()})`);
+  console.log(`${store.backend}: seeded ${EVENTS.toLocaleString()} events over 30 days in ${((performance.now() - t0) / 1000).toFixed(1)} s (the rollup trigger included); audit_counts rows: ${Number((await one('SELECT count(*) AS n FROM audit_counts')).n).toLocaleString()}   (${load()})`);
 
   const iso = (t) => new Date(t).toISOString();
   const baseline = (since, until, bucketLen) =>
-    db
+    pg
+      ? pg.unsafe(
+          `SELECT left(time, ${bucketLen}) AS b, action, result, count(*) AS n FROM audit_events WHERE account = $1 AND time >= $2 AND time < $3 GROUP BY 1, 2, 3`,
+          [account, since, until],
+        )
+      : db
       .prepare(
         `SELECT substr(time, 1, ${bucketLen}) AS b, action, result, count(*) AS n FROM audit_events INDEXED BY audit_events_account_time ` +
           'WHERE account = ? AND time >= ? AND time < ? GROUP BY b, action, result',
@@ -133,10 +208,11 @@ try {
   // 2) The role graph: ROLES hosts, 100 per layer, 10 layers per group, 10 groups per top group; each top group has
   // execute on its own variable, and a few hosts also a direct permit (two paths).
   const now = new Date().toISOString();
-  const role = db.prepare('INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at) VALUES (?, ?, ?, ?, ?, ?)');
-  const resource = db.prepare('INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, 1)');
-  const member = db.prepare('INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version) VALUES (?, ?, 0, 0, ?, 1)');
-  const permit = db.prepare('INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version) VALUES (?, ?, ?, ?, 1)');
+  const prep = (text) => (pg ? undefined : db.prepare(text));
+  const role = prep('INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+  const resource = prep('INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, 1)');
+  const member = prep('INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version) VALUES (?, ?, 0, 0, ?, 1)');
+  const permit = prep('INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version) VALUES (?, ?, ?, ?, 1)');
   const policy = `${account}:policy:root`;
   const id = (kind, name) => `${account}:${kind}:${name}`;
   const add = (kind, name) => {
@@ -147,7 +223,8 @@ try {
   const layers = Math.ceil(ROLES / 100);
   const groups = Math.ceil(layers / 10);
   const tops = Math.ceil(groups / 10);
-  await store.tx(async () => {
+  if (pg) await pgSeedGraph(layers, groups, tops);
+  else await store.tx(async () => {
     for (let t = 0; t < tops; t++) {
       add('group', `top${t}`);
       resource.run(id('variable', `secret${t}`), account, 'variable', `secret${t}`, id('user', 'admin'), policy, now);
@@ -168,7 +245,7 @@ try {
     permit.run(id('variable', 'secret0'), 'execute', id('host', 'h42'), policy);
   });
   services.authorizer.invalidate();
-  const roleCount = db.prepare('SELECT count(*) AS n FROM roles').get().n;
+  const roleCount = Number((await one('SELECT count(*) AS n FROM roles')).n);
   console.log(`\nGET /explain/${account} over ${roleCount.toLocaleString()} roles (${layers} layers, ${groups} groups, ${tops} top groups; seeded in ${((performance.now() - t1) / 1000).toFixed(1)} s; median of ${REPS})`);
   const deps = { graph: store.graph, authorizer: services.authorizer };
   for (const c of [
