@@ -313,6 +313,14 @@ describe('coffer explain', () => {
     expect(JSON.parse(no.out)).toMatchObject({ allowed: false, reason: 'no_permit', paths: [] });
   });
 
+  it('--help prints the usage with an example, exit 0; the top-level help lists explain', async () => {
+    const r = await runCli(['explain', '--help'], { env: { HOME: tempHome() } });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^usage: coffer explain ROLE PRIVILEGE RESOURCE/);
+    expect(r.out).toMatch(/\nExample:\n {2}coffer explain host:ci\/executor-01 execute variable:ci\/db\/password/);
+    expect((await runCli(['--help'], { env: {} })).out).toContain('explain ROLE PRIVILEGE RESOURCE [--json]');
+  });
+
   it('exits 4 when the role or resource is not found, 2 on a usage error', async () => {
     const r = await runCli(['explain', 'host:ci/executor-01', 'execute', 'variable:ci/nope'], { env: cliEnv() });
     expect(r.code).toBe(4);
