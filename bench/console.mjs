@@ -75,7 +75,7 @@ async function pgSeedEvents(from, to, firstSeq, start, step) {
   const a = account;
   await pg.unsafe(
     `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, message, prev_hash, hash)
-     SELECT $1::bigint + i - $4::bigint,
+     SELECT $1::bigint + i,
        to_char(to_timestamp($2::float8 / 1000 + i * $3::float8) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
        '${a}', CASE WHEN i % 3 = 0 THEN 'authn' ELSE 'fetch' END, CASE WHEN i % 3 = 0 THEN 'authenticate' ELSE 'fetch' END,
        CASE WHEN i % 3 <> 0 AND i % 17 = 0 THEN 'failure' ELSE 'success' END,
