@@ -156,6 +156,9 @@ try {
     if (pg) await pgSeedEvents(done, done + n, firstSeq, start, step);
     else await store.tx(async () => seed.run(done, done + n, firstSeq, start, step));
   }
+  // Planner statistics, as a database that grew over time has them (right after a bulk load PostgreSQL has none
+  // until autovacuum comes by, and picks sequential scans).
+  if (pg) await pg.unsafe('ANALYZE');
   console.log(`${store.backend}: seeded ${EVENTS.toLocaleString()} events over 30 days in ${((performance.now() - t0) / 1000).toFixed(1)} s (the rollup trigger included); audit_counts rows: ${Number((await one('SELECT count(*) AS n FROM audit_counts')).n).toLocaleString()}   (${load()})`);
 
   const iso = (t) => new Date(t).toISOString();
@@ -223,7 +226,10 @@ try {
   const layers = Math.ceil(ROLES / 100);
   const groups = Math.ceil(layers / 10);
   const tops = Math.ceil(groups / 10);
-  if (pg) await pgSeedGraph(layers, groups, tops);
+  if (pg) {
+    await pgSeedGraph(layers, groups, tops);
+    await pg.unsafe('ANALYZE');
+  }
   else await store.tx(async () => {
     for (let t = 0; t < tops; t++) {
       add('group', `top${t}`);
