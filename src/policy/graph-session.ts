@@ -168,8 +168,8 @@ export class GraphSession implements PolicyGraph {
     this.membershipRoles.add(id);
   }
 
-  async insertResource(id: string, account: string, kind: string, identifier: string, ownerId: string, policyId: string | null): Promise<void> {
-    const row = { resource_id: id, account, kind, identifier, owner_id: ownerId, policy_id: policyId };
+  async insertResource(id: string, account: string, kind: string, identifier: string, ownerId: string, policyId: string | null, policyVersion: number | null = null): Promise<void> {
+    const row = { resource_id: id, account, kind, identifier, owner_id: ownerId, policy_id: policyId, policy_version: policyVersion };
     this.queued.resources.push(row);
     this.resources.set(id, { ...row, created_at: new Date().toISOString() });
     // A new resource has no annotations or permissions yet.
@@ -177,11 +177,11 @@ export class GraphSession implements PolicyGraph {
     this.permissionResources.add(id);
   }
 
-  async setOwner(resourceId: string, ownerId: string): Promise<void> {
+  async setOwner(resourceId: string, ownerId: string, policyVersion: number | null = null): Promise<void> {
     await this.flush();
-    await this.g.setOwner(resourceId, ownerId);
+    await this.g.setOwner(resourceId, ownerId, policyVersion);
     const row = this.resources.get(resourceId);
-    if (row) this.resources.set(resourceId, { ...row, owner_id: ownerId });
+    if (row) this.resources.set(resourceId, { ...row, owner_id: ownerId, policy_version: policyVersion ?? row.policy_version });
   }
 
   async deleteRole(id: string): Promise<void> {
@@ -217,20 +217,20 @@ export class GraphSession implements PolicyGraph {
     return this.g.getMembership(roleId, memberId, ownership);
   }
 
-  async insertMembership(roleId: string, memberId: string, adminOption: boolean, ownership: boolean, policyId: string | null): Promise<void> {
-    const row: MembershipRow = { role_id: roleId, member_id: memberId, admin_option: adminOption ? 1 : 0, ownership: ownership ? 1 : 0, policy_id: policyId };
+  async insertMembership(roleId: string, memberId: string, adminOption: boolean, ownership: boolean, policyId: string | null, policyVersion: number | null = null): Promise<void> {
+    const row: MembershipRow = { role_id: roleId, member_id: memberId, admin_option: adminOption ? 1 : 0, ownership: ownership ? 1 : 0, policy_id: policyId, policy_version: policyVersion };
     this.queued.memberships.push(row);
     // ON CONFLICT DO NOTHING: an existing row stays as it was.
     const key = membershipKey(roleId, memberId, ownership);
     if (this.membershipRoles.has(roleId) && !this.memberships.has(key)) this.memberships.set(key, row);
   }
 
-  async setAdminOption(roleId: string, memberId: string, ownership: boolean, adminOption: boolean): Promise<void> {
+  async setAdminOption(roleId: string, memberId: string, ownership: boolean, adminOption: boolean, policyVersion: number | null = null): Promise<void> {
     await this.flush();
-    await this.g.setAdminOption(roleId, memberId, ownership, adminOption);
+    await this.g.setAdminOption(roleId, memberId, ownership, adminOption, policyVersion);
     const key = membershipKey(roleId, memberId, ownership);
     const row = this.memberships.get(key);
-    if (row) this.memberships.set(key, { ...row, admin_option: adminOption ? 1 : 0 });
+    if (row) this.memberships.set(key, { ...row, admin_option: adminOption ? 1 : 0, policy_version: policyVersion ?? row.policy_version });
   }
 
   async deleteMembership(roleId: string, memberId: string, ownership: boolean): Promise<boolean> {
@@ -246,8 +246,8 @@ export class GraphSession implements PolicyGraph {
     return this.g.getPermission(resourceId, privilege, roleId);
   }
 
-  async insertPermission(resourceId: string, privilege: string, roleId: string, policyId: string | null): Promise<void> {
-    const row: PermissionRow = { resource_id: resourceId, privilege, role_id: roleId, policy_id: policyId };
+  async insertPermission(resourceId: string, privilege: string, roleId: string, policyId: string | null, policyVersion: number | null = null): Promise<void> {
+    const row: PermissionRow = { resource_id: resourceId, privilege, role_id: roleId, policy_id: policyId, policy_version: policyVersion };
     this.queued.permissions.push(row);
     const key = permissionKey(resourceId, privilege, roleId);
     if (this.permissionResources.has(resourceId) && !this.permissions.has(key)) this.permissions.set(key, row);

@@ -19,12 +19,12 @@ const POLICIES = ['a:policy:root', 'a:policy:p0'];
 
 type Op =
   | { op: 'insertRole'; id: string; policy: string }
-  | { op: 'insertResource'; id: string; owner: string; policy: string }
-  | { op: 'setOwner'; id: string; owner: string }
-  | { op: 'insertMembership'; role: string; member: string; admin: boolean; ownership: boolean; policy: string }
-  | { op: 'setAdminOption'; role: string; member: string; ownership: boolean; admin: boolean }
+  | { op: 'insertResource'; id: string; owner: string; policy: string; version: number | null }
+  | { op: 'setOwner'; id: string; owner: string; version: number | null }
+  | { op: 'insertMembership'; role: string; member: string; admin: boolean; ownership: boolean; policy: string; version: number | null }
+  | { op: 'setAdminOption'; role: string; member: string; ownership: boolean; admin: boolean; version: number | null }
   | { op: 'deleteMembership'; role: string; member: string; ownership: boolean }
-  | { op: 'insertPermission'; resource: string; privilege: string; role: string; policy: string }
+  | { op: 'insertPermission'; resource: string; privilege: string; role: string; policy: string; version: number | null }
   | { op: 'deletePermission'; resource: string; privilege: string; role: string }
   | { op: 'insertAnnotation'; resource: string; name: string; value: string; policy: string }
   | { op: 'updateAnnotation'; resource: string; name: string; value: string }
@@ -36,15 +36,17 @@ type Op =
 const role = fc.constantFrom(...ROLES);
 const resource = fc.constantFrom(...RESOURCES);
 const policy = fc.constantFrom(...POLICIES);
+/** The policy version a load records on the rows it writes (null: none known). */
+const version = fc.constantFrom(null, 1, 2);
 // Deletions are rarer: each one makes the session forget what it read (a delete can cascade), after which every read goes to the store.
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('insertRole' as const), id: role, policy }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('insertResource' as const), id: resource, owner: role, policy }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('setOwner' as const), id: resource, owner: role }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('insertMembership' as const), role, member: role, admin: fc.boolean(), ownership: fc.boolean(), policy }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('setAdminOption' as const), role, member: role, ownership: fc.boolean(), admin: fc.boolean() }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('insertResource' as const), id: resource, owner: role, policy, version }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('setOwner' as const), id: resource, owner: role, version }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('insertMembership' as const), role, member: role, admin: fc.boolean(), ownership: fc.boolean(), policy, version }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('setAdminOption' as const), role, member: role, ownership: fc.boolean(), admin: fc.boolean(), version }), weight: 4 },
   { arbitrary: fc.record({ op: fc.constant('deleteMembership' as const), role, member: role, ownership: fc.boolean() }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('insertPermission' as const), resource, privilege: fc.constantFrom(...PRIVS), role, policy }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('insertPermission' as const), resource, privilege: fc.constantFrom(...PRIVS), role, policy, version }), weight: 4 },
   { arbitrary: fc.record({ op: fc.constant('deletePermission' as const), resource, privilege: fc.constantFrom(...PRIVS), role }), weight: 4 },
   { arbitrary: fc.record({ op: fc.constant('insertAnnotation' as const), resource, name: fc.constantFrom(...NAMES), value: fc.constantFrom('x', 'y'), policy }), weight: 4 },
   { arbitrary: fc.record({ op: fc.constant('updateAnnotation' as const), resource, name: fc.constantFrom(...NAMES), value: fc.constantFrom('x', 'y', 'z') }), weight: 4 },
@@ -107,17 +109,17 @@ async function apply(g: Pick<GraphSession, keyof GraphSession>, op: Op): Promise
     case 'insertRole':
       return g.insertRole(op.id, ...parts(op.id), op.policy);
     case 'insertResource':
-      return g.insertResource(op.id, ...parts(op.id), op.owner, op.policy);
+      return g.insertResource(op.id, ...parts(op.id), op.owner, op.policy, op.version);
     case 'setOwner':
-      return g.setOwner(op.id, op.owner);
+      return g.setOwner(op.id, op.owner, op.version);
     case 'insertMembership':
-      return g.insertMembership(op.role, op.member, op.admin, op.ownership, op.policy);
+      return g.insertMembership(op.role, op.member, op.admin, op.ownership, op.policy, op.version);
     case 'setAdminOption':
-      return g.setAdminOption(op.role, op.member, op.ownership, op.admin);
+      return g.setAdminOption(op.role, op.member, op.ownership, op.admin, op.version);
     case 'deleteMembership':
       return g.deleteMembership(op.role, op.member, op.ownership);
     case 'insertPermission':
-      return g.insertPermission(op.resource, op.privilege, op.role, op.policy);
+      return g.insertPermission(op.resource, op.privilege, op.role, op.policy, op.version);
     case 'deletePermission':
       return g.deletePermission(op.resource, op.privilege, op.role);
     case 'insertAnnotation':
@@ -163,7 +165,7 @@ describe('GraphSession: a policy load through the session reads and writes what 
         // Most calls need existing rows: start from every role (and its resource) present.
         const base: Op[] = [
           ...ROLES.map((id): Op => ({ op: 'insertRole', id, policy: 'a:policy:root' })),
-          ...ROLES.map((id): Op => ({ op: 'insertResource', id, owner: id, policy: 'a:policy:root' })),
+          ...ROLES.map((id): Op => ({ op: 'insertResource', id, owner: id, policy: 'a:policy:root', version: 1 })),
         ];
         for (const op of [...base, ...seed]) {
           if (!(await valid(ref, op)) || op.op === 'read') continue;
