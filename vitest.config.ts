@@ -1,12 +1,59 @@
+/**
+ * `npm test`: every test on the embedded default (SQLite), and the
+ * end-to-end suite again with every test server on PostgreSQL
+ * (COFFER_TEST_BACKEND=postgres: test/helpers/server.ts starts a throwaway
+ * cluster per file) — parametrized, not copied.
+ *
+ * Left out of the PostgreSQL pass: files that are PostgreSQL-native already
+ * (multi-node, failover, the admin CLI on --database, store copy, the HA
+ * docs), and files whose subject is the SQLite file itself or that start no
+ * in-process test server (full disk under the data directory, the admin CLI
+ * on --data-dir, audit sinks reading the file).
+ *
+ * Without PostgreSQL's binaries the second pass is skipped with a notice,
+ * unless CI=true or COFFER_TEST_POSTGRES=required make that a failure.
+ */
 import { defineConfig } from 'vitest/config';
+import { shared } from './vitest.shared.js';
+import { postgresMissing, postgresRequired } from './test/helpers/postgres-binaries.js';
+
+export const NOT_ON_POSTGRES = [
+  'test/e2e/multi-node.test.ts',
+  'test/e2e/multi-node-processes.test.ts',
+  'test/e2e/failover.test.ts',
+  'test/e2e/postgres-admin-cli.test.ts',
+  'test/e2e/store-copy.test.ts',
+  'test/e2e/docs-high-availability.test.ts',
+  'test/e2e/full-disk.test.ts',
+  'test/e2e/admin-cli.test.ts',
+  'test/e2e/audit-sinks.test.ts',
+];
+
+const missing = postgresMissing();
+const onPostgres = missing === undefined || postgresRequired();
+if (!onPostgres) console.warn(`\n*** The end-to-end suite runs on SQLite only: ${missing}\n`);
+
+// Each project names its own files (with `extends`, a root `include` would be added to the project's).
+const { include, ...common } = shared;
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
-    pool: 'forks',
-    // A TMPDIR of the run's own; the run fails if the tests leave anything in it (test/helpers/tmp.ts cleans up).
-    globalSetup: ['test/helpers/global-tmp.ts'],
+    ...common,
+    projects: [
+      { extends: true, test: { name: 'sqlite', include } },
+      ...(onPostgres
+        ? [
+            {
+              extends: true,
+              test: {
+                name: 'postgres',
+                include: ['test/e2e/**/*.test.ts'],
+                exclude: ['**/node_modules/**', ...NOT_ON_POSTGRES],
+                env: { COFFER_TEST_BACKEND: 'postgres' },
+              },
+            },
+          ]
+        : []),
+    ],
   },
 });

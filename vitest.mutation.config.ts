@@ -3,14 +3,15 @@
  * whole suite minus the tests that exercise the built binary (bin/ → dist/)
  * in child processes. Those cannot see a mutant (it lives in Stryker's
  * instrumented copy of src/, not in dist/), so they would only cost time.
+ * SQLite only: vitest.config.ts's PostgreSQL pass runs the same end-to-end
+ * tests against the other store, which holds no mutated decision.
  */
-import { defineConfig, mergeConfig } from 'vitest/config';
-import base from './vitest.config.js';
+import { defineConfig } from 'vitest/config';
+import { shared } from './vitest.shared.js';
 
-export default mergeConfig(
-  base,
-  defineConfig({
-    test: {
+export default defineConfig({
+  test: {
+      ...shared,
       // Instrumented code under a shared CPU: the thundering-herd enrolment test needs more than 30 s.
       testTimeout: 120_000,
       hookTimeout: 120_000,
@@ -41,6 +42,5 @@ export default mergeConfig(
         // out for one run: MUTATION_EXCLUDE=test/e2e/x.test.ts,test/unit/y.test.ts
         ...(process.env.MUTATION_EXCLUDE ?? '').split(',').map((f) => f.trim()).filter(Boolean),
       ],
-    },
-  }),
-);
+  },
+});

@@ -11,6 +11,7 @@ import { registerAudit } from './routes/audit.js';
 import { registerAuthn } from './routes/authn.js';
 import { registerHostFactories } from './routes/host-factories.js';
 import { registerAuthnJwt } from './routes/authn-jwt.js';
+import { registerExplain } from './routes/explain.js';
 import { registerMisc } from './routes/misc.js';
 import { registerPolicies } from './routes/policies.js';
 import { registerPublicKeys } from './routes/public-keys.js';
@@ -78,6 +79,7 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   registerPublicKeys(deps);
   registerHostFactories(deps);
   registerAudit(deps);
+  registerExplain(deps);
 
   app.notFound((c) => {
     // Only the first path segment is echoed: the rest may be a credential

@@ -10,6 +10,7 @@
 import { PolicyError, kindTitle } from '../errors.js';
 import { fullId, parseFullId } from '../ids.js';
 import type { CredentialsStore, GraphStore } from '../store/index.js';
+import { GraphSession, type PolicyGraph } from './graph-session.js';
 import type { RecordStatement, Statement } from './types.js';
 
 export type LoadMode = 'add' | 'update' | 'replace';
@@ -47,18 +48,25 @@ function publicKeyResources(record: RecordStatement): { id: string; value: strin
   });
 }
 
+/**
+ * `version` is the policy version this load becomes: every membership,
+ * permission and resource ownership it writes records it (GET /explain
+ * labels each edge with the version that declared it).
+ */
 export async function applyStatements(
   d: ApplyDeps,
   policyId: string,
   statements: Statement[],
   mode: LoadMode,
+  version: number | null = null,
 ): Promise<ApplyResult> {
-  const g = d.graph;
+  const g = new GraphSession(d.graph);
   const result: ApplyResult = { createdRoles: {}, changes: { added: [], changed: [], removed: [] }, touched: new Set() };
   const log = result.changes;
   const records = statements.filter((s): s is RecordStatement => s.type === 'record');
 
-  if (mode === 'replace') await removeAbsentRows(d, policyId, statements, result);
+  if (mode === 'replace') await removeAbsentRows(d.graph, policyId, statements, result);
+  await g.prefetch(statements);
 
   // Records: roles, resources, annotations, ownership.
   for (const r of records) {
@@ -73,26 +81,26 @@ export async function applyStatements(
     }
     const existing = r.hasResource ? await g.getResource(r.id) : undefined;
     if (r.hasResource && !existing) {
-      await g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId);
+      await g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId, version);
       log.added.push(`added resource ${r.id}`);
       if (r.hasRole) {
-        await g.insertMembership(r.id, r.owner, true, true, policyId);
+        await g.insertMembership(r.id, r.owner, true, true, policyId, version);
         log.added.push(`added ownership of ${r.owner} in ${r.id}`);
       }
     } else if (existing && mode !== 'add' && existing.policy_id === policyId && existing.owner_id !== r.owner) {
-      await g.setOwner(r.id, r.owner);
+      await g.setOwner(r.id, r.owner, version);
       log.changed.push(`changed owner of ${r.id} from ${existing.owner_id} to ${r.owner}`);
       if (await g.getRole(r.id)) {
         await g.deleteMembership(r.id, existing.owner_id, true);
-        await g.insertMembership(r.id, r.owner, true, true, policyId);
+        await g.insertMembership(r.id, r.owner, true, true, policyId, version);
       }
       result.touched.add(existing.owner_id);
     }
     if (r.hasResource) await applyAnnotations(g, r, policyId, mode, log);
-    if (CREDENTIAL_KINDS.has(p.kind) && r.hasRole) await applyCredentials(d, r, newRole, policyId, mode, result);
+    if (CREDENTIAL_KINDS.has(p.kind) && r.hasRole) await applyCredentials(d, g, r, newRole, policyId, mode, result);
     for (const layer of r.layers ?? []) {
       if (!await g.getMembership(layer, r.id, false)) {
-        await g.insertMembership(layer, r.id, false, false, policyId);
+        await g.insertMembership(layer, r.id, false, false, policyId, version);
         log.added.push(`added membership of ${r.id} in ${layer}`);
         result.touched.add(layer);
       }
@@ -100,7 +108,7 @@ export async function applyStatements(
     for (const key of publicKeyResources(r)) {
       if (!await g.getResource(key.id)) {
         const kp = parseFullId(key.id)!;
-        await g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId);
+        await g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId, version);
         log.added.push(`added resource ${key.id}`);
       }
       await d.writeSecret(key.id, Buffer.from(key.value, 'utf8'));
@@ -116,10 +124,10 @@ export async function applyStatements(
         result.touched.add(s.member);
         const existing = await g.getMembership(s.role, s.member, false);
         if (!existing) {
-          await g.insertMembership(s.role, s.member, s.adminOption, false, policyId);
+          await g.insertMembership(s.role, s.member, s.adminOption, false, policyId, version);
           log.added.push(`added membership of ${s.member} in ${s.role}`);
         } else if (mode !== 'add' && existing.policy_id === policyId && (existing.admin_option === 1) !== s.adminOption) {
-          await g.setAdminOption(s.role, s.member, false, s.adminOption);
+          await g.setAdminOption(s.role, s.member, false, s.adminOption, version);
           log.changed.push(`changed admin option of ${s.member} in ${s.role}`);
         }
         break;
@@ -128,7 +136,7 @@ export async function applyStatements(
         result.touched.add(s.role);
         result.touched.add(s.resource);
         if (!await g.getPermission(s.resource, s.privilege, s.role)) {
-          await g.insertPermission(s.resource, s.privilege, s.role, policyId);
+          await g.insertPermission(s.resource, s.privilege, s.role, policyId, version);
           log.added.push(`added permission of ${s.role} to ${s.privilege} on ${s.resource}`);
         }
         break;
@@ -159,10 +167,11 @@ export async function applyStatements(
         break;
     }
   }
+  await g.flush();
   return result;
 }
 
-async function applyAnnotations(g: GraphStore, r: RecordStatement, policyId: string, mode: LoadMode, log: ChangeLog) {
+async function applyAnnotations(g: PolicyGraph, r: RecordStatement, policyId: string, mode: LoadMode, log: ChangeLog) {
   for (const [name, value] of Object.entries(r.annotations)) {
     const existing = await g.getAnnotation(r.id, name);
     if (!existing) {
@@ -175,15 +184,16 @@ async function applyAnnotations(g: GraphStore, r: RecordStatement, policyId: str
   }
 }
 
-async function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boolean, policyId: string, mode: LoadMode, result: ApplyResult) {
-  const cred = await d.credentials.get(r.id);
+async function applyCredentials(d: ApplyDeps, g: PolicyGraph, r: RecordStatement, newRole: boolean, policyId: string, mode: LoadMode, result: ApplyResult) {
+  // A role that did not exist has no credentials (they are deleted with their role).
+  const cred = newRole ? undefined : await d.credentials.get(r.id);
   const wanted = r.restrictedTo ?? [];
   if (!cred) {
     result.createdRoles[r.id] = { id: r.id, api_key: await d.createCredentials(r.id, wanted) };
     if (!newRole) result.changes.added.push(`added credentials of ${r.id}`);
     return;
   }
-  const role = await d.graph.getRole(r.id);
+  const role = await g.getRole(r.id);
   if (role && role.policy_id !== policyId && !newRole) return;
   const current = JSON.parse(cred.restricted_to) as string[];
   const next = mode === 'add' ? [...new Set([...current, ...wanted])] : wanted;
@@ -200,7 +210,7 @@ async function applyCredentials(d: ApplyDeps, r: RecordStatement, newRole: boole
  * permits landing on a role an enrolment-token holder controls — so the load
  * is refused until the operator deletes the enrolled host (Conjur adopts it).
  */
-async function refuseEnrolledHost(g: GraphStore, r: RecordStatement): Promise<void> {
+async function refuseEnrolledHost(g: PolicyGraph, r: RecordStatement): Promise<void> {
   if (!r.hasRole) return;
   const role = await g.getRole(r.id);
   if (!role || role.policy_id !== null) return;
@@ -222,7 +232,7 @@ function missing(id: string, position?: { line: number; column: number }): Polic
   return new PolicyError('policy_invalid', message, position);
 }
 
-async function checkReferences(g: GraphStore, statements: Statement[], records: RecordStatement[]) {
+async function checkReferences(g: PolicyGraph, statements: Statement[], records: RecordStatement[]) {
   const roleExists = async (id: string) => await g.getRole(id) !== undefined;
   const resourceExists = async (id: string) => await g.getResource(id) !== undefined;
   for (const r of records) {
@@ -242,7 +252,7 @@ async function checkReferences(g: GraphStore, statements: Statement[], records: 
 }
 
 /** `!delete`: the role and resource, and recursively everything the record owns. */
-export async function deleteRecord(g: GraphStore, id: string, log: ChangeLog, touched: Set<string>): Promise<void> {
+export async function deleteRecord(g: PolicyGraph, id: string, log: ChangeLog, touched: Set<string>): Promise<void> {
   const pending = [id];
   const seen = new Set<string>();
   while (pending.length > 0) {
@@ -270,8 +280,7 @@ export async function deleteRecord(g: GraphStore, id: string, log: ChangeLog, to
 }
 
 /** PUT: rows of this policy that the new text does not declare are removed first. */
-async function removeAbsentRows(d: ApplyDeps, policyId: string, statements: Statement[], result: ApplyResult) {
-  const g = d.graph;
+async function removeAbsentRows(g: PolicyGraph, policyId: string, statements: Statement[], result: ApplyResult) {
   const declared = new Set<string>();
   const grants = new Set<string>();
   const permits = new Set<string>();

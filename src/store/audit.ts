@@ -47,6 +47,72 @@ export interface AuditFilter {
   limit?: number;
 }
 
+/** Grains of the audit_counts rollup (migration 0009): minute, hour, day; a bucket's key is the time's first 16, 13 or 10 characters. */
+export type CountGrain = 'm' | 'h' | 'd';
+export const GRAIN_KEY_LENGTH: Record<CountGrain, number> = { m: 16, h: 13, d: 10 };
+
+/** Rollup rows of one grain whose bucket key is in [fromKey, toKey), optionally of one action and/or result. */
+export interface RollupQuery {
+  account: string;
+  grain: CountGrain;
+  fromKey: string;
+  toKey: string;
+  action?: string;
+  result?: 'success' | 'failure';
+}
+
+export interface RollupRow {
+  start: string;
+  action: string;
+  result: 'success' | 'failure';
+  n: number;
+}
+
+/** Events of an account in [since, until) (ISO times), optionally of one action and/or result, counted per action and result. */
+export interface RangeCountQuery {
+  account: string;
+  since: string;
+  until: string;
+  action?: string;
+  result?: 'success' | 'failure';
+}
+
+export interface RangeCountRow {
+  action: string;
+  result: 'success' | 'failure';
+  n: number;
+}
+
+/** SQL and parameters of a rollup read (the same text on both backends, `?` placeholders). */
+export function rollupSql(q: RollupQuery): { sql: string; params: unknown[] } {
+  const where = ['account = ?', 'grain = ?', 'start >= ?', 'start < ?'];
+  const params: unknown[] = [q.account, q.grain, q.fromKey, q.toKey];
+  if (q.action !== undefined) {
+    where.push('action = ?');
+    params.push(q.action);
+  }
+  if (q.result !== undefined) {
+    where.push('result = ?');
+    params.push(q.result);
+  }
+  return { sql: `SELECT start, action, result, n FROM audit_counts WHERE ${where.join(' AND ')}`, params };
+}
+
+/** SQL and parameters of a range count over the account's time index. */
+export function rangeCountSql(q: RangeCountQuery): { sql: string; params: unknown[] } {
+  const where = ['account = ?', 'time >= ?', 'time < ?'];
+  const params: unknown[] = [q.account, q.since, q.until];
+  if (q.action !== undefined) {
+    where.push('action = ?');
+    params.push(q.action);
+  }
+  if (q.result !== undefined) {
+    where.push('result = ?');
+    params.push(q.result);
+  }
+  return { sql: `SELECT action, result, count(*) AS n FROM audit_events WHERE ${where.join(' AND ')} GROUP BY action, result`, params };
+}
+
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /**
@@ -119,6 +185,18 @@ const qServedByFts = (q: string) => [...q].length >= MIN_Q_CHARS && !q.includes(
 /** Events of the account's own index a q query checks before it turns to the full-text index. */
 const Q_FIRST_WALK = 5_000;
 
+/**
+ * Candidate counts at which one trigram of `q` is taken alone as the
+ * full-text candidates (the LIKE of the residual filter checks the rest):
+ * first any trigram under the first bound, else any under the second. The
+ * phrase itself makes FTS5 read every trigram's whole list — over 5M events
+ * `app7/secret1207` (167 matches) costs 137 ms, its rarest trigram `207`
+ * alone 0.8 ms for 8,333 candidates. Each probe reads at most its bound of
+ * index entries (~0.1 µs each), and at most MAX_PROBED_TRIGRAMS are probed.
+ */
+const RARE_TRIGRAM_BOUNDS = [1_000, 10_000] as const;
+const MAX_PROBED_TRIGRAMS = 24;
+
 /** The values of `result` (the CHECK of audit_events in 0001). */
 const RESULTS = ['success', 'failure'] as const;
 
@@ -173,6 +251,8 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   const walk = db.prepare<[number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq');
   const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?');
   const kindsOf = db.prepare<[string], { kind: string }>('SELECT DISTINCT kind FROM resources WHERE account = ?');
+  const ftsNth = db.prepare<[string, number], { rowid: number }>('SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? LIMIT 1 OFFSET ?');
+  const ftsCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM audit_fts WHERE audit_fts MATCH ?');
   const ftsUpto = db.prepare<[], { n: number }>('SELECT indexed_upto AS n FROM audit_fts_state WHERE id = 1');
   const ftsFill = db.prepare<[number, number]>('INSERT INTO audit_fts (rowid, message) SELECT seq, message FROM audit_events WHERE seq > ? AND seq <= ?');
   const ftsMoveTo = db.prepare<[number]>('UPDATE audit_fts_state SET indexed_upto = ? WHERE id = 1');
@@ -416,6 +496,31 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     return f.limit === undefined ? rows : rows.slice(0, f.limit);
   }
 
+  /**
+   * `q`'s rarest trigram as an FTS5 phrase, when one has fewer index entries
+   * than a bound of RARE_TRIGRAM_BOUNDS; undefined: use the whole phrase. Every
+   * event containing `q` contains each of its trigrams (the index folds case
+   * at least as widely as LIKE), so one trigram's events are a superset.
+   */
+  function rareTrigram(q: string): string | undefined {
+    const chars = [...q];
+    const all = [...new Set(chars.slice(0, -2).map((_, i) => chars.slice(i, i + 3).join('')))];
+    const step = Math.max(1, all.length / MAX_PROBED_TRIGRAMS);
+    const probed = Array.from({ length: Math.min(all.length, MAX_PROBED_TRIGRAMS) }, (_, i) => all[Math.floor(i * step)]!);
+    for (const bound of RARE_TRIGRAM_BOUNDS) {
+      let best: { phrase: string; n: number } | undefined;
+      for (const trigram of probed) {
+        const phrase = ftsPhrase(trigram);
+        // Fewer than `bound` entries when there is no bound-th; then count them (cheap: under the bound).
+        if (ftsNth.get(phrase, bound - 1) !== undefined) continue;
+        const n = ftsCount.get(phrase)!.n;
+        if (!best || n < best.n) best = { phrase, n };
+      }
+      if (best) return best.phrase;
+    }
+    return undefined;
+  }
+
   function* querySlices(f: AuditFilter): Generator<void, AuditRow[], void> {
     if (f.scopes.length === 0) return [];
     const w = seqWindow(f);
@@ -439,7 +544,9 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
     const head = yield* sliced(f, accountDriver(f), w, Math.min(slice, Q_FIRST_WALK));
     if (head.done) return head.rows;
     yield;
-    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, d, w);
+    const candidates: Driver = { kind: 'fts', match: rareTrigram(f.q!) ?? d.match };
+    yield;
+    const rest = yield* sliced({ ...f, cursor: head.from, limit: f.limit === undefined ? undefined : f.limit - head.rows.length }, candidates, w);
     return [...head.rows, ...rest.rows];
   }
 
@@ -452,6 +559,24 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
      * q query until it is caught up.
      */
     indexSearchBatch: (max: number): number => indexSearchBatch(max),
+    /** Rollup rows (audit_counts) of one grain and key range: its primary key serves it. */
+    countRollup(q: RollupQuery): RollupRow[] {
+      const { sql, params } = rollupSql(q);
+      return prepared(sql).all(...params) as RollupRow[];
+    },
+    /** The account's events in a time range, counted per action and result, by its time index. */
+    countRange(q: RangeCountQuery): RangeCountRow[] {
+      const { sql, params } = rangeCountSql(q);
+      return prepared(sql.replace('FROM audit_events', 'FROM audit_events INDEXED BY audit_events_account_time')).all(...params) as RangeCountRow[];
+    },
+    /** EXPLAIN QUERY PLAN of a rollup read and a range count (tests check that neither scans a table). */
+    explainCounts(r: RollupQuery, c: RangeCountQuery): string[] {
+      const plan = (sql: string, params: unknown[]) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((row) => row.detail);
+      const a = rollupSql(r);
+      const b = rangeCountSql(c);
+      return [...plan(a.sql, a.params), ...plan(b.sql.replace('FROM audit_events', 'FROM audit_events INDEXED BY audit_events_account_time'), b.params)];
+    },
     /** Iterates events in sequence order, starting after `afterSeq`. */
     iterate: (afterSeq = 0) => walk.iterate(afterSeq) as IterableIterator<AuditRow>,
     /** Up to `limit` events after `afterSeq`, in sequence order (a walk that can pause between pages). */

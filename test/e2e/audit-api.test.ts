@@ -5,9 +5,8 @@
  * for every write path, and canaries in error bodies.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { openRawDb } from '../helpers/raw-db.js';
 import { Client } from '../helpers/http.js';
 import { createAccountIn } from '../../src/server.js';
 
@@ -244,61 +243,59 @@ describe('online verification', () => {
     const w = await otherApi.request('GET', '/audit/acme2/verify', { token: otherAdmin });
     expect(w.json).toEqual({ ok: true, account: 'acme2', events: theirs.length, last_seq: theirs.at(-1)!.seq });
     // Neither count is the server-wide one.
-    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-    const total = (db.prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
-    db.close();
+    const db = await openRawDb(srv);
+    const total = await db.count('FROM audit_events');
+    await db.close();
     expect(v.json.events + w.json.events).toBeLessThanOrEqual(total);
     expect(v.json.events).toBeLessThan(total);
   });
 
   it("detects another account's edited or deleted event and a later one of its own (409, snake_case report of every break)", async () => {
     expect((await api.request('GET', '/whoami', { token: admin })).status).toBe(200); // an event of this account after acme2's
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    const target = db.prepare("SELECT * FROM audit_events WHERE account = 'acme2' ORDER BY seq LIMIT 1").get() as Record<string, unknown> & { seq: number; message: string };
-    const mine = db.prepare('SELECT count(*) AS n, max(seq) AS last FROM audit_events WHERE account = ?').get(A()) as { n: number; last: number };
-    const later = db.prepare('SELECT seq, message FROM audit_events WHERE account = ? AND seq > ? ORDER BY seq DESC LIMIT 1').get(A(), target.seq) as { seq: number; message: string };
-    db.exec('DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;');
-    try {
-      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(`${target.message.slice(0, -1)}#`, target.seq);
-      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(`${later.message}!`, later.seq);
-      let r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
-      expect(r.status).toBe(409);
-      expect(r.json).toEqual({
-        ok: false,
-        account: A(),
-        events: mine.n,
-        last_seq: mine.last,
-        first_bad_seq: target.seq,
-        reason: `event ${target.seq} was modified (hash mismatch)`,
-        bad_seqs: [target.seq, later.seq],
-        bad_count: 2,
-      });
+    const db = await openRawDb(srv);
+    const target = (await db.get("SELECT * FROM audit_events WHERE account = 'acme2' ORDER BY seq LIMIT 1")) as Record<string, unknown> & { seq: number; message: string };
+    const mine = (await db.get('SELECT count(*) AS n, max(seq) AS last FROM audit_events WHERE account = ?', A())) as { n: number; last: number };
+    const later = (await db.get('SELECT seq, message FROM audit_events WHERE account = ? AND seq > ? ORDER BY seq DESC LIMIT 1', A(), target.seq)) as { seq: number; message: string };
+    await db.withAuditEditable(async () => {
+      try {
+        await db.run('UPDATE audit_events SET message = ? WHERE seq = ?', `${target.message.slice(0, -1)}#`, target.seq);
+        await db.run('UPDATE audit_events SET message = ? WHERE seq = ?', `${later.message}!`, later.seq);
+        let r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
+        expect(r.status).toBe(409);
+        expect(r.json).toEqual({
+          ok: false,
+          account: A(),
+          events: mine.n,
+          last_seq: mine.last,
+          first_bad_seq: target.seq,
+          reason: `event ${target.seq} was modified (hash mismatch)`,
+          bad_seqs: [target.seq, later.seq],
+          bad_count: 2,
+        });
 
-      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(target.message, target.seq);
-      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(later.message, later.seq);
-      expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).status).toBe(200);
+        await db.run('UPDATE audit_events SET message = ? WHERE seq = ?', target.message, target.seq);
+        await db.run('UPDATE audit_events SET message = ? WHERE seq = ?', later.message, later.seq);
+        expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).status).toBe(200);
 
-      db.prepare('DELETE FROM audit_events WHERE seq = ?').run(target.seq);
-      r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
-      expect(r.status).toBe(409);
-      expect(r.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} is missing (next is ${target.seq + 1})`, bad_seqs: [target.seq], bad_count: 1 });
-    } finally {
-      const cols = Object.keys(target);
-      db.prepare(`INSERT OR IGNORE INTO audit_events (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...Object.values(target));
-      db.exec("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;");
-      db.exec("CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;");
-      db.close();
-    }
+        await db.run('DELETE FROM audit_events WHERE seq = ?', target.seq);
+        r = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
+        expect(r.status).toBe(409);
+        expect(r.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} is missing (next is ${target.seq + 1})`, bad_seqs: [target.seq], bad_count: 1 });
+      } finally {
+        const cols = Object.keys(target);
+        await db.run(`INSERT INTO audit_events (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')}) ON CONFLICT DO NOTHING`, ...Object.values(target));
+      }
+    }).finally(() => db.close());
     expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).json.ok).toBe(true);
   });
 });
 
 describe('fail closed on every path', () => {
   it('when the audit log cannot be written: 503, no value bytes, nothing written, no token issued', async () => {
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    const versions = () => (db.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n;
-    const before = versions();
-    db.exec("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
+    const db = await openRawDb(srv);
+    const versions = () => db.count('FROM secrets');
+    const before = await versions();
+    const restore = await db.failAuditInserts();
     try {
       const id = `${A()}:variable:ci/db`;
       const replies = [
@@ -318,10 +315,10 @@ describe('fail closed on every path', () => {
         expect(r.text).not.toContain('"signature"');
       }
     } finally {
-      db.exec('DROP TRIGGER fail_audit');
+      await restore();
     }
-    expect(versions()).toBe(before);
-    db.close();
+    expect(await versions()).toBe(before);
+    await db.close();
     expect((await api.getSecret(exec, 'ci/db')).text).toBe(`${CANARY}-ci/db`);
     expect((await api.request('GET', `/resources/${A()}/variable/never-created`, { token: admin })).status).toBe(404);
   });
@@ -348,9 +345,9 @@ describe('canaries', () => {
     expect(login.status).toBe(200);
     for (const r of replies) expect(r.text).not.toContain(CANARY);
     expect(srv.logs.join('\n')).not.toContain(CANARY);
-    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-    const dump = JSON.stringify(db.prepare('SELECT * FROM audit_events').all());
-    db.close();
+    const db = await openRawDb(srv);
+    const dump = JSON.stringify(await db.all('SELECT * FROM audit_events'));
+    await db.close();
     expect(dump).not.toContain(CANARY);
     const everything = await api.request('GET', `/audit/${A()}?limit=1000`, { token: admin });
     expect(everything.text).not.toContain(CANARY);

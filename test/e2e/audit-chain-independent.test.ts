@@ -3,16 +3,16 @@
  * documented format (test/helpers/independent-chain.ts, nothing imported from
  * src/audit/), and attacker-style tampering with a copy of its database: each
  * break must be flagged by the independent verifier, by `GET /audit/{acct}/verify`
- * and by `coffer audit verify --data-dir`, at the right sequence number.
+ * and by `coffer audit verify --data-dir` (`--database` on PostgreSQL), at the
+ * right sequence number. On PostgreSQL the copy is a database of its own in the
+ * same cluster (test/helpers/raw-db.ts, copyDatabase: pg_dump replayed).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { runCli } from '../helpers/cli.js';
-import { tempDir } from '../helpers/tmp.js';
-import { documentedHash, readEvents, verifyIndependently, ZERO_HASH, type RawEvent } from '../helpers/independent-chain.js';
+import { copyDatabase, openRawDb, type RawDb, type RawDbTarget } from '../helpers/raw-db.js';
+import { documentedHash, HASHED_COLUMNS, verifyIndependently, ZERO_HASH, type RawEvent } from '../helpers/independent-chain.js';
 
 let srv: TestServer;
 let api: Client;
@@ -53,48 +53,38 @@ beforeAll(async () => {
 });
 afterAll(() => srv?.close());
 
-function readLive(): RawEvent[] {
-  const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+/** Every event, read with plain SQL in sequence order (the column list is the documented one of independent-chain.ts, not taken from src/). */
+const readEvents = (db: RawDb) => db.all<RawEvent>(`SELECT ${HASHED_COLUMNS.join(', ')}, prev_hash, hash FROM audit_events ORDER BY seq`);
+
+async function eventsIn(dir: RawDbTarget): Promise<RawEvent[]> {
+  const db = await openRawDb(dir);
   try {
-    return readEvents(db);
+    return await readEvents(db);
   } finally {
-    db.close();
+    await db.close();
   }
 }
 
-/** A consistent copy of the live database in a directory of its own, tampered with by `tamper` (triggers dropped first). */
-function tamperedCopy(tamper: (db: Database.Database) => void): string {
-  const dir = tempDir('coffer-chain-copy-');
-  const live = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+const readLive = () => eventsIn(srv);
+
+/** A consistent copy of the live database in a directory (PostgreSQL: a database) of its own, tampered with by `tamper` (append-only triggers lifted). */
+async function tamperedCopy(tamper: (db: RawDb) => Promise<void>): Promise<RawDbTarget> {
+  const dir = await copyDatabase(srv);
+  const db = await openRawDb(dir);
   try {
-    live.exec(`VACUUM INTO '${join(dir, 'coffer.db').replace(/'/g, "''")}'`);
+    await db.withAuditEditable(() => tamper(db));
   } finally {
-    live.close();
-  }
-  const db = new Database(join(dir, 'coffer.db'));
-  try {
-    db.exec('DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;');
-    db.transaction(() => tamper(db))();
-  } finally {
-    db.close();
+    await db.close();
   }
   return dir;
 }
 
-function eventsIn(dir: string): RawEvent[] {
-  const db = new Database(join(dir, 'coffer.db'), { readonly: true });
-  try {
-    return readEvents(db);
-  } finally {
-    db.close();
-  }
-}
-
 /** What the server (on the copy) and the offline command say about the copy's chain. */
-async function serverVerdicts(dir: string): Promise<{ http: any; httpStatus: number; cli: any; cliCode: number }> {
+async function serverVerdicts(dir: RawDbTarget): Promise<{ http: any; httpStatus: number; cli: any; cliCode: number }> {
   // Offline first: the server appends its own events (the login, the verify) to the copy.
-  const cli = await runCli(['audit', 'verify', '--data-dir', dir, '--json'], { env: {} });
-  const copy = await startTestServer({ dataDir: dir, dataKey: srv.dataKey, account: srv.account });
+  const where = dir.database ? ['--database', dir.database] : ['--data-dir', dir.dataDir];
+  const cli = await runCli(['audit', 'verify', ...where, '--json'], { env: {} });
+  const copy = await startTestServer({ dataDir: dir.dataDir, dataKey: srv.dataKey, account: srv.account, ...(dir.database ? { flags: { database: dir.database } } : {}) });
   try {
     const c = new Client(copy.url, srv.account);
     const token = await c.login('admin', srv.adminKey);
@@ -109,8 +99,8 @@ async function serverVerdicts(dir: string): Promise<{ http: any; httpStatus: num
 const middle = (events: RawEvent[]) => events[Math.floor(events.length / 2)]!.seq;
 
 describe('independent audit-chain verifier', () => {
-  it('accepts the real chain, recomputing every hash from the documented format', () => {
-    const events = readLive();
+  it('accepts the real chain, recomputing every hash from the documented format', async () => {
+    const events = await readLive();
     expect(events.length).toBeGreaterThanOrEqual(10);
     // The traffic above is on record: authn success and failure, policy load, secret set, fetch allowed and denied.
     const actions = new Set(events.map((e) => `${e.action}/${e.result}`));
@@ -129,9 +119,9 @@ describe('independent audit-chain verifier', () => {
   });
 
   it('agrees with the server and the offline command on the untouched chain', async () => {
-    const dir = tamperedCopy(() => {});
-    const n = eventsIn(dir).length;
-    expect(verifyIndependently(eventsIn(dir)).ok).toBe(true);
+    const dir = await tamperedCopy(async () => {});
+    const n = (await eventsIn(dir)).length;
+    expect(verifyIndependently(await eventsIn(dir)).ok).toBe(true);
     const v = await serverVerdicts(dir);
     expect(v.cliCode).toBe(0);
     expect(v.cli).toMatchObject({ ok: true, events: n, last_seq: n });
@@ -140,16 +130,16 @@ describe('independent audit-chain verifier', () => {
   });
 
   it('an attacker rewrites event N, recomputes its hash and fixes N+1\'s prev_hash: the break at N+1 is flagged by all three', async () => {
-    const target = middle(readLive());
-    const dir = tamperedCopy((db) => {
-      const [row] = readEvents(db).filter((e) => e.seq === target);
+    const target = middle(await readLive());
+    const dir = await tamperedCopy(async (db) => {
+      const [row] = (await readEvents(db)).filter((e) => e.seq === target);
       const forged = { ...row!, message: `${row!.message} (nothing happened)` };
       const { prev_hash, hash: _old, ...columns } = forged;
       const hash = documentedHash(Buffer.from(prev_hash), columns);
-      db.prepare('UPDATE audit_events SET message = ?, hash = ? WHERE seq = ?').run(forged.message, hash, target);
-      db.prepare('UPDATE audit_events SET prev_hash = ? WHERE seq = ?').run(hash, target + 1);
+      await db.run('UPDATE audit_events SET message = ?, hash = ? WHERE seq = ?', forged.message, hash, target);
+      await db.run('UPDATE audit_events SET prev_hash = ? WHERE seq = ?', hash, target + 1);
     });
-    const after = eventsIn(dir);
+    const after = await eventsIn(dir);
     // Event N and its link now look right; N+1's own hash (which covers its prev_hash) no longer matches.
     const report = verifyIndependently(after);
     expect(report.badSeqs).toEqual([target + 1]);
@@ -164,11 +154,11 @@ describe('independent audit-chain verifier', () => {
   });
 
   it('a changed prev_hash column alone is flagged at that event', async () => {
-    const target = middle(readLive());
-    const dir = tamperedCopy((db) => {
-      db.prepare('UPDATE audit_events SET prev_hash = ? WHERE seq = ?').run(Buffer.alloc(32, 7), target);
+    const target = middle(await readLive());
+    const dir = await tamperedCopy(async (db) => {
+      await db.run('UPDATE audit_events SET prev_hash = ? WHERE seq = ?', Buffer.alloc(32, 7), target);
     });
-    const report = verifyIndependently(eventsIn(dir));
+    const report = verifyIndependently(await eventsIn(dir));
     expect(report.badSeqs).toEqual([target]);
     expect(report.problems).toEqual([{ seq: target, kind: 'link' }, { seq: target, kind: 'hash' }]);
     const v = await serverVerdicts(dir);
@@ -179,11 +169,11 @@ describe('independent audit-chain verifier', () => {
   });
 
   it('a deleted row is flagged at the gap', async () => {
-    const target = middle(readLive());
-    const dir = tamperedCopy((db) => {
-      db.prepare('DELETE FROM audit_events WHERE seq = ?').run(target);
+    const target = middle(await readLive());
+    const dir = await tamperedCopy(async (db) => {
+      await db.run('DELETE FROM audit_events WHERE seq = ?', target);
     });
-    const report = verifyIndependently(eventsIn(dir));
+    const report = verifyIndependently(await eventsIn(dir));
     expect(report.badSeqs).toEqual([target + 1]);
     expect(report.problems).toEqual([{ seq: target + 1, kind: 'gap', expectedSeq: target }, { seq: target + 1, kind: 'link' }]);
     const v = await serverVerdicts(dir);
@@ -194,14 +184,14 @@ describe('independent audit-chain verifier', () => {
   });
 
   it('two rows swapped in order (their seq numbers exchanged) are flagged', async () => {
-    const target = middle(readLive());
-    const dir = tamperedCopy((db) => {
-      db.prepare('UPDATE audit_events SET seq = -1 WHERE seq = ?').run(target);
-      db.prepare('UPDATE audit_events SET seq = ? WHERE seq = ?').run(target, target + 1);
-      db.prepare('UPDATE audit_events SET seq = ? WHERE seq = -1').run(target + 1);
+    const target = middle(await readLive());
+    const dir = await tamperedCopy(async (db) => {
+      await db.run('UPDATE audit_events SET seq = -1 WHERE seq = ?', target);
+      await db.run('UPDATE audit_events SET seq = ? WHERE seq = ?', target, target + 1);
+      await db.run('UPDATE audit_events SET seq = ? WHERE seq = -1', target + 1);
     });
-    const after = eventsIn(dir);
-    const before = readLive();
+    const after = await eventsIn(dir);
+    const before = await readLive();
     expect(after.find((e) => e.seq === target)!.hash).toEqual(before.find((e) => e.seq === target + 1)!.hash);
     const report = verifyIndependently(after);
     expect(report.badSeqs).toEqual([target, target + 1, target + 2]);

@@ -6,14 +6,13 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHmac, randomUUID } from 'node:crypto';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
+import { openRawDb } from '../helpers/raw-db.js';
 
 /** A loopback HTTP server that counts connections and requests. */
 interface CountingServer {
@@ -519,10 +518,10 @@ describe('authn-jwt: status, enabling, listing', () => {
 
 describe('authn-jwt: enabling is audited or not done', () => {
   it('PATCH fails closed: when the audit event cannot be written the answer is 503 and nothing changed', async () => {
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    const enabledRow = () => db.prepare("SELECT enabled FROM authenticator_configs WHERE resource_id = ?").get(`${A()}:webservice:conjur/authn-jwt/gitlab`);
-    const before = enabledRow();
-    db.exec("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
+    const db = await openRawDb(srv);
+    const enabledRow = () => db.get('SELECT enabled FROM authenticator_configs WHERE resource_id = ?', `${A()}:webservice:conjur/authn-jwt/gitlab`);
+    const before = await enabledRow();
+    const restore = await db.failAuditInserts();
     try {
       const r = await api.request('PATCH', `/authn-jwt/gitlab/${A()}`, {
         token: admin,
@@ -530,10 +529,10 @@ describe('authn-jwt: enabling is audited or not done', () => {
         headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       });
       expect(r.status).toBe(503);
-      expect(enabledRow()).toEqual(before);
+      expect(await enabledRow()).toEqual(before);
     } finally {
-      db.exec('DROP TRIGGER fail_audit');
-      db.close();
+      await restore();
+      await db.close();
     }
   });
 });

@@ -16,7 +16,9 @@ afterAll(() => srv.close());
 
 describe('server basics', () => {
   it('answers /health and / with a version', async () => {
-    expect((await api.request('GET', '/health')).json).toMatchObject({ status: 'ok', backend: 'sqlite', database: 'ok' });
+    // The backend this run uses (COFFER_TEST_BACKEND=postgres: every test server on PostgreSQL).
+    const backend = process.env.COFFER_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+    expect((await api.request('GET', '/health')).json).toMatchObject({ status: 'ok', backend, database: 'ok' });
     const root = await api.request('GET', '/', { headers: { Accept: 'application/json' } });
     expect(root.json).toEqual({ version: expect.any(String), coffer_version: expect.any(String) });
     expect(root.headers.get('x-request-id')).toBeTruthy();

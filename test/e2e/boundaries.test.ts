@@ -17,12 +17,11 @@
  * and other client addresses are presented with X-Forwarded-For.
  */
 import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vitest';
-import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client, type Reply } from '../helpers/http.js';
+import { openRawDb } from '../helpers/raw-db.js';
 
 let srv: TestServer;
 let api: Client;
@@ -349,15 +348,15 @@ describe('host-factory tokens one character off', () => {
     const hfToken = created.json[0].token as string;
     const enrol = (token: string) => api.request('POST', '/host_factories/hosts', { body: 'id=hf-near', headers: { ...FORM, Authorization: `Token token="${token}"` } });
     // A token that matches none is audited without an account (it names none), so the events are read from the database.
-    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+    const db = await openRawDb(srv);
     const anonymous = () =>
-      db.prepare("SELECT seq, operation, result, reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL ORDER BY seq").all() as { seq: number; operation: string; result: string; reason: string }[];
-    onTestFinished(() => void db.close());
+      db.all<{ seq: number; operation: string; result: string; reason: string }>("SELECT seq, operation, result, reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL ORDER BY seq");
+    onTestFinished(() => db.close());
     for (const [what, wrong] of nearMisses(hfToken)) {
-      const before = anonymous().length;
+      const before = (await anonymous()).length;
       const r = await enrol(wrong);
       expect([what, r.status]).toEqual([what, 401]);
-      const fresh = anonymous().slice(before);
+      const fresh = (await anonymous()).slice(before);
       expect(fresh).toHaveLength(1);
       expect(fresh[0]).toMatchObject({ operation: 'create-host', result: 'failure' });
       expect(fresh[0]!.reason).toMatch(/^(unknown or revoked|missing or malformed) host-factory token$/);

@@ -1,11 +1,10 @@
 /** `coffer audit query` (table, filters, --json, --ndjson, --follow) and `coffer audit verify` (online and offline) against a real server. */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { runCli, tempHome } from '../helpers/cli.js';
+import { openRawDb } from '../helpers/raw-db.js';
 
 let srv: TestServer;
 let api: Client;
@@ -126,18 +125,18 @@ describe('coffer audit verify', () => {
     expect(denied.code).toBe(4);
   });
 
-  it('offline with --data-dir still works', async () => {
-    const r = await runCli(['audit', 'verify', '--data-dir', srv.dataDir], { env: { COFFER_DATA_KEY: srv.dataKey } });
+  it('offline with --data-dir (--database on PostgreSQL) still works', async () => {
+    const where = srv.database ? ['--database', srv.database] : ['--data-dir', srv.dataDir];
+    const r = await runCli(['audit', 'verify', ...where], { env: { COFFER_DATA_KEY: srv.dataKey } });
     expect([r.code, r.out]).toEqual([0, expect.stringMatching(/^audit chain OK: /)]);
   });
 
   it('a tampered chain is reported with the first bad sequence number and exit 3', async () => {
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
+    const db = await openRawDb(srv);
     try {
-      db.exec('DROP TRIGGER IF EXISTS audit_events_no_update');
-      db.prepare("UPDATE audit_events SET message = message || ' (edited)' WHERE seq = 3").run();
+      await db.withAuditEditable(() => db.run("UPDATE audit_events SET message = message || ' (edited)' WHERE seq = 3"));
     } finally {
-      db.close();
+      await db.close();
     }
     const r = await runCli(['audit', 'verify'], { env });
     expect(r.code).toBe(3);

@@ -1,11 +1,11 @@
 /** End to end: host factories — tokens, host enrolment, revocation, visibility, audit (issue 4 §2, reference §1.9, §8 items 42–44). */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client, type Reply } from '../helpers/http.js';
+import { openRawDb } from '../helpers/raw-db.js';
 import { rotateDataKey } from '../../src/secrets/rotation.js';
 import { createAccountIn } from '../../src/server.js';
 
@@ -354,15 +354,15 @@ describe('POST /host_factories/hosts', () => {
   });
 
   it('fails closed: when the audit event cannot be written, no host is created (503)', async () => {
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    db.exec("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
+    const db = await openRawDb(srv);
+    const restore = await db.failAuditInserts();
     try {
       const r = await enrol(token, 'id=ci/exec-unaudited');
       expect(r.status).toBe(503);
       expect(r.text).not.toMatch(/api_key/);
     } finally {
-      db.exec('DROP TRIGGER fail_audit');
-      db.close();
+      await restore();
+      await db.close();
     }
     expect(await exists('host', 'ci/exec-unaudited')).toBe(false);
   });
@@ -484,10 +484,10 @@ describe('audit', () => {
     expect(forbidden.reason).toMatch(/not owned by/);
 
     // Nothing anywhere in the audit table (unknown-token events have no account) carries a token or key.
-    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-    const dump = JSON.stringify(db.prepare('SELECT * FROM audit_events').all());
-    const anonymous = db.prepare("SELECT reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL").all() as { reason: string }[];
-    db.close();
+    const db = await openRawDb(srv);
+    const dump = JSON.stringify(await db.all('SELECT * FROM audit_events'));
+    const anonymous = await db.all<{ reason: string }>("SELECT reason FROM audit_events WHERE action = 'host-factory' AND account IS NULL");
+    await db.close();
     expect(issuedTokens.length).toBeGreaterThan(10);
     for (const t of issuedTokens) expect(dump).not.toContain(t);
     expect(anonymous.map((r) => r.reason)).toEqual(expect.arrayContaining(['missing or malformed host-factory token', 'unknown or revoked host-factory token']));
@@ -497,18 +497,18 @@ describe('audit', () => {
 describe('audit: whose log a failure lands in', () => {
   it('a request naming another account\'s (invisible or missing) factory is logged in the caller\'s account only', async () => {
     await createAccountIn(srv.server.vault, 'victim');
-    const count = () => {
-      const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-      const n = (db.prepare("SELECT count(*) AS n FROM audit_events WHERE account = 'victim' AND action = 'host-factory'").get() as { n: number }).n;
-      db.close();
+    const count = async () => {
+      const db = await openRawDb(srv);
+      const n = await db.count("FROM audit_events WHERE account = 'victim' AND action = 'host-factory'");
+      await db.close();
       return n;
     };
-    const before = count();
+    const before = await count();
     for (const factory of ['victim:host_factory:ci/executors', 'victim:host_factory:made-up-by-the-caller']) {
       const r = await createTokens(stranger, `host_factory=${encodeURIComponent(factory)}&expiration=${FUTURE}`);
       expect(r.status).toBe(404);
     }
-    expect(count()).toBe(before);
+    expect(await count()).toBe(before);
     const mine = await hfEvents('&result=failure');
     expect(mine.some((e) => e.resource === 'victim:host_factory:made-up-by-the-caller' && e.role === `${A()}:user:stranger`)).toBe(true);
   });

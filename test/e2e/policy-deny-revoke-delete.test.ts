@@ -12,18 +12,18 @@
  * permissions, annotations, memberships and credentials.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { runCli, tempHome } from '../helpers/cli.js';
+import { openRawDb, type RawDb } from '../helpers/raw-db.js';
 
 let srv: TestServer;
 let api: Client;
 let admin: string;
-let db: Database.Database;
+let db: RawDb;
 let dir: string;
 let env: NodeJS.ProcessEnv;
 const keys: Record<string, string> = {};
@@ -33,19 +33,19 @@ const id = (kind: string, name: string) => `${A()}:${kind}:${name}`;
 /** The tables a policy load can touch (the audit log aside, which a dry run may append to). */
 const STATE_TABLES = ['roles', 'resources', 'role_memberships', 'permissions', 'annotations', 'credentials', 'secrets', 'policy_versions', 'host_factory_tokens'];
 
-function digest(): string {
+async function digest(): Promise<string> {
   const h = createHash('sha256');
   for (const t of STATE_TABLES) {
-    const rows = db.prepare(`SELECT * FROM ${t}`).all();
+    const rows = await db.all(`SELECT * FROM ${t}`);
     const text = rows.map((r) => JSON.stringify(r)).sort();
     h.update(`${t}\n${text.join('\n')}\n`);
   }
   return h.digest('hex');
 }
 
-const count = (sql: string, ...args: unknown[]) => (db.prepare(sql).get(...args) as { n: number }).n;
-const permissionRows = (resource: string, role: string) =>
-  (db.prepare('SELECT privilege FROM permissions WHERE resource_id = ? AND role_id = ? ORDER BY privilege').all(resource, role) as { privilege: string }[]).map((r) => r.privilege);
+const count = async (sql: string, ...args: unknown[]) => ((await db.get(sql, ...args)) as { n: number }).n;
+const permissionRows = async (resource: string, role: string) =>
+  (await db.all<{ privilege: string }>('SELECT privilege FROM permissions WHERE resource_id = ? AND role_id = ? ORDER BY privilege', resource, role)).map((r) => r.privilege);
 const membershipRow = (role: string, member: string) => count('SELECT count(*) AS n FROM role_memberships WHERE role_id = ? AND member_id = ?', role, member);
 
 function file(name: string, text: string): string {
@@ -56,11 +56,11 @@ function file(name: string, text: string): string {
 
 /** `coffer policy update -b app --dry-run`: returns the plan; asserts exit 0 and that no table changed. */
 async function dryRun(name: string, text: string): Promise<string[]> {
-  const before = digest();
+  const before = await digest();
   const r = await runCli(['policy', 'update', '-b', 'app', '-f', file(name, text), '--dry-run'], { env });
   expect([r.code, r.err]).toEqual([0, '']);
   expect(r.out).toContain('This was a dry run: nothing was changed.');
-  expect(digest()).toBe(before);
+  expect(await digest()).toBe(before);
   return r.out.split('\n');
 }
 
@@ -139,10 +139,10 @@ beforeAll(async () => {
   for (const [full, v] of Object.entries(r.json.created_roles as Record<string, { api_key: string }>)) keys[full] = v.api_key;
   for (const v of ['app/denied', 'app/granted']) expect((await api.setSecret(admin, v, `value of ${v}`)).status).toBe(201);
   for (let i = 1; i <= 3; i++) expect((await api.setSecret(admin, 'app/doomed', `doomed v${i}`)).status).toBe(201);
-  db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
+  db = await openRawDb(srv);
 });
 afterAll(async () => {
-  db?.close();
+  await db?.close();
   await srv?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -156,7 +156,7 @@ describe('!deny', () => {
     expect(lines[0]).toMatch(/^Plan for policy update -b app: 0 to create, \d+ to update, 0 to delete\.$/);
     expect(planEntry(lines, `~ ${id('variable', 'app/denied')}`)).toContain(`- permit execute to ${id('host', 'app/runner')}`);
     expect(planEntry(lines, `~ ${id('host', 'app/runner')}`)).toContain(`- may execute ${id('variable', 'app/denied')}`);
-    expect(permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual(['execute', 'read']);
+    expect(await permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual(['execute', 'read']);
     expect(await fetchAs(runner, 'app/denied')).toBe(200);
   });
 
@@ -164,7 +164,7 @@ describe('!deny', () => {
     const runner = await login(id('host', 'app/runner'));
     expect(await fetchAs(runner, 'app/denied')).toBe(200);
     await patchApp('- !deny\n  role: !host runner\n  privilege: execute\n  resource: !variable denied\n');
-    expect(permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual(['read']);
+    expect(await permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual(['read']);
     const r = await api.getSecret(runner, 'app/denied');
     expect(r.status).toBe(403);
     expect(r.text).not.toContain('value of app/denied');
@@ -175,7 +175,7 @@ describe('!deny', () => {
   it('PATCH !deny read as well: no privilege left, so the variable is invisible (404)', async () => {
     const runner = await login(id('host', 'app/runner'));
     await patchApp('- !deny\n  role: !host runner\n  privilege: read\n  resource: !variable denied\n');
-    expect(permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual([]);
+    expect(await permissionRows(id('variable', 'app/denied'), id('host', 'app/runner'))).toEqual([]);
     expect(await fetchAs(runner, 'app/denied')).toBe(404);
     expect((await api.request('GET', `/resources/${A()}/variable/app/denied`, { token: runner })).status).toBe(404);
     // The value itself is untouched (a deny removes a permission, not a secret).
@@ -185,7 +185,7 @@ describe('!deny', () => {
   it('a !deny from another policy removes nothing (Conjur: only rows of the policy being loaded)', async () => {
     const r = await api.loadPolicy(admin, 'PATCH', 'root', '- !deny\n  role: !group app/readers\n  privilege: execute\n  resource: !variable app/granted\n');
     expect(r.status).toBe(201);
-    expect(permissionRows(id('variable', 'app/granted'), id('group', 'app/readers'))).toEqual(['execute', 'read']);
+    expect(await permissionRows(id('variable', 'app/granted'), id('group', 'app/readers'))).toEqual(['execute', 'read']);
   });
 });
 
@@ -196,7 +196,7 @@ describe('!revoke', () => {
     expect(lines[0]).toMatch(/^Plan for policy update -b app: 0 to create, \d+ to update, 0 to delete\.$/);
     expect(planEntry(lines, `~ ${id('group', 'app/readers')}`)).toContain(`- member: ${id('host', 'app/watcher')}`);
     expect(planEntry(lines, `~ ${id('host', 'app/watcher')}`)).toContain(`- member of: ${id('group', 'app/readers')}`);
-    expect(membershipRow(id('group', 'app/readers'), id('host', 'app/watcher'))).toBe(1);
+    expect(await membershipRow(id('group', 'app/readers'), id('host', 'app/watcher'))).toBe(1);
     expect(await fetchAs(watcher, 'app/granted')).toBe(200);
   });
 
@@ -204,7 +204,7 @@ describe('!revoke', () => {
     const watcher = await login(id('host', 'app/watcher'));
     expect(await fetchAs(watcher, 'app/granted')).toBe(200);
     await patchApp('- !revoke\n  role: !group readers\n  member: !host watcher\n');
-    expect(membershipRow(id('group', 'app/readers'), id('host', 'app/watcher'))).toBe(0);
+    expect(await membershipRow(id('group', 'app/readers'), id('host', 'app/watcher'))).toBe(0);
     const memberships = await api.request('GET', `/roles/${A()}/host/app/watcher?memberships`, { token: admin });
     expect(memberships.status).toBe(200);
     expect(memberships.json).not.toContain(id('group', 'app/readers'));
@@ -219,7 +219,7 @@ describe('!revoke', () => {
   it('a !revoke from another policy removes nothing', async () => {
     const r = await api.loadPolicy(admin, 'PATCH', 'root', '- !revoke\n  role: !group app/readers\n  member: !group app/doomed-group\n');
     expect(r.status).toBe(201);
-    expect(membershipRow(id('group', 'app/readers'), id('group', 'app/doomed-group'))).toBe(1);
+    expect(await membershipRow(id('group', 'app/readers'), id('group', 'app/doomed-group'))).toBe(1);
   });
 });
 
@@ -230,9 +230,9 @@ describe('!delete', () => {
     const lines = await dryRun('delete-var-dry.yml', '- !delete\n  record: !variable doomed\n');
     expect(lines[0]).toBe('Plan for policy update -b app: 0 to create, 0 to update, 1 to delete.');
     expect(lines).toContain(`- ${doomed()}`);
-    expect(count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(3);
-    expect(count('SELECT count(*) AS n FROM permissions WHERE resource_id = ?', doomed())).toBe(2);
-    expect(count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', doomed())).toBe(1);
+    expect(await count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(3);
+    expect(await count('SELECT count(*) AS n FROM permissions WHERE resource_id = ?', doomed())).toBe(2);
+    expect(await count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', doomed())).toBe(1);
     expect((await api.getSecret(admin, 'app/doomed')).text).toBe('doomed v3');
   });
 
@@ -240,10 +240,10 @@ describe('!delete', () => {
     const runner = await login(id('host', 'app/runner'));
     expect(await fetchAs(runner, 'app/doomed')).toBe(200);
     await patchApp('- !delete\n  record: !variable doomed\n');
-    expect(count('SELECT count(*) AS n FROM resources WHERE resource_id = ?', doomed())).toBe(0);
-    expect(count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(0);
-    expect(count('SELECT count(*) AS n FROM permissions WHERE resource_id = ?', doomed())).toBe(0);
-    expect(count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', doomed())).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM resources WHERE resource_id = ?', doomed())).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM permissions WHERE resource_id = ?', doomed())).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', doomed())).toBe(0);
     for (const token of [admin, runner]) {
       expect(await fetchAs(token, 'app/doomed')).toBe(404);
       expect((await api.getSecret(token, 'app/doomed', '?version=1')).status).toBe(404);
@@ -254,7 +254,7 @@ describe('!delete', () => {
     const again = await api.getSecret(admin, 'app/doomed');
     expect(again.status).toBe(404);
     expect(again.text).not.toContain('doomed v');
-    expect(count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM secrets WHERE resource_id = ?', doomed())).toBe(0);
   });
 
   it('dry run of deleting a host, a user and a group: the plan lists all three; nothing changes, they still authenticate', async () => {
@@ -264,7 +264,7 @@ describe('!delete', () => {
     // The roles whose memberships the deletion cuts show the loss.
     expect(planEntry(lines, `~ ${id('host', 'app/runner')}`)).toContain(`- member of: ${id('group', 'app/doomed-group')}`);
     expect(planEntry(lines, `~ ${id('group', 'app/readers')}`)).toContain(`- member: ${id('group', 'app/doomed-group')}`);
-    expect(count('SELECT count(*) AS n FROM roles WHERE role_id IN (?, ?, ?)', id('host', 'app/doomed-host'), id('user', 'doomed-user@app'), id('group', 'app/doomed-group'))).toBe(3);
+    expect(await count('SELECT count(*) AS n FROM roles WHERE role_id IN (?, ?, ?)', id('host', 'app/doomed-host'), id('user', 'doomed-user@app'), id('group', 'app/doomed-group'))).toBe(3);
     await login(id('host', 'app/doomed-host'));
     await login(id('user', 'doomed-user@app'));
   });
@@ -281,12 +281,12 @@ describe('!delete', () => {
 
     await patchApp('- !delete\n  record: !host doomed-host\n- !delete\n  record: !user doomed-user\n- !delete\n  record: !group doomed-group\n');
     for (const r of [hostId, userId, groupId]) {
-      expect([r, count('SELECT count(*) AS n FROM roles WHERE role_id = ?', r)]).toEqual([r, 0]);
-      expect([r, count('SELECT count(*) AS n FROM resources WHERE resource_id = ?', r)]).toEqual([r, 0]);
-      expect([r, count('SELECT count(*) AS n FROM credentials WHERE role_id = ?', r)]).toEqual([r, 0]);
-      expect([r, count('SELECT count(*) AS n FROM role_memberships WHERE role_id = ? OR member_id = ?', r, r)]).toEqual([r, 0]);
-      expect([r, count('SELECT count(*) AS n FROM permissions WHERE role_id = ? OR resource_id = ?', r, r)]).toEqual([r, 0]);
-      expect([r, count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM roles WHERE role_id = ?', r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM resources WHERE resource_id = ?', r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM credentials WHERE role_id = ?', r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM role_memberships WHERE role_id = ? OR member_id = ?', r, r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM permissions WHERE role_id = ? OR resource_id = ?', r, r)]).toEqual([r, 0]);
+      expect([r, await count('SELECT count(*) AS n FROM annotations WHERE resource_id = ?', r)]).toEqual([r, 0]);
     }
     // The keys no longer authenticate; the user's outstanding token is refused (403: its role is gone).
     expect((await api.request('POST', `/authn/${A()}/${encodeURIComponent('host/app/doomed-host')}/authenticate`, { body: keys[hostId] })).status).toBe(401);

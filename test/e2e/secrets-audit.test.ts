@@ -1,9 +1,8 @@
 /** End to end: secrets, encryption at rest, fail-closed audit, audit query (issue: secrets and audit). */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
+import { openRawDb } from '../helpers/raw-db.js';
 
 const CANARY = 'canary-Zq8xP3vLm7';
 let srv: TestServer;
@@ -146,12 +145,12 @@ describe('secrets', () => {
 describe('encryption at rest', () => {
   it('stores no plaintext, and a ciphertext swapped between variables fails with 500, never the other value', async () => {
     await api.setSecret(admin, 'ci/empty', CANARY);
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    const all = db.prepare('SELECT ciphertext FROM secrets').all() as { ciphertext: Buffer }[];
+    const db = await openRawDb(srv);
+    const all = await db.all<{ ciphertext: Buffer }>('SELECT ciphertext FROM secrets');
     expect(all.some((r) => r.ciphertext.includes(Buffer.from(CANARY)))).toBe(false);
-    const src = db.prepare('SELECT * FROM secrets WHERE resource_id = ?').get(`${A()}:variable:ci/empty`) as any;
-    db.prepare('UPDATE secrets SET nonce = ?, ciphertext = ?, key_version = ? WHERE resource_id = ?').run(src.nonce, src.ciphertext, src.key_version, `${A()}:variable:ci/json`);
-    db.close();
+    const src = (await db.get('SELECT * FROM secrets WHERE resource_id = ?', `${A()}:variable:ci/empty`)) as any;
+    await db.run('UPDATE secrets SET nonce = ?, ciphertext = ?, key_version = ? WHERE resource_id = ?', src.nonce, src.ciphertext, src.key_version, `${A()}:variable:ci/json`);
+    await db.close();
     const r = await api.getSecret(host, 'ci/json');
     expect(r.status).toBe(500);
     expect(r.text).not.toContain(CANARY);
@@ -172,9 +171,9 @@ describe('audit', () => {
     const everything = await api.request('GET', `/audit/${A()}?limit=1000`, { token: admin, headers: { Accept: 'application/json' } });
     expect(everything.text).not.toContain(CANARY);
     expect(everything.text).not.toContain(srv.adminKey);
-    const db = new Database(join(srv.dataDir, 'coffer.db'), { readonly: true });
-    const dump = JSON.stringify(db.prepare('SELECT * FROM audit_events').all());
-    db.close();
+    const db = await openRawDb(srv);
+    const dump = JSON.stringify(await db.all('SELECT * FROM audit_events'));
+    await db.close();
     expect(dump).not.toContain(CANARY);
     expect(srv.logs.join('\n')).not.toContain(CANARY);
   });
@@ -204,37 +203,33 @@ describe('audit', () => {
     expect(ok.status).toBe(200);
     expect(ok.json).toMatchObject({ ok: true });
     expect((await api.request('GET', `/audit/${A()}/verify`, { token: auditor })).status).toBe(403);
-    // Edit one event's message in the live database (the append-only trigger dropped for it), then put it back.
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    const target = (db.prepare("SELECT seq, message FROM audit_events WHERE action = 'fetch' AND result = 'failure' ORDER BY seq LIMIT 1").get()) as { seq: number; message: string };
-    const setMessage = (m: string) => {
-      db.exec('DROP TRIGGER audit_events_no_update');
-      db.prepare('UPDATE audit_events SET message = ? WHERE seq = ?').run(m, target.seq);
-      db.exec("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END");
-    };
+    // Edit one event's message in the live database (the append-only triggers lifted for it), then put it back.
+    const db = await openRawDb(srv);
+    const target = (await db.get("SELECT seq, message FROM audit_events WHERE action = 'fetch' AND result = 'failure' ORDER BY seq LIMIT 1")) as { seq: number; message: string };
+    const setMessage = (m: string) => db.withAuditEditable(() => db.run('UPDATE audit_events SET message = ? WHERE seq = ?', m, target.seq));
     try {
-      setMessage(target.message.replace('tried to fetch', 'fetched').replace(': Forbidden', ''));
-      expect(db.prepare('SELECT message FROM audit_events WHERE seq = ?').pluck().get(target.seq)).not.toBe(target.message);
+      await setMessage(target.message.replace('tried to fetch', 'fetched').replace(': Forbidden', ''));
+      expect((await db.get<{ message: string }>('SELECT message FROM audit_events WHERE seq = ?', target.seq))!.message).not.toBe(target.message);
       const broken = await api.request('GET', `/audit/${A()}/verify`, { token: admin });
       expect(broken.status).toBe(409);
       expect(broken.json).toMatchObject({ ok: false, first_bad_seq: target.seq, reason: `event ${target.seq} was modified (hash mismatch)` });
     } finally {
-      setMessage(target.message);
-      db.close();
+      await setMessage(target.message);
+      await db.close();
     }
     expect((await api.request('GET', `/audit/${A()}/verify`, { token: admin })).json).toMatchObject({ ok: true });
   });
 
   it('fails closed: when the audit write fails, a fetch is 503 with no value bytes', async () => {
-    const db = new Database(join(srv.dataDir, 'coffer.db'));
-    db.exec("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
+    const db = await openRawDb(srv);
+    const restore = await db.failAuditInserts();
     const r = await api.getSecret(host, 'ci/empty');
     expect(r.status).toBe(503);
     expect(r.text).not.toContain(CANARY);
     const denied = await api.getSecret(reader, 'ci/db');
     expect(denied.status).toBe(503);
-    db.exec('DROP TRIGGER fail_audit');
-    db.close();
+    await restore();
+    await db.close();
     expect((await api.getSecret(host, 'ci/empty')).text).toBe(CANARY);
   });
 });

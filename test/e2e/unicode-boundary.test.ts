@@ -4,17 +4,18 @@
  * boundary with a clear error, and whatever still reaches an event is hashed
  * exactly as it is stored (issue 9, item 1).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Client } from '../helpers/http.js';
-import { dbOf } from '../helpers/sqlite.js';
+import { openRawDb, type RawDb } from '../helpers/raw-db.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
 let api: Client;
 let admin: string;
 let host: string;
+let raw: RawDb;
 
 async function verifyChain(): Promise<void> {
   const r = await api.request('GET', `/audit/${api.account}/verify`, { token: admin });
@@ -22,8 +23,7 @@ async function verifyChain(): Promise<void> {
   expect(r.status).toBe(200);
 }
 
-const tableCount = (table: string) =>
-  (dbOf(server.server.vault.services.store).prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+const tableCount = (table: string) => raw.count(`FROM ${table}`);
 
 /** Text with lone surrogates, NUL, controls and astral characters, from raw UTF-16 code units. */
 const illFormed = fc
@@ -34,13 +34,17 @@ const anyUnits = fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, m
 
 beforeAll(async () => {
   server = await startTestServer();
+  raw = await openRawDb(server);
   api = new Client(server.url, server.account);
   admin = await api.login('admin', server.adminKey);
   const loaded = await api.loadPolicy(admin, 'POST', 'root', '- !host nobody\n- !variable db/password\n');
   expect(loaded.status).toBe(201);
   host = await api.login('host/nobody', loaded.json.created_roles[`${api.account}:host:nobody`].api_key);
 });
-afterAll(() => server.close());
+afterAll(async () => {
+  await raw?.close();
+  await server.close();
+});
 
 describe('ill-formed Unicode at the boundary', () => {
   it('the probe’s example: a lone surrogate in a batch id is refused with 422 and the chain stays intact', async () => {
@@ -55,7 +59,7 @@ describe('ill-formed Unicode at the boundary', () => {
   });
 
   it('any JSON string with a lone surrogate, anywhere in a batch body, is refused; the chain stays intact', async () => {
-    const before = tableCount('audit_events');
+    const before = await tableCount('audit_events');
     await fc.assert(
       fc.asyncProperty(illFormed, fc.constantFrom('id', 'key', 'nested'), async (text, where) => {
         const body =
@@ -71,7 +75,7 @@ describe('ill-formed Unicode at the boundary', () => {
       { numRuns: 40 },
     );
     // Refused before anything was looked up: no fetch was recorded for them.
-    expect(tableCount('audit_events')).toBe(before);
+    expect(await tableCount('audit_events')).toBe(before);
     await verifyChain();
   });
 
@@ -94,18 +98,18 @@ describe('ill-formed Unicode at the boundary', () => {
   });
 
   it('a percent-encoded lone surrogate (invalid UTF-8) in a path is a 400, not an event', async () => {
-    const before = tableCount('audit_events');
+    const before = await tableCount('audit_events');
     for (const path of [`/secrets/${api.account}/variable/%ED%A0%80`, `/authn/${api.account}/%ED%A0%80/authenticate`, `/resources/${api.account}/variable/a%C0%AF`]) {
       const r = await api.request(path.startsWith('/authn') ? 'POST' : 'GET', path, { token: host, body: path.startsWith('/authn') ? 'x' : undefined, skipContract: true });
       expect(r.status).toBe(400);
       expect(r.json.error.message).toMatch(/percent-encoding/);
     }
-    expect(tableCount('audit_events')).toBe(before);
+    expect(await tableCount('audit_events')).toBe(before);
     await verifyChain();
   });
 
   it('a lone surrogate in a host-factory JSON body is refused and nothing is created', async () => {
-    const tokens = tableCount('host_factory_tokens');
+    const tokens = await tableCount('host_factory_tokens');
     const r = await api.request('POST', '/host_factory_tokens', {
       token: admin,
       body: '{"host_factory":"host_factory:x\\udc00","expiration":"2099-01-01T00:00:00Z"}',
@@ -113,35 +117,35 @@ describe('ill-formed Unicode at the boundary', () => {
     });
     expect(r.status).toBe(422);
     expect(r.json.error.message).toMatch(/ill-formed Unicode/);
-    expect(tableCount('host_factory_tokens')).toBe(tokens);
+    expect(await tableCount('host_factory_tokens')).toBe(tokens);
     await verifyChain();
   });
 
   it('a lone surrogate escape in a policy id or annotation is refused with its line and nothing is loaded', async () => {
-    const resources = tableCount('resources');
-    const annotations = tableCount('annotations');
+    const resources = await tableCount('resources');
+    const annotations = await tableCount('annotations');
     for (const yaml of ['- !variable\n  id: "bad\\ud800"\n', '- !variable\n  id: fine\n  annotations:\n    note: "x\\udfffy"\n']) {
       const r = await api.loadPolicy(admin, 'POST', 'root', yaml);
       expect(r.status).toBe(422);
       expect(r.json.error.message).toMatch(/ill-formed Unicode/);
       expect(r.json.error.innererror).toMatchObject({ line: expect.any(Number), column: expect.any(Number) });
     }
-    expect(tableCount('resources')).toBe(resources);
-    expect(tableCount('annotations')).toBe(annotations);
+    expect(await tableCount('resources')).toBe(resources);
+    expect(await tableCount('annotations')).toBe(annotations);
     await verifyChain();
   });
 
   it('U+0000 in a policy string (a "\\0" escape) is refused with its line on every backend, and nothing is loaded', async () => {
-    const resources = tableCount('resources');
-    const annotations = tableCount('annotations');
+    const resources = await tableCount('resources');
+    const annotations = await tableCount('annotations');
     for (const yaml of ['- !variable\n  id: "nul\\0here"\n', '- !variable\n  id: fine-too\n  annotations:\n    note: "x\\x00y"\n']) {
       const r = await api.loadPolicy(admin, 'POST', 'root', yaml);
       expect(r.status).toBe(422);
       expect(r.json.error.message).toMatch(/U\+0000|Invalid id/); // an id is refused earlier, by the id rules
       expect(r.json.error.innererror).toMatchObject({ line: expect.any(Number), column: expect.any(Number) });
     }
-    expect(tableCount('resources')).toBe(resources);
-    expect(tableCount('annotations')).toBe(annotations);
+    expect(await tableCount('resources')).toBe(resources);
+    expect(await tableCount('annotations')).toBe(annotations);
     await verifyChain();
   });
 });
@@ -202,11 +206,12 @@ describe('ill-formed Unicode in JWT claims (authn-jwt)', () => {
     const base = { iss: 'https://ci.example', iat: now, exp: now + 60, repo: 'app' };
     const refused = await authenticate(await sign({ ...base, sub: 'runner\ud800', jti: 'a' }));
     expect(refused.status).toBe(401);
-    const db = dbOf(jwtServer.server.vault.services.store);
-    const last = () => db.prepare("SELECT reason, details FROM audit_events WHERE action = 'authn' ORDER BY seq DESC LIMIT 1").get() as { reason: string; details: string };
-    expect(last().reason).toMatch(/^CONJ00101E/);
+    const db = await openRawDb(jwtServer);
+    onTestFinished(() => db.close());
+    const last = async () => (await db.get("SELECT reason, details FROM audit_events WHERE action = 'authn' ORDER BY seq DESC LIMIT 1")) as { reason: string; details: string };
+    expect((await last()).reason).toMatch(/^CONJ00101E/);
     const ok = await authenticate(await sign({ ...base, sub: 'runner', jti: 'j\udc00', extra: '\ud83d' }));
-    expect(ok.status, JSON.stringify(last())).toBe(200);
+    expect(ok.status, JSON.stringify(await last())).toBe(200);
     const verify = await jwtApi.request('GET', `/audit/${jwtApi.account}/verify`, { token: admin });
     expect(verify.json).toMatchObject({ ok: true });
     expect(verify.status).toBe(200);

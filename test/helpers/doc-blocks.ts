@@ -2,7 +2,9 @@
  * Reads the runnable parts of a Markdown document: every fenced block must be
  * preceded by `<!-- docs-test: KIND NAME -->`, so no command can be shown
  * without a test running it; tests take blocks by kind and name, and
- * {@link DocBlocks.unused} lists the blocks no test took.
+ * {@link DocBlocks.unused} lists the blocks no test took. A block indented
+ * inside a list item counts too: its marker carries the same indentation,
+ * and its text is read without it.
  *
  * Also: a minimal reader of the declarative-pipeline subset the docs use
  * (environment, stages, withCredentials bindings, sh steps) and a bash runner.
@@ -25,6 +27,8 @@ const KIND_LANG: Record<string, string> = {
   'server-env': 'sh',
   jenkinsfile: 'groovy',
   workflow: 'yaml',
+  /** A figure (e.g. a topology); a test checks what it names against the commands. */
+  diagram: 'text',
 };
 
 export class DocBlocks {
@@ -34,19 +38,24 @@ export class DocBlocks {
   constructor(readonly path: string) {
     const lines = readFileSync(path, 'utf8').split('\n');
     for (let i = 0; i < lines.length; i++) {
-      const open = /^```(\S*)\s*$/.exec(lines[i]!);
+      const open = /^( *)```(\S*)\s*$/.exec(lines[i]!);
       if (!open) continue;
-      const marker = /^<!-- docs-test: (\S+) (\S+) -->$/.exec(lines[i - 1] ?? '');
-      if (!marker) throw new Error(`${path}:${i + 1}: fenced block without a <!-- docs-test: KIND NAME --> marker`);
-      const [, kind, name] = marker as unknown as [string, string, string];
-      const lang = open[1] ?? '';
+      const indent = open[1] ?? '';
+      const marker = /^( *)<!-- docs-test: (\S+) (\S+) -->$/.exec(lines[i - 1] ?? '');
+      if (!marker || marker[1] !== indent) throw new Error(`${path}:${i + 1}: fenced block without a <!-- docs-test: KIND NAME --> marker`);
+      const [, , kind, name] = marker as unknown as [string, string, string, string];
+      const lang = open[2] ?? '';
       if (KIND_LANG[kind] === undefined) throw new Error(`${path}:${i + 1}: unknown docs-test kind '${kind}'`);
       if (KIND_LANG[kind] !== lang) throw new Error(`${path}:${i + 1}: a '${kind}' block must be \`\`\`${KIND_LANG[kind]}, not \`\`\`${lang}`);
-      const end = lines.findIndex((l, j) => j > i && l === '```');
+      const end = lines.findIndex((l, j) => j > i && l === `${indent}\`\`\``);
       if (end < 0) throw new Error(`${path}:${i + 1}: unterminated fenced block`);
       const key = `${kind} ${name}`;
       if (this.blocks.has(key)) throw new Error(`${path}:${i + 1}: duplicate block '${key}'`);
-      this.blocks.set(key, { kind, name, lang, text: `${lines.slice(i + 1, end).join('\n')}\n`, line: i + 1 });
+      const body = lines.slice(i + 1, end).map((l, j) => {
+        if (l !== '' && !l.startsWith(indent)) throw new Error(`${path}:${i + 2 + j}: a line of an indented block must carry its indentation`);
+        return l.slice(indent.length);
+      });
+      this.blocks.set(key, { kind, name, lang, text: `${body.join('\n')}\n`, line: i + 1 });
       i = end;
     }
   }

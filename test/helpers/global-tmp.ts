@@ -19,11 +19,14 @@ import { join } from 'node:path';
 
 export default function setup(): (() => void) | undefined {
   if (process.env.STRYKER_MUTATOR_WORKER !== undefined) return undefined;
+  // With vitest projects this runs once for the root and once per project: the first call owns the directory.
+  if (process.env.COFFER_TEST_RUN_TMPDIR !== undefined) return undefined;
   const outer = tmpdir();
   const runDir = mkdtempSync(join(outer, 'coffer-vitest-run-'));
   // Shared between concurrent runs on purpose (e.g. the lock that serializes building dist/).
   process.env.COFFER_TEST_SHARED_TMPDIR ??= outer;
   process.env.TMPDIR = runDir;
+  process.env.COFFER_TEST_RUN_TMPDIR = runDir;
   return () => {
     let left: string[] = [];
     try {

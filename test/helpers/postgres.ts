@@ -34,33 +34,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, it } from 'vitest';
 import { tempDir } from './tmp.js';
 
-export const PG_BIN = process.env.COFFER_PG_BIN ?? '/usr/lib/postgresql/15/bin';
-
-const isRoot = process.getuid?.() === 0;
-
-/** Why PostgreSQL clusters cannot be started here, or undefined when they can. */
-export function postgresMissing(binDir = PG_BIN): string | undefined {
-  for (const bin of ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup', 'psql', 'pg_config']) {
-    if (!existsSync(join(binDir, bin))) {
-      return `PostgreSQL server binaries not found (${join(binDir, bin)} is missing): install Debian's postgresql package (apt-get install -y postgresql)`;
-    }
-  }
-  if (isRoot && pgUser() === undefined) return 'running as root but there is no `postgres` OS user to run PostgreSQL as';
-  try {
-    const share = execFileSync(join(binDir, 'pg_config'), ['--sharedir'], { encoding: 'utf8' }).trim();
-    if (!existsSync(join(share, 'extension', 'pg_trgm.control'))) {
-      return `the pg_trgm extension is not installed (${share}/extension/pg_trgm.control is missing): install postgresql-contrib`;
-    }
-  } catch (err) {
-    return `pg_config failed: ${(err as Error).message}`;
-  }
-  return undefined;
-}
-
-/** CI (CI=true) and COFFER_TEST_POSTGRES=required make missing PostgreSQL a failure instead of a skip. */
-export function postgresRequired(): boolean {
-  return process.env.COFFER_TEST_POSTGRES === 'required' || process.env.CI === 'true';
-}
+export { PG_BIN, pgUser, postgresMissing, postgresRequired } from './postgres-binaries.js';
+import { PG_BIN, isRoot, pgUser, postgresMissing, postgresRequired } from './postgres-binaries.js';
 
 /**
  * `describe` for a suite that needs PostgreSQL: runs it when the binaries are
@@ -83,19 +58,6 @@ export function describePostgres(name: string, fn: () => void): void {
   }
 }
 
-let pgIds: { uid: number; gid: number } | null | undefined;
-function pgUser(): { uid: number; gid: number } | undefined {
-  if (pgIds === undefined) {
-    try {
-      const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-      const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-      pgIds = { uid, gid };
-    } catch {
-      pgIds = null;
-    }
-  }
-  return pgIds ?? undefined;
-}
 
 /** The environment of the PostgreSQL binaries: no PG* variables of the caller's, a locale that exists. */
 function pgEnv(): NodeJS.ProcessEnv {

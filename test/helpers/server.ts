@@ -24,6 +24,8 @@ export interface TestServer {
   account: string;
   adminKey: string;
   dataDir: string;
+  /** The PostgreSQL URL the server runs on (COFFER_TEST_BACKEND=postgres); undefined: SQLite in dataDir. */
+  database?: string;
   dataKey: string;
   clock: TestClock;
   server: RunningServer;
@@ -82,6 +84,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     account,
     adminKey,
     dataDir,
+    database,
     dataKey,
     clock,
     server,

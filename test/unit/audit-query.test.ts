@@ -668,6 +668,33 @@ describe('the full-text index', () => {
     db.close();
   });
 
+  it("serves a q past the first walk from the rarest of q's trigrams (or the phrase), checking the rest by LIKE", () => {
+    const db = tmpDb();
+    // 1,400 events: "common" in every one, "needle" in 3 (far from the newest), "Rare Needle Zq" in 1;
+    // 'ommon nee' has trigrams of 1,400 entries (over the first bound) and of 3.
+    const rows = Array.from({ length: 1_400 }, (_, i) => ({
+      account: 'a', role: 'r0', resource: 'v0', action: 'fetch', result: 'success' as const, time: TIMES[0]!,
+      message: i === 5 ? 'common rare needle zq' : [3, 7, 11].includes(i) ? `common needle ${i}` : `common hay ${i}`,
+    }));
+    insertAll(db, rows);
+    const store = createAuditStore(db, { firstSlice: 2, scanSlice: 2 });
+    const all = [{ type: 'all', account: 'a' } as AuditScope];
+    for (const order of ['desc', 'asc'] as const) {
+      for (const q of ['needle', 'NEEDLE 1', 'rare NEEDLE', 'common needle 7', 'ommon nee', 'needle zq', 'hay 139', 'no such']) {
+        const f: AuditFilter = { account: 'a', scopes: all, q, order, limit: 100 };
+        expect(seqsOf(store.query(f)), q).toEqual(naive(rows, f));
+      }
+    }
+    // Every trigram over both bounds: the phrase serves (and the result is still exact).
+    const many = Array.from({ length: 10_050 }, (_, i) => ({ account: 'a', role: 'r0', resource: 'v0', action: 'fetch', result: 'success' as const, time: TIMES[0]!, message: i === 9 ? 'abcd' : 'abc bcd' }));
+    const db2 = tmpDb();
+    insertAll(db2, many);
+    const store2 = createAuditStore(db2, { firstSlice: 2, scanSlice: 2 });
+    expect(seqsOf(store2.query({ account: 'a', scopes: all, q: 'abcd', order: 'desc', limit: 10 }))).toEqual([10]);
+    db.close();
+    db2.close();
+  });
+
   it('a rolled-back event is never indexed', () => {
     const db = tmpDb();
     insertAll(db, [{ account: 'a', role: 'r0', resource: 'v0', action: 'fetch', result: 'success', time: TIMES[0]!, message: 'kept event' }]);

@@ -9,6 +9,8 @@ import type { GraphStore } from '../types.js';
 import { rowsOf, type PgConnection, type PgQueryable } from './client.js';
 
 const nowIso = () => new Date().toISOString();
+/** Rows per multi-row INSERT: bounds one statement's parameter arrays (a few MB at most). */
+const BULK_ROWS = 10_000;
 const escapeLike = (term: string) => term.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** The filtered resource list as one statement: `$n` placeholders, numbered as they are pushed. */
@@ -47,19 +49,73 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
   const first = async <T>(rows: Promise<T[]>): Promise<T | undefined> => (await rows)[0];
   const all = async <T>(rows: Promise<Iterable<T>>): Promise<T[]> => rowsOf(await rows);
   const unsafe = <T>(sql: PgQueryable, text: string, params: unknown[]) => sql.unsafe(text, params as never[]) as unknown as Promise<T[]>;
+  /** Statements with an id list: one round trip each, `= ANY($1)` over a text array. */
+  const inList = <T>(query: (sql: PgQueryable, ids: string[]) => Promise<Iterable<T>>) =>
+    async (ids: string[]): Promise<T[]> => {
+      if (ids.length === 0) return [];
+      const sql = db();
+      return rowsOf(await query(sql, ids));
+    };
+  const texts = (sql: PgQueryable, values: (string | null)[]) => sql.array(values as string[]);
+  const versions = (sql: PgQueryable, rows: { policy_version?: number | null }[]) => sql.array(rows.map((r) => r.policy_version ?? null) as unknown as number[]);
   return {
+    rolesIn: inList<RoleRow>((sql, ids) => sql<RoleRow[]>`SELECT * FROM roles WHERE role_id = ANY(${sql.array(ids)}::text[])`),
+    resourcesIn: inList<ResourceRow>((sql, ids) => sql<ResourceRow[]>`SELECT * FROM resources WHERE resource_id = ANY(${sql.array(ids)}::text[])`),
+    annotationsOnAny: inList<AnnotationRow>((sql, ids) => sql<AnnotationRow[]>`SELECT * FROM annotations WHERE resource_id = ANY(${sql.array(ids)}::text[])`),
+    permissionsOnAny: inList<PermissionRow>((sql, ids) => sql<PermissionRow[]>`SELECT * FROM permissions WHERE resource_id = ANY(${sql.array(ids)}::text[])`),
+    membershipsOfRoles: inList<MembershipRow>((sql, ids) => sql<MembershipRow[]>`SELECT * FROM role_memberships WHERE role_id = ANY(${sql.array(ids)}::text[])`),
+    // One INSERT … SELECT FROM unnest(arrays) per table: a 20,000-record load is a handful of round trips, not 60,000.
+    async insertRows(rows) {
+      const sql = db();
+      const now = nowIso();
+      for (let i = 0; i < rows.roles.length; i += BULK_ROWS) {
+        const c = rows.roles.slice(i, i + BULK_ROWS);
+        await sql`INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at)
+          SELECT r, a, k, i, p, ${now} FROM unnest(${texts(sql, c.map((x) => x.role_id))}::text[], ${texts(sql, c.map((x) => x.account))}::text[],
+            ${texts(sql, c.map((x) => x.kind))}::text[], ${texts(sql, c.map((x) => x.identifier))}::text[], ${texts(sql, c.map((x) => x.policy_id))}::text[]) AS t(r, a, k, i, p)`;
+      }
+      for (let i = 0; i < rows.resources.length; i += BULK_ROWS) {
+        const c = rows.resources.slice(i, i + BULK_ROWS);
+        await sql`INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version)
+          SELECT r, a, k, i, o, p, ${now}, v FROM unnest(${texts(sql, c.map((x) => x.resource_id))}::text[], ${texts(sql, c.map((x) => x.account))}::text[],
+            ${texts(sql, c.map((x) => x.kind))}::text[], ${texts(sql, c.map((x) => x.identifier))}::text[], ${texts(sql, c.map((x) => x.owner_id))}::text[],
+            ${texts(sql, c.map((x) => x.policy_id))}::text[], ${versions(sql, c)}::bigint[]) AS t(r, a, k, i, o, p, v)`;
+      }
+      for (let i = 0; i < rows.memberships.length; i += BULK_ROWS) {
+        const c = rows.memberships.slice(i, i + BULK_ROWS);
+        await sql`INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version)
+          SELECT r, m, ao, o, p, v FROM unnest(${texts(sql, c.map((x) => x.role_id))}::text[], ${texts(sql, c.map((x) => x.member_id))}::text[],
+            ${sql.array(c.map((x) => x.admin_option))}::int[], ${sql.array(c.map((x) => x.ownership))}::int[], ${texts(sql, c.map((x) => x.policy_id))}::text[],
+            ${versions(sql, c)}::bigint[]) AS t(r, m, ao, o, p, v)
+          ON CONFLICT (role_id, member_id, ownership) DO NOTHING`;
+      }
+      for (let i = 0; i < rows.permissions.length; i += BULK_ROWS) {
+        const c = rows.permissions.slice(i, i + BULK_ROWS);
+        await sql`INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version)
+          SELECT r, v, o, p, pv FROM unnest(${texts(sql, c.map((x) => x.resource_id))}::text[], ${texts(sql, c.map((x) => x.privilege))}::text[],
+            ${texts(sql, c.map((x) => x.role_id))}::text[], ${texts(sql, c.map((x) => x.policy_id))}::text[], ${versions(sql, c)}::bigint[]) AS t(r, v, o, p, pv)
+          ON CONFLICT (resource_id, privilege, role_id) DO NOTHING`;
+      }
+      for (let i = 0; i < rows.annotations.length; i += BULK_ROWS) {
+        const c = rows.annotations.slice(i, i + BULK_ROWS);
+        await sql`INSERT INTO annotations (resource_id, name, value, policy_id)
+          SELECT r, n, v, p FROM unnest(${texts(sql, c.map((x) => x.resource_id))}::text[], ${texts(sql, c.map((x) => x.name))}::text[],
+            ${texts(sql, c.map((x) => x.value))}::text[], ${texts(sql, c.map((x) => x.policy_id))}::text[]) AS t(r, n, v, p)`;
+      }
+    },
     getRole: (id) => first(db()<RoleRow[]>`SELECT * FROM roles WHERE role_id = ${id}`),
     getResource: (id) => first(db()<ResourceRow[]>`SELECT * FROM resources WHERE resource_id = ${id}`),
     async insertRole(id, account, kind, identifier, policyId) {
       await db()`INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at)
         VALUES (${id}, ${account}, ${kind}, ${identifier}, ${policyId}, ${nowIso()})`;
     },
-    async insertResource(id, account, kind, identifier, ownerId, policyId) {
-      await db()`INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at)
-        VALUES (${id}, ${account}, ${kind}, ${identifier}, ${ownerId}, ${policyId}, ${nowIso()})`;
+    async insertResource(id, account, kind, identifier, ownerId, policyId, policyVersion = null) {
+      await db()`INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version)
+        VALUES (${id}, ${account}, ${kind}, ${identifier}, ${ownerId}, ${policyId}, ${nowIso()}, ${policyVersion})`;
     },
-    async setOwner(resourceId, ownerId) {
-      await db()`UPDATE resources SET owner_id = ${ownerId} WHERE resource_id = ${resourceId}`;
+    async setOwner(resourceId, ownerId, policyVersion = null) {
+      await db()`UPDATE resources SET owner_id = ${ownerId}, policy_version = coalesce(${policyVersion}::bigint, policy_version)
+        WHERE resource_id = ${resourceId}`;
     },
     async deleteRole(id) {
       await db()`DELETE FROM roles WHERE role_id = ${id}`;
@@ -90,14 +146,19 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
     membershipsOf: (memberId) => all(db()<MembershipRow[]>`SELECT * FROM role_memberships WHERE member_id = ${memberId} ORDER BY role_id`),
     getMembership: (roleId, memberId, ownership) =>
       first(db()<MembershipRow[]>`SELECT * FROM role_memberships WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`),
-    async insertMembership(roleId, memberId, adminOption, ownership, policyId) {
-      await db()`INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id)
-        VALUES (${roleId}, ${memberId}, ${adminOption ? 1 : 0}, ${ownership ? 1 : 0}, ${policyId})
+    async insertMembership(roleId, memberId, adminOption, ownership, policyId, policyVersion = null) {
+      await db()`INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version)
+        VALUES (${roleId}, ${memberId}, ${adminOption ? 1 : 0}, ${ownership ? 1 : 0}, ${policyId}, ${policyVersion})
         ON CONFLICT (role_id, member_id, ownership) DO NOTHING`;
     },
-    async setAdminOption(roleId, memberId, ownership, adminOption) {
-      await db()`UPDATE role_memberships SET admin_option = ${adminOption ? 1 : 0}
+    async setAdminOption(roleId, memberId, ownership, adminOption, policyVersion = null) {
+      await db()`UPDATE role_memberships SET admin_option = ${adminOption ? 1 : 0}, policy_version = coalesce(${policyVersion}::bigint, policy_version)
         WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`;
+    },
+    async membershipsOfAny(memberIds) {
+      const sql = db();
+      return all(sql<MembershipRow[]>`SELECT * FROM role_memberships WHERE member_id = ANY(${sql.array(memberIds)}::text[])
+        ORDER BY member_id, role_id, ownership`);
     },
     async deleteMembership(roleId, memberId, ownership) {
       const r = await db()`DELETE FROM role_memberships WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`;
@@ -114,8 +175,9 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
     },
     getPermission: (resourceId, privilege, roleId) =>
       first(db()<PermissionRow[]>`SELECT * FROM permissions WHERE resource_id = ${resourceId} AND privilege = ${privilege} AND role_id = ${roleId}`),
-    async insertPermission(resourceId, privilege, roleId, policyId) {
-      await db()`INSERT INTO permissions (resource_id, privilege, role_id, policy_id) VALUES (${resourceId}, ${privilege}, ${roleId}, ${policyId})
+    async insertPermission(resourceId, privilege, roleId, policyId, policyVersion = null) {
+      await db()`INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version)
+        VALUES (${resourceId}, ${privilege}, ${roleId}, ${policyId}, ${policyVersion})
         ON CONFLICT (resource_id, privilege, role_id) DO NOTHING`;
     },
     async deletePermission(resourceId, privilege, roleId) {
