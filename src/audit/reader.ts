@@ -12,6 +12,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import { fullId } from '../ids.js';
 import { ChainVerifier } from './chain.js';
 import { forbidden } from '../errors.js';
+import { auditHistogram, type Histogram, type HistogramQuery } from './histogram.js';
 
 export interface AuditReaderDeps {
   store: AuditStore;
@@ -80,6 +81,14 @@ export class AuditReader {
    */
   async query(account: string, roleId: string, q: AuditQuery): Promise<AuditRow[]> {
     return this.d.store.query({ ...q, account, scopes: await this.scopesFor(account, roleId) });
+  }
+
+  /**
+   * Counts per minute, hour or day the events `query` would return to
+   * `roleId` for the same filters (the same scopes).
+   */
+  async histogram(account: string, roleId: string, q: HistogramQuery): Promise<Histogram> {
+    return auditHistogram(this.d.store, account, await this.scopesFor(account, roleId), q);
   }
 
   /**

@@ -11,6 +11,7 @@ import { registerAudit } from './routes/audit.js';
 import { registerAuthn } from './routes/authn.js';
 import { registerHostFactories } from './routes/host-factories.js';
 import { registerAuthnJwt } from './routes/authn-jwt.js';
+import { registerExplain } from './routes/explain.js';
 import { registerMisc } from './routes/misc.js';
 import { registerPolicies } from './routes/policies.js';
 import { registerPublicKeys } from './routes/public-keys.js';
@@ -79,6 +80,7 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   registerPublicKeys(deps);
   registerHostFactories(deps);
   registerAudit(deps);
+  registerExplain(deps);
   registerUi(deps);
 
   app.notFound((c) => {

@@ -47,11 +47,17 @@ function publicKeyResources(record: RecordStatement): { id: string; value: strin
   });
 }
 
+/**
+ * `version` is the policy version this load becomes: every membership,
+ * permission and resource ownership it writes records it (GET /explain
+ * labels each edge with the version that declared it).
+ */
 export async function applyStatements(
   d: ApplyDeps,
   policyId: string,
   statements: Statement[],
   mode: LoadMode,
+  version: number | null = null,
 ): Promise<ApplyResult> {
   const g = d.graph;
   const result: ApplyResult = { createdRoles: {}, changes: { added: [], changed: [], removed: [] }, touched: new Set() };
@@ -73,18 +79,18 @@ export async function applyStatements(
     }
     const existing = r.hasResource ? await g.getResource(r.id) : undefined;
     if (r.hasResource && !existing) {
-      await g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId);
+      await g.insertResource(r.id, p.account, p.kind, p.identifier, r.owner, policyId, version);
       log.added.push(`added resource ${r.id}`);
       if (r.hasRole) {
-        await g.insertMembership(r.id, r.owner, true, true, policyId);
+        await g.insertMembership(r.id, r.owner, true, true, policyId, version);
         log.added.push(`added ownership of ${r.owner} in ${r.id}`);
       }
     } else if (existing && mode !== 'add' && existing.policy_id === policyId && existing.owner_id !== r.owner) {
-      await g.setOwner(r.id, r.owner);
+      await g.setOwner(r.id, r.owner, version);
       log.changed.push(`changed owner of ${r.id} from ${existing.owner_id} to ${r.owner}`);
       if (await g.getRole(r.id)) {
         await g.deleteMembership(r.id, existing.owner_id, true);
-        await g.insertMembership(r.id, r.owner, true, true, policyId);
+        await g.insertMembership(r.id, r.owner, true, true, policyId, version);
       }
       result.touched.add(existing.owner_id);
     }
@@ -92,7 +98,7 @@ export async function applyStatements(
     if (CREDENTIAL_KINDS.has(p.kind) && r.hasRole) await applyCredentials(d, r, newRole, policyId, mode, result);
     for (const layer of r.layers ?? []) {
       if (!await g.getMembership(layer, r.id, false)) {
-        await g.insertMembership(layer, r.id, false, false, policyId);
+        await g.insertMembership(layer, r.id, false, false, policyId, version);
         log.added.push(`added membership of ${r.id} in ${layer}`);
         result.touched.add(layer);
       }
@@ -100,7 +106,7 @@ export async function applyStatements(
     for (const key of publicKeyResources(r)) {
       if (!await g.getResource(key.id)) {
         const kp = parseFullId(key.id)!;
-        await g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId);
+        await g.insertResource(key.id, kp.account, 'public_key', kp.identifier, r.id, policyId, version);
         log.added.push(`added resource ${key.id}`);
       }
       await d.writeSecret(key.id, Buffer.from(key.value, 'utf8'));
@@ -116,10 +122,10 @@ export async function applyStatements(
         result.touched.add(s.member);
         const existing = await g.getMembership(s.role, s.member, false);
         if (!existing) {
-          await g.insertMembership(s.role, s.member, s.adminOption, false, policyId);
+          await g.insertMembership(s.role, s.member, s.adminOption, false, policyId, version);
           log.added.push(`added membership of ${s.member} in ${s.role}`);
         } else if (mode !== 'add' && existing.policy_id === policyId && (existing.admin_option === 1) !== s.adminOption) {
-          await g.setAdminOption(s.role, s.member, false, s.adminOption);
+          await g.setAdminOption(s.role, s.member, false, s.adminOption, version);
           log.changed.push(`changed admin option of ${s.member} in ${s.role}`);
         }
         break;
@@ -128,7 +134,7 @@ export async function applyStatements(
         result.touched.add(s.role);
         result.touched.add(s.resource);
         if (!await g.getPermission(s.resource, s.privilege, s.role)) {
-          await g.insertPermission(s.resource, s.privilege, s.role, policyId);
+          await g.insertPermission(s.resource, s.privilege, s.role, policyId, version);
           log.added.push(`added permission of ${s.role} to ${s.privilege} on ${s.resource}`);
         }
         break;

@@ -120,15 +120,17 @@ export class PolicyLoader {
           });
         }
         const before = dryRun ? await this.snapshot(actor, await this.dryRunCandidates(resolved.statements, policyId, mode)) : undefined;
+        // The version this load becomes (this transaction holds the write lock): the rows it writes record it.
+        const version = await store.policyVersions.nextVersion(policyId);
         const applied = await applyStatements(
           { graph: store.graph, credentials: store.credentials, createCredentials: this.d.createCredentials, writeSecret: this.d.writeSecret },
           policyId,
           resolved.statements,
           mode,
+          version,
         );
         this.d.authorizer.invalidate();
         if (dryRun) throw new DryRunRollback(await this.report(actor, before!, applied));
-        const version = await store.policyVersions.nextVersion(policyId);
         const now = new Date().toISOString();
         await store.policyVersions.insert({
           resource_id: policyId,

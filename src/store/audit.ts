@@ -47,6 +47,72 @@ export interface AuditFilter {
   limit?: number;
 }
 
+/** Grains of the audit_counts rollup (migration 0009): minute, hour, day; a bucket's key is the time's first 16, 13 or 10 characters. */
+export type CountGrain = 'm' | 'h' | 'd';
+export const GRAIN_KEY_LENGTH: Record<CountGrain, number> = { m: 16, h: 13, d: 10 };
+
+/** Rollup rows of one grain whose bucket key is in [fromKey, toKey), optionally of one action and/or result. */
+export interface RollupQuery {
+  account: string;
+  grain: CountGrain;
+  fromKey: string;
+  toKey: string;
+  action?: string;
+  result?: 'success' | 'failure';
+}
+
+export interface RollupRow {
+  start: string;
+  action: string;
+  result: 'success' | 'failure';
+  n: number;
+}
+
+/** Events of an account in [since, until) (ISO times), optionally of one action and/or result, counted per action and result. */
+export interface RangeCountQuery {
+  account: string;
+  since: string;
+  until: string;
+  action?: string;
+  result?: 'success' | 'failure';
+}
+
+export interface RangeCountRow {
+  action: string;
+  result: 'success' | 'failure';
+  n: number;
+}
+
+/** SQL and parameters of a rollup read (the same text on both backends, `?` placeholders). */
+export function rollupSql(q: RollupQuery): { sql: string; params: unknown[] } {
+  const where = ['account = ?', 'grain = ?', 'start >= ?', 'start < ?'];
+  const params: unknown[] = [q.account, q.grain, q.fromKey, q.toKey];
+  if (q.action !== undefined) {
+    where.push('action = ?');
+    params.push(q.action);
+  }
+  if (q.result !== undefined) {
+    where.push('result = ?');
+    params.push(q.result);
+  }
+  return { sql: `SELECT start, action, result, n FROM audit_counts WHERE ${where.join(' AND ')}`, params };
+}
+
+/** SQL and parameters of a range count over the account's time index. */
+export function rangeCountSql(q: RangeCountQuery): { sql: string; params: unknown[] } {
+  const where = ['account = ?', 'time >= ?', 'time < ?'];
+  const params: unknown[] = [q.account, q.since, q.until];
+  if (q.action !== undefined) {
+    where.push('action = ?');
+    params.push(q.action);
+  }
+  if (q.result !== undefined) {
+    where.push('result = ?');
+    params.push(q.result);
+  }
+  return { sql: `SELECT action, result, count(*) AS n FROM audit_events WHERE ${where.join(' AND ')} GROUP BY action, result`, params };
+}
+
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /**
@@ -452,6 +518,24 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
      * q query until it is caught up.
      */
     indexSearchBatch: (max: number): number => indexSearchBatch(max),
+    /** Rollup rows (audit_counts) of one grain and key range: its primary key serves it. */
+    countRollup(q: RollupQuery): RollupRow[] {
+      const { sql, params } = rollupSql(q);
+      return prepared(sql).all(...params) as RollupRow[];
+    },
+    /** The account's events in a time range, counted per action and result, by its time index. */
+    countRange(q: RangeCountQuery): RangeCountRow[] {
+      const { sql, params } = rangeCountSql(q);
+      return prepared(sql.replace('FROM audit_events', 'FROM audit_events INDEXED BY audit_events_account_time')).all(...params) as RangeCountRow[];
+    },
+    /** EXPLAIN QUERY PLAN of a rollup read and a range count (tests check that neither scans a table). */
+    explainCounts(r: RollupQuery, c: RangeCountQuery): string[] {
+      const plan = (sql: string, params: unknown[]) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((row) => row.detail);
+      const a = rollupSql(r);
+      const b = rangeCountSql(c);
+      return [...plan(a.sql, a.params), ...plan(b.sql.replace('FROM audit_events', 'FROM audit_events INDEXED BY audit_events_account_time'), b.params)];
+    },
     /** Iterates events in sequence order, starting after `afterSeq`. */
     iterate: (afterSeq = 0) => walk.iterate(afterSeq) as IterableIterator<AuditRow>,
     /** Up to `limit` events after `afterSeq`, in sequence order (a walk that can pause between pages). */

@@ -20,6 +20,8 @@ export interface ResourceRow {
   identifier: string;
   owner_id: string;
   policy_id: string | null;
+  /** Version of `policy_id` that added the resource or last changed its owner (null: unknown, migration 0009). */
+  policy_version?: number | null;
   created_at: string;
 }
 
@@ -29,6 +31,8 @@ export interface MembershipRow {
   admin_option: number;
   ownership: number;
   policy_id: string | null;
+  /** Version of `policy_id` that added the membership or last changed its admin option (null: unknown). */
+  policy_version?: number | null;
 }
 
 export interface PermissionRow {
@@ -36,6 +40,8 @@ export interface PermissionRow {
   privilege: string;
   role_id: string;
   policy_id: string | null;
+  /** Version of `policy_id` that added the permission (null: unknown). */
+  policy_version?: number | null;
 }
 
 export interface AnnotationRow {
@@ -70,9 +76,9 @@ export function createGraphStore(db: Db) {
       'INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     insertResource: db.prepare(
-      'INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
-    setOwner: db.prepare('UPDATE resources SET owner_id = ? WHERE resource_id = ?'),
+    setOwner: db.prepare('UPDATE resources SET owner_id = ?, policy_version = coalesce(?, policy_version) WHERE resource_id = ?'),
     deleteRole: db.prepare('DELETE FROM roles WHERE role_id = ?'),
     deleteResource: db.prepare('DELETE FROM resources WHERE resource_id = ?'),
     ownedBy: db.prepare<[string], ResourceRow>('SELECT * FROM resources WHERE owner_id = ?'),
@@ -81,15 +87,18 @@ export function createGraphStore(db: Db) {
     membershipsOf: db.prepare<[string], MembershipRow>(
       'SELECT * FROM role_memberships WHERE member_id = ? ORDER BY role_id',
     ),
+    membershipsOfAny: db.prepare<[string], MembershipRow>(
+      'SELECT * FROM role_memberships WHERE member_id IN (SELECT value FROM json_each(?)) ORDER BY member_id, role_id, ownership',
+    ),
     getMembership: db.prepare<[string, string, number], MembershipRow>(
       'SELECT * FROM role_memberships WHERE role_id = ? AND member_id = ? AND ownership = ?',
     ),
     insertMembership: db.prepare(
-      'INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id) VALUES (?, ?, ?, ?, ?) ' +
+      'INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version) VALUES (?, ?, ?, ?, ?, ?) ' +
         'ON CONFLICT(role_id, member_id, ownership) DO NOTHING',
     ),
     updateAdminOption: db.prepare(
-      'UPDATE role_memberships SET admin_option = ? WHERE role_id = ? AND member_id = ? AND ownership = ?',
+      'UPDATE role_memberships SET admin_option = ?, policy_version = coalesce(?, policy_version) WHERE role_id = ? AND member_id = ? AND ownership = ?',
     ),
     deleteMembership: db.prepare(
       'DELETE FROM role_memberships WHERE role_id = ? AND member_id = ? AND ownership = ?',
@@ -108,7 +117,7 @@ export function createGraphStore(db: Db) {
       'SELECT * FROM permissions WHERE resource_id = ? AND privilege = ? AND role_id = ?',
     ),
     insertPermission: db.prepare(
-      'INSERT INTO permissions (resource_id, privilege, role_id, policy_id) VALUES (?, ?, ?, ?) ' +
+      'INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version) VALUES (?, ?, ?, ?, ?) ' +
         'ON CONFLICT(resource_id, privilege, role_id) DO NOTHING',
     ),
     deletePermission: db.prepare('DELETE FROM permissions WHERE resource_id = ? AND privilege = ? AND role_id = ?'),
@@ -205,10 +214,12 @@ export function createGraphStore(db: Db) {
       identifier: string,
       ownerId: string,
       policyId: string | null,
+      policyVersion: number | null = null,
     ): void {
-      s.insertResource.run(id, account, kind, identifier, ownerId, policyId, nowIso());
+      s.insertResource.run(id, account, kind, identifier, ownerId, policyId, nowIso(), policyVersion);
     },
-    setOwner: (resourceId: string, ownerId: string) => void s.setOwner.run(ownerId, resourceId),
+    /** Changes the owner; `policyVersion`, when given, becomes the resource's policy_version. */
+    setOwner: (resourceId: string, ownerId: string, policyVersion: number | null = null) => void s.setOwner.run(ownerId, policyVersion, resourceId),
     deleteRole: (id: string) => void s.deleteRole.run(id),
     deleteResource: (id: string) => void s.deleteResource.run(id),
     resourcesOwnedBy: (roleId: string) => s.ownedBy.all(roleId),
@@ -222,11 +233,16 @@ export function createGraphStore(db: Db) {
     membershipsOf: (memberId: string) => s.membershipsOf.all(memberId),
     getMembership: (roleId: string, memberId: string, ownership: boolean) =>
       s.getMembership.get(roleId, memberId, ownership ? 1 : 0),
-    insertMembership(roleId: string, memberId: string, adminOption: boolean, ownership: boolean, policyId: string | null) {
-      s.insertMembership.run(roleId, memberId, adminOption ? 1 : 0, ownership ? 1 : 0, policyId);
+    insertMembership(roleId: string, memberId: string, adminOption: boolean, ownership: boolean, policyId: string | null, policyVersion: number | null = null) {
+      s.insertMembership.run(roleId, memberId, adminOption ? 1 : 0, ownership ? 1 : 0, policyId, policyVersion);
     },
-    setAdminOption(roleId: string, memberId: string, ownership: boolean, adminOption: boolean) {
-      s.updateAdminOption.run(adminOption ? 1 : 0, roleId, memberId, ownership ? 1 : 0);
+    /** Changes the admin option; `policyVersion`, when given, becomes the membership's policy_version. */
+    setAdminOption(roleId: string, memberId: string, ownership: boolean, adminOption: boolean, policyVersion: number | null = null) {
+      s.updateAdminOption.run(adminOption ? 1 : 0, policyVersion, roleId, memberId, ownership ? 1 : 0);
+    },
+    /** Memberships (ownership included) whose member is one of `memberIds`, in (member, role) order. */
+    membershipsOfAny(memberIds: string[]): MembershipRow[] {
+      return s.membershipsOfAny.all(JSON.stringify(memberIds));
     },
     deleteMembership: (roleId: string, memberId: string, ownership: boolean) =>
       s.deleteMembership.run(roleId, memberId, ownership ? 1 : 0).changes > 0,
@@ -238,8 +254,8 @@ export function createGraphStore(db: Db) {
       s.rolesWithPrivilege.all(resourceId, privilege).map((r) => r.role_id),
     getPermission: (resourceId: string, privilege: string, roleId: string) =>
       s.getPermission.get(resourceId, privilege, roleId),
-    insertPermission(resourceId: string, privilege: string, roleId: string, policyId: string | null) {
-      s.insertPermission.run(resourceId, privilege, roleId, policyId);
+    insertPermission(resourceId: string, privilege: string, roleId: string, policyId: string | null, policyVersion: number | null = null) {
+      s.insertPermission.run(resourceId, privilege, roleId, policyId, policyVersion);
     },
     deletePermission: (resourceId: string, privilege: string, roleId: string) =>
       s.deletePermission.run(resourceId, privilege, roleId).changes > 0,

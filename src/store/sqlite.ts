@@ -152,6 +152,9 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
       }
     },
     explain: (f) => run(() => auditSync.explain(f)),
+    countRollup: (q) => run(() => auditSync.countRollup(q)),
+    countRange: (q) => run(() => auditSync.countRange(q)),
+    explainCounts: (r, c) => run(() => auditSync.explainCounts(r, c)),
   };
 
   return {

@@ -9,7 +9,7 @@
  * compile.
  */
 import type { AccountsStore as SqliteAccounts } from './accounts.js';
-import type { AuditFilter, AuditRow } from './audit.js';
+import type { AuditFilter, AuditRow, RangeCountQuery, RangeCountRow, RollupQuery, RollupRow } from './audit.js';
 import type { AuthenticatorsStore as SqliteAuthenticators } from './authenticators.js';
 import type { CredentialsStore as SqliteCredentials } from './credentials.js';
 import type { GraphStore as SqliteGraph } from './graph.js';
@@ -52,6 +52,12 @@ export interface AuditStore {
   query(f: AuditFilter): Promise<AuditRow[]>;
   /** The backend's query plan of `f`, one line per step (tests check that no plan scans the table). */
   explain(f: AuditFilter): Promise<string[]>;
+  /** Rows of the audit_counts rollup (migration 0009) of one grain and bucket-key range. */
+  countRollup(q: RollupQuery): Promise<RollupRow[]>;
+  /** The account's events in a time range counted per action and result (served by its time index). */
+  countRange(q: RangeCountQuery): Promise<RangeCountRow[]>;
+  /** The plans of a rollup read and a range count, one line per step. */
+  explainCounts(r: RollupQuery, c: RangeCountQuery): Promise<string[]>;
 }
 
 export interface StorageHealth {

@@ -470,6 +470,14 @@ const auditPageWithVar: Expect = {
   check: (r) => expect((r.json.events as { resource: string | null }[]).some((e) => e.resource === VAR_ID)).toBe(true),
 };
 
+/** Histogram buckets summed: the events counted in them. */
+const histogramTotal = (r: Reply) => (r.json.buckets as { total: number }[]).reduce((n, b) => n + b.total, 0);
+const emptyHistogram: Expect = { status: 200, refused: true, check: (r) => expect(histogramTotal(r)).toBe(0) };
+const histogramWithEvents: Expect = { status: 200, check: (r) => expect(histogramTotal(r)).toBeGreaterThan(0) };
+const day = 86_400_000;
+/** Explaining the owner of the variable: policy svc (owned by app-owner) owns it. */
+const EXPLAIN_PATH = () => `/explain/${A}?role=${encodeURIComponent(`${A}:policy:svc`)}&privilege=execute&resource=${encodeURIComponent(VAR_ID)}`;
+
 const ROWS: Row[] = [
   // --- unauthenticated
   { route: 'GET /', what: 'status page', request: () => ({ method: 'GET', path: '/' }), cases: publicCases(200) },
@@ -881,6 +889,39 @@ const ROWS: Row[] = [
       seers: { 'v-read': emptyAuditPage },
       exact: { auditor: auditPageWithVar },
       owner: auditPageWithVar,
+    }),
+  },
+  {
+    route: 'GET /audit/{account}/histogram',
+    what: 'audit event counts per bucket (scoped like the audit read)',
+    request: () => ({
+      method: 'GET',
+      path: `/audit/${A}/histogram?bucket=day&since=${new Date(srv.clock.nowMs() - 10 * day).toISOString()}&until=${new Date(srv.clock.nowMs() + 10 * day).toISOString()}`,
+    }),
+    cases: tokenCases({
+      blind: emptyHistogram,
+      foreign: emptyHistogram,
+      seers: { 'v-read': emptyHistogram },
+      exact: { auditor: histogramWithEvents, 'root-auditor': histogramWithEvents },
+      owner: histogramWithEvents,
+    }),
+  },
+
+  // --- explain
+  {
+    route: 'GET /explain/{account}',
+    what: 'why a role holds a privilege (the caller must see the role and the resource)',
+    request: () => ({ method: 'GET', path: EXPLAIN_PATH() }),
+    cases: tokenCases({
+      // v-read sees the variable, not policy svc; auditor sees policy svc (audit on it), not the variable.
+      seers: { 'v-read': 404, auditor: 404 },
+      owner: {
+        status: 200,
+        check: (r) => {
+          expect(r.json.allowed).toBe(true);
+          expect(r.json.paths).toEqual([{ grant: { type: 'ownership', role: `${A}:policy:svc`, policy: expect.anything() }, edges: [] }]);
+        },
+      },
     }),
   },
   {

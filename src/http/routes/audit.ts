@@ -4,6 +4,7 @@ import { unprocessable } from '../../errors.js';
 import { auditEventJson } from '../../audit/log.js';
 import { makeFullId } from '../../ids.js';
 import { MIN_Q_CHARS, type AuditQuery } from '../../audit/reader.js';
+import { BUCKET_SIZES, type BucketSize } from '../../audit/histogram.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import { integerParam } from '../paging.js';
@@ -35,19 +36,12 @@ function qParam(c: Ctx): string | undefined {
   return q;
 }
 
-function parseQuery(c: Ctx, account: string): AuditQuery {
+/** The filters of an audit read (shared by the histogram: same names, same checks). */
+function parseFilters(c: Ctx, account: string) {
   const result = queryParam(c, 'result');
   if (result !== undefined && result !== 'success' && result !== 'failure') {
     throw unprocessable("'result' must be 'success' or 'failure'");
   }
-  const order = queryParam(c, 'order') ?? 'desc';
-  if (order !== 'asc' && order !== 'desc') throw unprocessable("'order' must be 'asc' or 'desc'");
-  const rawLimit = queryParam(c, 'limit');
-  if (rawLimit !== undefined && (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1 || Number(rawLimit) > MAX_LIMIT)) {
-    throw unprocessable(`'limit' must be an integer from 1 to ${MAX_LIMIT}`);
-  }
-  const rawCursor = queryParam(c, 'cursor');
-  const cursor = rawCursor === undefined ? undefined : integerParam(rawCursor, 0, Number.MAX_SAFE_INTEGER, "'cursor' must be the next_cursor of a previous page");
   const resource = queryParam(c, 'resource');
   const role = queryParam(c, 'role');
   return {
@@ -58,6 +52,21 @@ function parseQuery(c: Ctx, account: string): AuditQuery {
     since: isoParam(c, 'since'),
     until: isoParam(c, 'until'),
     q: qParam(c),
+  };
+}
+
+function parseQuery(c: Ctx, account: string): AuditQuery {
+  const filters = parseFilters(c, account);
+  const order = queryParam(c, 'order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw unprocessable("'order' must be 'asc' or 'desc'");
+  const rawLimit = queryParam(c, 'limit');
+  if (rawLimit !== undefined && (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1 || Number(rawLimit) > MAX_LIMIT)) {
+    throw unprocessable(`'limit' must be an integer from 1 to ${MAX_LIMIT}`);
+  }
+  const rawCursor = queryParam(c, 'cursor');
+  const cursor = rawCursor === undefined ? undefined : integerParam(rawCursor, 0, Number.MAX_SAFE_INTEGER, "'cursor' must be the next_cursor of a previous page");
+  return {
+    ...filters,
     cursor,
     order,
     limit: rawLimit === undefined ? DEFAULT_LIMIT : Number(rawLimit),
@@ -77,6 +86,18 @@ export function registerAudit({ app, services }: RouteDeps): void {
       ...(r.ok ? {} : { first_bad_seq: r.firstBadSeq, reason: r.reason, bad_seqs: r.badSeqs, bad_count: r.badCount }),
     };
     return c.json(body, r.ok ? 200 : 409);
+  });
+
+  app.get('/audit/:account/histogram', async (c) => {
+    const actor = await authenticateRequest(c, services.tokens, services.authorizer);
+    const account = accountSegment(c, 1);
+    const bucket = queryParam(c, 'bucket');
+    if (bucket === undefined || !(BUCKET_SIZES as readonly string[]).includes(bucket)) {
+      throw unprocessable("'bucket' must be 'minute', 'hour' or 'day'");
+    }
+    const { since, until, ...filters } = parseFilters(c, account);
+    if (since === undefined || until === undefined) throw unprocessable("'since' and 'until' are required (ISO 8601 times)");
+    return c.json(await services.auditReader.histogram(account, actor.roleId, { bucket: bucket as BucketSize, since, until, ...filters }));
   });
 
   app.get('/audit/:account', async (c) => {

@@ -7,7 +7,7 @@
  * by the trigram index (ILIKE on a COLLATE "C" column folds ASCII letters
  * only, as SQLite's LIKE does).
  */
-import type { AuditFilter, AuditRow, AuditScope } from '../audit.js';
+import { rangeCountSql, rollupSql, type AuditFilter, type AuditRow, type AuditScope } from '../audit.js';
 import type { AuditStore } from '../types.js';
 import { rowsOf, type PgConnection } from './client.js';
 
@@ -63,6 +63,12 @@ function scopeSql(scope: AuditScope, p: (v: unknown) => string): string {
   }
 }
 
+/** `?` placeholders as PostgreSQL's $1, $2, … (the texts hold no other `?`). */
+function numbered(q: { sql: string; params: unknown[] }): { sql: string; params: unknown[] } {
+  let i = 0;
+  return { sql: q.sql.replace(/\?/g, () => `$${++i}`), params: q.params };
+}
+
 export function createPgAuditStore(db: PgConnection): AuditStore {
   return {
     async head() {
@@ -105,6 +111,24 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
     async query(f) {
       const { text, params } = querySql(f);
       return rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[]);
+    },
+    async countRollup(q) {
+      const { sql, params } = numbered(rollupSql(q));
+      const rows = (await db().unsafe(sql, params as never[])) as unknown as { start: string; action: string; result: 'success' | 'failure'; n: number | string }[];
+      return rows.map((r) => ({ start: r.start, action: r.action, result: r.result, n: Number(r.n) }));
+    },
+    async countRange(q) {
+      const { sql, params } = numbered(rangeCountSql(q));
+      const rows = (await db().unsafe(sql, params as never[])) as unknown as { action: string; result: 'success' | 'failure'; n: number | string }[];
+      return rows.map((r) => ({ action: r.action, result: r.result, n: Number(r.n) }));
+    },
+    async explainCounts(r, c) {
+      const lines: string[] = [];
+      for (const q of [numbered(rollupSql(r)), numbered(rangeCountSql(c))]) {
+        const rows = (await db().unsafe(`EXPLAIN ${q.sql}`, q.params as never[])) as unknown as { 'QUERY PLAN': string }[];
+        lines.push(...rows.map((row) => row['QUERY PLAN']));
+      }
+      return lines;
     },
     async explain(f) {
       const { text, params } = querySql(f);

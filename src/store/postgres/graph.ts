@@ -54,12 +54,13 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
       await db()`INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at)
         VALUES (${id}, ${account}, ${kind}, ${identifier}, ${policyId}, ${nowIso()})`;
     },
-    async insertResource(id, account, kind, identifier, ownerId, policyId) {
-      await db()`INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at)
-        VALUES (${id}, ${account}, ${kind}, ${identifier}, ${ownerId}, ${policyId}, ${nowIso()})`;
+    async insertResource(id, account, kind, identifier, ownerId, policyId, policyVersion = null) {
+      await db()`INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at, policy_version)
+        VALUES (${id}, ${account}, ${kind}, ${identifier}, ${ownerId}, ${policyId}, ${nowIso()}, ${policyVersion})`;
     },
-    async setOwner(resourceId, ownerId) {
-      await db()`UPDATE resources SET owner_id = ${ownerId} WHERE resource_id = ${resourceId}`;
+    async setOwner(resourceId, ownerId, policyVersion = null) {
+      await db()`UPDATE resources SET owner_id = ${ownerId}, policy_version = coalesce(${policyVersion}::bigint, policy_version)
+        WHERE resource_id = ${resourceId}`;
     },
     async deleteRole(id) {
       await db()`DELETE FROM roles WHERE role_id = ${id}`;
@@ -90,14 +91,19 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
     membershipsOf: (memberId) => all(db()<MembershipRow[]>`SELECT * FROM role_memberships WHERE member_id = ${memberId} ORDER BY role_id`),
     getMembership: (roleId, memberId, ownership) =>
       first(db()<MembershipRow[]>`SELECT * FROM role_memberships WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`),
-    async insertMembership(roleId, memberId, adminOption, ownership, policyId) {
-      await db()`INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id)
-        VALUES (${roleId}, ${memberId}, ${adminOption ? 1 : 0}, ${ownership ? 1 : 0}, ${policyId})
+    async insertMembership(roleId, memberId, adminOption, ownership, policyId, policyVersion = null) {
+      await db()`INSERT INTO role_memberships (role_id, member_id, admin_option, ownership, policy_id, policy_version)
+        VALUES (${roleId}, ${memberId}, ${adminOption ? 1 : 0}, ${ownership ? 1 : 0}, ${policyId}, ${policyVersion})
         ON CONFLICT (role_id, member_id, ownership) DO NOTHING`;
     },
-    async setAdminOption(roleId, memberId, ownership, adminOption) {
-      await db()`UPDATE role_memberships SET admin_option = ${adminOption ? 1 : 0}
+    async setAdminOption(roleId, memberId, ownership, adminOption, policyVersion = null) {
+      await db()`UPDATE role_memberships SET admin_option = ${adminOption ? 1 : 0}, policy_version = coalesce(${policyVersion}::bigint, policy_version)
         WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`;
+    },
+    async membershipsOfAny(memberIds) {
+      const sql = db();
+      return all(sql<MembershipRow[]>`SELECT * FROM role_memberships WHERE member_id = ANY(${sql.array(memberIds)}::text[])
+        ORDER BY member_id, role_id, ownership`);
     },
     async deleteMembership(roleId, memberId, ownership) {
       const r = await db()`DELETE FROM role_memberships WHERE role_id = ${roleId} AND member_id = ${memberId} AND ownership = ${ownership ? 1 : 0}`;
@@ -114,8 +120,9 @@ export function createPgGraphStore(db: PgConnection): GraphStore {
     },
     getPermission: (resourceId, privilege, roleId) =>
       first(db()<PermissionRow[]>`SELECT * FROM permissions WHERE resource_id = ${resourceId} AND privilege = ${privilege} AND role_id = ${roleId}`),
-    async insertPermission(resourceId, privilege, roleId, policyId) {
-      await db()`INSERT INTO permissions (resource_id, privilege, role_id, policy_id) VALUES (${resourceId}, ${privilege}, ${roleId}, ${policyId})
+    async insertPermission(resourceId, privilege, roleId, policyId, policyVersion = null) {
+      await db()`INSERT INTO permissions (resource_id, privilege, role_id, policy_id, policy_version)
+        VALUES (${resourceId}, ${privilege}, ${roleId}, ${policyId}, ${policyVersion})
         ON CONFLICT (resource_id, privilege, role_id) DO NOTHING`;
     },
     async deletePermission(resourceId, privilege, roleId) {
