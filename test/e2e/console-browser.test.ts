@@ -337,7 +337,7 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     await expect.poll(() => page.locator('code.secret').count()).toBe(0);
     expect(await page.locator('main').textContent()).not.toContain(SECRET);
     // Who can execute this, and why: the executor through the layer.
-    const why = page.locator('ul.why > li', { hasText: EXECUTOR });
+    const why = page.locator(`ul.why > li[data-role="${EXECUTOR}"]`);
     await expect.poll(() => why.locator('svg.graph').count(), { timeout: 10_000 }).toBe(1);
     expect(await why.locator('svg.graph').textContent()).toContain('layer:ci/executors');
   });
@@ -347,7 +347,7 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     await expect.poll(() => page.locator('h1').textContent()).toBe(EXECUTOR);
     await expect.poll(() => page.locator('.two-col').textContent()).toContain(`${A}:layer:ci/executors`);
     await expect.poll(() => page.locator('.reach').textContent(), { timeout: 10_000 }).toContain(VAR_ID);
-    expect(await page.locator('.reach details', { hasText: 'execute' }).textContent()).toContain(VAR_ID);
+    expect(await page.locator('.reach-group[data-privilege="execute"]').textContent()).toContain(VAR_ID);
     await visited('role');
   });
 
@@ -362,7 +362,15 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     expect(await graph.textContent()).toContain('host:ci/executor-01');
     expect(await graph.textContent()).toContain('layer:ci/executors');
     expect(await graph.textContent()).toContain('permit execute');
-    expect(await page.locator('ol.paths').textContent()).toContain(`${A}:policy:ci`);
+    // Each step names the policy (and version) that declared it, as the API says.
+    const answer = (await api.request('GET', `/explain/${A}?role=${encodeURIComponent(EXECUTOR)}&privilege=execute&resource=${encodeURIComponent(VAR_ID)}`, { token: admin })).json;
+    expect(answer.allowed).toBe(true);
+    expect(await page.locator('ol.paths > li').count()).toBe(answer.paths.length);
+    const listed = (await page.locator('ol.paths').textContent()) ?? '';
+    for (const p of answer.paths) {
+      expect(listed).toContain(`permit execute (${p.grant.policy.id} v${p.grant.policy.version})`);
+      for (const e of p.edges) expect(listed).toContain(`member of (${e.policy.id} v${e.policy.version})`);
+    }
     await visited('explain');
     await page.getByLabel('Role').fill('host:ci/outsider');
     await page.getByRole('button', { name: 'Explain', exact: true }).click();
@@ -463,14 +471,17 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     await expect.poll(() => seen.filter((s) => s === 'authenticate').length).toBe(2);
     await p.getByRole('link', { name: 'Policies' }).click();
     await expect.poll(() => p.getByRole('heading', { name: 'Policies' }).isVisible()).toBe(true);
-    const tokensUsed = seen.filter((s) => s.startsWith('Token '));
-    const renewed = tokensUsed[tokensUsed.length - 1]!;
-    expect(new Set(tokensUsed).size).toBeGreaterThan(1);
+    const tokensUsed = [...new Set(seen.filter((s) => s.startsWith('Token ')))];
+    expect(tokensUsed.length).toBeGreaterThan(1);
+    // The token a renewal replaces is revoked at once: one live token at a time.
+    await expect.poll(async () => (await api.request('GET', '/whoami', { headers: { Authorization: tokensUsed[0]! } })).status).toBe(401);
     // Idle: no key or pointer activity for the configured minutes.
+    const revoked = p.waitForRequest((r) => r.method() === 'DELETE' && r.url().endsWith(`/authn/${A}/token`), { timeout: 20_000 });
     await p.clock.runFor(IDLE_MINUTES * 60_000);
+    const last = (await revoked).headers().authorization!;
     await expect.poll(() => p.getByRole('heading', { name: 'Sign in' }).isVisible(), { timeout: 15_000 }).toBe(true);
     expect(await p.getByRole('status').first().textContent()).toBe(`Signed out after ${IDLE_MINUTES} minutes without activity.`);
-    await expect.poll(async () => (await api.request('GET', '/whoami', { headers: { Authorization: renewed } })).status).toBe(401);
+    await expect.poll(async () => (await api.request('GET', '/whoami', { headers: { Authorization: last } })).status).toBe(401);
     await ctx.close();
   });
 });

@@ -105,8 +105,11 @@ function scheduleRenewal(c: Credentials, ttlSeconds: number): void {
       try {
         const t = await authenticate(c.account, c.login, c.apiKey);
         if (current !== c) return;
+        const old = c.token;
         c.token = t.token;
         scheduleRenewal(c, t.ttl);
+        // One live token at a time: the one replaced is revoked (a request still using it is retried with the new one).
+        void revoke(c.account, old);
       } catch {
         if (current === c) end('Your session could not be renewed; please sign in again.');
       }
@@ -157,20 +160,24 @@ function end(why?: string): void {
   for (const l of listeners) l(undefined, why);
 }
 
-/** Revokes the token on the server, then forgets it and the API key. */
-export async function signOut(why?: string): Promise<void> {
-  const c = current;
-  if (!c) return;
+async function revoke(account: string, token: string): Promise<void> {
   try {
-    await fetch(`/authn/${encodeURIComponent(c.account)}/token`, {
+    await fetch(`/authn/${encodeURIComponent(account)}/token`, {
       method: 'DELETE',
-      headers: { Authorization: `Token token="${c.token}"` },
+      headers: { Authorization: `Token token="${token}"` },
       credentials: 'omit',
       cache: 'no-store',
     });
   } catch {
     // The token expires on its own; the console forgets it either way.
   }
+}
+
+/** Revokes the token on the server, then forgets it and the API key. */
+export async function signOut(why?: string): Promise<void> {
+  const c = current;
+  if (!c) return;
+  await revoke(c.account, c.token);
   end(why);
 }
 
@@ -185,12 +192,17 @@ export interface RequestOptions {
 export async function request(path: string, opts: RequestOptions = {}): Promise<Response> {
   const c = current;
   if (!c) throw new ApiError(401, 'Not signed in');
-  const res = await fetch(path, {
-    headers: { Authorization: `Token token="${c.token}"`, Accept: opts.accept ?? 'application/json' },
-    credentials: 'omit',
-    cache: 'no-store',
-    signal: opts.signal,
-  });
+  const send = (token: string) =>
+    fetch(path, {
+      headers: { Authorization: `Token token="${token}"`, Accept: opts.accept ?? 'application/json' },
+      credentials: 'omit',
+      cache: 'no-store',
+      signal: opts.signal,
+    });
+  const used = c.token;
+  let res = await send(used);
+  // Renewed (and the old token revoked) while this request was on its way: once more with the new token.
+  if (res.status === 401 && current === c && c.token !== used) res = await send(c.token);
   if (res.ok || opts.allow?.includes(res.status)) return res;
   const err = await errorOf(res);
   if (res.status === 401 && current === c) end('Your session has ended (the token is no longer valid); please sign in again.');

@@ -107,3 +107,24 @@ export function Time({ iso }: { iso: string | null | undefined }) {
     </time>
   );
 }
+
+/**
+ * A disclosure: a toggle button beside a head that may hold links (a
+ * <summary> may not: links inside it are nested interactive controls).
+ * The body is rendered only while open.
+ */
+export function Disclosure({ name, head, open: initial = false, children }: { name: string; head: ComponentChildren; open?: boolean; children: () => ComponentChildren }) {
+  const [open, setOpen] = useState(initial);
+  useEffect(() => setOpen(initial), [initial]);
+  return (
+    <div class="disclosure">
+      <div class="disclosure-head">
+        <button type="button" class="icon toggle" aria-expanded={open} aria-label={`${open ? 'Collapse' : 'Expand'} ${name}`} onClick={() => setOpen(!open)}>
+          {open ? '▾' : '▸'}
+        </button>
+        {head}
+      </div>
+      {open && <div class="disclosure-body">{children()}</div>}
+    </div>
+  );
+}

@@ -78,7 +78,7 @@ export function ExplainGraph({ e }: { e: Explain }) {
         <strong>Allowed</strong> — {e.paths.length} path{e.paths.length === 1 ? '' : 's'}
         {e.paths_truncated ? ' (more exist; only these are shown)' : ''}.
       </p>
-      <div class="graph-wrap">
+      <div class="graph-wrap" tabIndex={0} role="region" aria-label="Path graph (scrolls sideways)">
         <svg class="graph" viewBox={`0 0 ${W} ${H}`} width={W} height={H} role="img" aria-label={`${e.paths.length} paths from ${e.role} to ${e.resource}; listed below as text`}>
           <defs>
             <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">

@@ -1,7 +1,7 @@
 /** The policy tree: every policy you can see, its sub-policies and the records it declares. */
 import { useMemo, useState } from 'preact/hooks';
 import { getJson, parseId, qs, type Identity } from '../api';
-import { ErrorBox, IdLink, Loading, useAsync } from '../components/common';
+import { Disclosure, ErrorBox, IdLink, Loading, useAsync } from '../components/common';
 
 export interface ResourceJson {
   id: string;
@@ -72,21 +72,28 @@ function Tree({ n, depth, text }: { n: Node; depth: number; text: string }) {
   const records = text ? n.records.filter((r) => r.id.toLowerCase().includes(text) || n.id.toLowerCase().includes(text)) : n.records;
   return (
     <li>
-      <details open={depth < 2 || text !== ''}>
-        <summary>
-          <span class="kind">policy</span> <IdLink id={n.id} page="resource" /> <span class="muted small">{n.records.length} records</span>
-        </summary>
-        <ul>
-          {n.children.map((c) => (
-            <Tree n={c} depth={depth + 1} text={text} />
-          ))}
-          {records.map((r) => (
-            <li class="record">
-              <span class="kind">{parseId(r.id)?.kind}</span> <IdLink id={r.id} />
-            </li>
-          ))}
-        </ul>
-      </details>
+      <Disclosure
+        name={n.id}
+        open={depth < 2 || text !== ''}
+        head={
+          <>
+            <span class="kind">policy</span> <IdLink id={n.id} page="resource" /> <span class="muted small">{n.records.length} records</span>
+          </>
+        }
+      >
+        {() => (
+          <ul>
+            {n.children.map((c) => (
+              <Tree n={c} depth={depth + 1} text={text} />
+            ))}
+            {records.map((r) => (
+              <li class="record">
+                <span class="kind">{parseId(r.id)?.kind}</span> <IdLink id={r.id} />
+              </li>
+            ))}
+          </ul>
+        )}
+      </Disclosure>
     </li>
   );
 }

@@ -6,7 +6,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, getJson, getText, idPath, parseId, qs, type Identity } from '../api';
-import { ErrorBox, IdLink, Loading, ROLE_KINDS, Time, useAsync } from '../components/common';
+import { Disclosure, ErrorBox, IdLink, Loading, ROLE_KINDS, Time, useAsync } from '../components/common';
 import { ExplainFor } from '../components/explain-graph';
 import { href } from '../router';
 import type { ResourceJson } from './policies';
@@ -64,7 +64,7 @@ export function ResourcePage({ who, id }: { who: Identity; id: string }) {
       {r.annotations.length === 0 ? (
         <p class="muted">None.</p>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label="Annotations">
           <table class="kv">
             <thead>
               <tr>
@@ -92,7 +92,7 @@ export function ResourcePage({ who, id }: { who: Identity; id: string }) {
       {r.permissions.length === 0 ? (
         <p class="muted">No role is permitted anything on it directly (its owner holds every privilege).</p>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label="Permissions">
           <table class="kv">
             <thead>
               <tr>
@@ -179,31 +179,15 @@ function WhoAndWhy({ who, id }: { who: Identity; id: string }) {
   return (
     <ul class="why">
       {shown.map((role, i) => (
-        <li>
-          <details open={i < EXPLAINED_AT_ONCE}>
-            <summary>
-              <IdLink id={role} />
-            </summary>
-            <WhyBody who={who} role={role} id={id} />
-          </details>
+        <li data-role={role}>
+          <Disclosure name={`why ${role} can execute it`} open={i < EXPLAINED_AT_ONCE} head={<IdLink id={role} />}>
+            {() => <ExplainFor account={who.account} role={role} privilege="execute" resource={id} />}
+          </Disclosure>
         </li>
       ))}
       {state.data.length > shown.length && <li class="muted small">… and {state.data.length - shown.length} more roles (see Permitted roles).</li>}
     </ul>
   );
-}
-
-/** Renders the explanation only once its <details> is open. */
-function WhyBody({ who, role, id }: { who: Identity; role: string; id: string }) {
-  const [open, setOpen] = useState(false);
-  const ref = (el: HTMLDivElement | null) => {
-    const d = el?.closest('details');
-    if (!d || (d as HTMLDetailsElement & { _watched?: boolean })._watched) return;
-    (d as HTMLDetailsElement & { _watched?: boolean })._watched = true;
-    if (d.open) setOpen(true);
-    d.addEventListener('toggle', () => d.open && setOpen(true));
-  };
-  return <div ref={ref}>{open && <ExplainFor account={who.account} role={role} privilege="execute" resource={id} />}</div>;
 }
 
 function Versions({ who, r }: { who: Identity; r: ResourceJson }) {
@@ -221,7 +205,7 @@ function Versions({ who, r }: { who: Identity; r: ResourceJson }) {
       {versions.length === 0 ? (
         <p class="muted">No value has been set.</p>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label="Secret versions">
           <table class="kv versions">
             <thead>
               <tr>

@@ -134,10 +134,10 @@ function Reach({ who, id }: { who: Identity; id: string }) {
   return (
     <div class="reach">
       {[...byPrivilege.entries()].map(([privilege, rows]) => (
-        <details open>
-          <summary>
-            <strong>{privilege}</strong> <span class="muted small">{rows.length}</span>
-          </summary>
+        <div class="reach-group" data-privilege={privilege}>
+          <h3>
+            {privilege} <span class="muted small">{rows.length}</span>
+          </h3>
           <ul class="idlist">
             {rows.map((r) => (
               <li>
@@ -150,7 +150,7 @@ function Reach({ who, id }: { who: Identity; id: string }) {
               </li>
             ))}
           </ul>
-        </details>
+        </div>
       ))}
       {state.data.truncated && <p class="muted small">Only the first 20,000 visible resources were considered.</p>}
     </div>
