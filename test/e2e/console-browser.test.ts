@@ -88,7 +88,7 @@ async function checkA11y(name: string): Promise<void> {
 }
 
 async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
 }
 
 /** Checks a page with axe and saves its screenshot. */

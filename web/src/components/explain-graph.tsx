@@ -81,7 +81,7 @@ export function ExplainGraph({ e }: { e: Explain }) {
       <div class="graph-wrap" tabIndex={0} role="region" aria-label="Path graph (scrolls sideways)">
         <svg class="graph" viewBox={`0 0 ${W} ${H}`} width={W} height={H} role="img" aria-label={`${e.paths.length} paths from ${e.role} to ${e.resource}; listed below as text`}>
           <defs>
-            <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+            <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse">
               <path d="M0,0 L10,5 L0,10 z" class="arrowhead" />
             </marker>
           </defs>

@@ -248,8 +248,10 @@ function Row({ e, fresh, selected, onOpen, onFilter }: { e: AuditEvent; fresh: b
       <td>
         <IdCell id={e.resource} onFilter={() => e.resource && onFilter({ resource: e.resource })} what="resource" />
       </td>
-      <td class="mono">{e.client_ip ?? '—'}</td>
-      <td class="mono small">{e.request_id ?? '—'}</td>
+      <td class="mono ip">{e.client_ip ?? '—'}</td>
+      <td class="mono small reqid" title={e.request_id ?? undefined}>
+        {e.request_id ?? '—'}
+      </td>
     </tr>
   );
 }
