@@ -11,7 +11,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RouteDeps } from '../context.js';
-import type { Ctx } from '../request.js';
+import { identifierFrom, type Ctx } from '../request.js';
 
 /** Where `scripts/build-ui.mjs` writes the console (the same from src/ under vitest and from dist/ when built). */
 export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../../dist/ui/', import.meta.url));
@@ -127,7 +127,8 @@ export function registerUi({ app, config }: RouteDeps): void {
   app.get('/ui/:path{.+}', (c) => {
     const notBuilt = index();
     if (notBuilt) return notBuilt;
-    const path = new URL(c.req.url).pathname.slice('/ui/'.length);
+    // Decoded and checked like every identifier in a path (400 bad percent-encoding, 422 control characters).
+    const path = identifierFrom(c, 1);
     const asset = assets.get(path);
     if (asset) return send(c, asset);
     // A path with an extension names a file, which does not exist; anything else is a page of the console.
