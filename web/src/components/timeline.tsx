@@ -99,8 +99,8 @@ export function Timeline({ account, filters, since, until, refresh, onPick }: Ti
             </g>
           );
         })}
-        {ticks.map((i) => (
-          <text class="tick" x={PAD.l + i * bw + bw / 2} y={H - 6} text-anchor="middle">
+        {ticks.map((i, k) => (
+          <text class="tick" x={PAD.l + i * bw + (k === 0 ? 0 : k === ticks.length - 1 ? bw : bw / 2)} y={H - 6} text-anchor={k === 0 ? 'start' : k === ticks.length - 1 ? 'end' : 'middle'}>
             {label(h.buckets[i]!.start)}
           </text>
         ))}

@@ -269,7 +269,9 @@ function IdCell({ id, onFilter, what }: { id: string | null; onFilter: () => voi
 }
 
 function EventDrawer({ e, onClose, onFilter }: { e: AuditEvent; onClose: () => void; onFilter: (f: Filters) => void }) {
-  const explain = e.role && e.resource ? href('explain', { role: e.role, privilege: e.action === 'fetch' ? 'execute' : e.action === 'update' ? 'update' : 'read', resource: e.resource }) : undefined;
+  // A fetch needs execute, a value update needs update: the explanation of the privilege the event used.
+  const privilege = e.action === 'fetch' ? 'execute' : e.action === 'update' ? 'update' : undefined;
+  const explain = e.role && e.resource && privilege ? href('explain', { role: e.role, privilege, resource: e.resource }) : undefined;
   const rows: [string, preact.ComponentChildren][] = [
     ['Sequence', String(e.seq)],
     ['Time', e.time],
@@ -304,7 +306,7 @@ function EventDrawer({ e, onClose, onFilter }: { e: AuditEvent; onClose: () => v
       )}
       {explain && (
         <p>
-          <a href={explain}>Why could this role do this? (explain)</a>
+          <a href={explain}>Why {e.result === 'success' ? 'could' : 'could not'} this role {privilege} it? (explain)</a>
         </p>
       )}
     </Drawer>
