@@ -9,8 +9,8 @@
  *
  * Not copied: SQLite's own search index (audit_fts, audit_fts_state; the
  * PostgreSQL trigram index covers the copied rows), its health probe row,
- * and audit_time_state, which PostgreSQL's insert trigger rebuilds from the
- * copied events.
+ * and audit_time_state and audit_counts, which PostgreSQL's insert triggers
+ * rebuild from the copied events.
  */
 import type { Db } from './db.js';
 import { ChainVerifier, type VerifyResult } from '../audit/chain.js';

@@ -8,6 +8,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client, type Reply } from '../helpers/http.js';
+import { runCli, tempHome } from '../helpers/cli.js';
 
 let srv: TestServer;
 let api: Client;
@@ -109,6 +110,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv?.close();
 });
+
+const cliEnv = () => ({ HOME: tempHome(), CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: A, CONJUR_AUTHN_LOGIN: 'admin', CONJUR_AUTHN_API_KEY: srv.adminKey });
 
 describe('GET /explain/{account}', () => {
   it('explains a permit held by a layer the host is a member of (host → layer → permit), labelled with the declaring policy and version', async () => {
@@ -269,5 +272,62 @@ describe('GET /explain/{account}', () => {
     expect(event.role).toBe(id('user', 'admin'));
     expect(event.resource).toBe(id('variable', 'ci/db/password'));
     expect(JSON.stringify(event)).toContain(id('host', 'ci/nested'));
+  });
+});
+
+describe('coffer explain', () => {
+  it('prints each path as a chain with the policy and version of each step, and exits 0', async () => {
+    const r = await runCli(['explain', 'host:ci/multi', 'execute', 'variable:ci/db/password'], { env: cliEnv() });
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out.split('\n').filter(Boolean)).toEqual([
+      'allowed: host:ci/multi execute variable:ci/db/password — 3 paths',
+      '  1. host:ci/multi ⇒ permit execute (policy ci v2)',
+      '  2. host:ci/multi → layer:ci/executors (policy ci v2) ⇒ permit execute (policy ci v1)',
+      '  3. host:ci/multi → group:ci/inner (policy ci v2) → group:ci/outer (policy ci v1) ⇒ permit execute (policy ci v2)',
+    ]);
+  });
+
+  it('prints an ownership path', async () => {
+    const r = await runCli(['explain', `${A}:host:ci/nested`, 'update', `${A}:variable:ci/owned`], { env: cliEnv() });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      '  1. host:ci/nested → group:ci/inner (policy ci v1) → group:ci/outer (policy ci v1) → group:ci/keepers (policy ci v1) ⇒ owns variable:ci/owned (policy ci v1)',
+    );
+  });
+
+  it('prints "no path" with the reason and exits 1 when the role does not hold the privilege', async () => {
+    const r = await runCli(['explain', 'host:ci/lonely', 'execute', 'variable:ci/db/password'], { env: cliEnv() });
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('no path: host:ci/lonely cannot execute variable:ci/db/password (no_permit)');
+    expect(r.out).toContain('does not hold execute');
+  });
+
+  it('--json prints the API answer as is', async () => {
+    const r = await runCli(['explain', 'host:ci/executor-01', 'execute', 'variable:ci/db/password', '--json'], { env: cliEnv() });
+    expect(r.code).toBe(0);
+    const api = await explain(admin, id('host', 'ci/executor-01'), 'execute', id('variable', 'ci/db/password'));
+    expect(JSON.parse(r.out)).toEqual(api.json);
+    const no = await runCli(['explain', 'host:ci/lonely', 'execute', 'variable:ci/db/password', '--json'], { env: cliEnv() });
+    expect(no.code).toBe(1);
+    expect(JSON.parse(no.out)).toMatchObject({ allowed: false, reason: 'no_permit', paths: [] });
+  });
+
+  it('--help prints the usage with an example, exit 0; the top-level help lists explain', async () => {
+    const r = await runCli(['explain', '--help'], { env: { HOME: tempHome() } });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^usage: coffer explain ROLE PRIVILEGE RESOURCE/);
+    expect(r.out).toMatch(/\nExample:\n {2}coffer explain host:ci\/executor-01 execute variable:ci\/db\/password/);
+    expect((await runCli(['--help'], { env: {} })).out).toContain('explain ROLE PRIVILEGE RESOURCE [--json]');
+  });
+
+  it('exits 4 when the role or resource is not found, 2 on a usage error', async () => {
+    const r = await runCli(['explain', 'host:ci/executor-01', 'execute', 'variable:ci/nope'], { env: cliEnv() });
+    expect(r.code).toBe(4);
+    expect(r.err).toContain("Variable 'ci/nope' not found");
+    const usage = await runCli(['explain', 'host:ci/executor-01', 'execute'], { env: cliEnv() });
+    expect(usage.code).toBe(2);
+    const badKind = await runCli(['explain', 'variable:ci/other', 'execute', 'variable:ci/other'], { env: cliEnv() });
+    expect(badKind.code).toBe(2);
   });
 });

@@ -11,7 +11,7 @@
  * The families' database uses an ICU en-US default collation: ordering and
  * ranges must still be SQLite's bytewise ones.
  */
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createAccountsStore } from '../../src/store/accounts.js';
@@ -77,6 +77,14 @@ describePostgres('PostgreSQL store', () => {
     return cluster.createDatabase(`t${++dbCount}`, opts);
   }
 
+  /** The shipped migrations (version, name), so these tests follow new ones. */
+  const SHIPPED = readdirSync(PG_MIGRATIONS_DIR)
+    .map((f) => /^(\d+)_(.+)\.sql$/.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ version: Number(m[1]), name: m[2]! }))
+    .sort((a, b) => a.version - b.version);
+  const LATEST = SHIPPED.at(-1)!.version;
+
   function migrationsWith(extra: Record<string, string>): string {
     const dir = join(tempDir('coffer-pgmig-'), 'migrations');
     mkdirSync(dir);
@@ -91,18 +99,18 @@ describePostgres('PostgreSQL store', () => {
     const url = await freshDatabase();
     // A slow second step keeps the racers overlapping; without the lock the
     // losers would fail on CREATE TABLE of tables that already exist.
-    const dir = migrationsWith({ '0003_slow.sql': 'SELECT pg_sleep(0.3); CREATE TABLE slow_marker (x INTEGER);' });
+    const dir = migrationsWith({ '0090_slow.sql': 'SELECT pg_sleep(0.3); CREATE TABLE slow_marker (x INTEGER);' });
     const racers = [client(url, 1), client(url, 1), client(url, 1)];
     const results = await Promise.all(racers.map((sql) => migratePostgres(sql, { migrationsDir: dir })));
-    expect(results.map((r) => r.version)).toEqual([3, 3, 3]);
-    expect(results.flatMap((r) => r.applied).sort()).toEqual([1, 2, 3]);
+    expect(results.map((r) => r.version)).toEqual([90, 90, 90]);
+    expect(results.flatMap((r) => r.applied).sort((a, b) => a - b)).toEqual([...SHIPPED.map((m) => m.version), 90]);
     const sql = racers[0]!;
-    expect(await sql`SELECT version, name FROM schema_migrations ORDER BY version`).toEqual([
+    expect(SHIPPED.slice(0, 2)).toEqual([
       { version: 1, name: 'init' },
       { version: 2, name: 'change_feed' },
-      { version: 3, name: 'slow' },
     ]);
-    expect(await migratePostgres(sql, { migrationsDir: dir })).toEqual({ applied: [], version: 3 });
+    expect(await sql`SELECT version, name FROM schema_migrations ORDER BY version`).toEqual([...SHIPPED, { version: 90, name: 'slow' }]);
+    expect(await migratePostgres(sql, { migrationsDir: dir })).toEqual({ applied: [], version: 90 });
     expect(await sql`SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'`).toEqual([{ extname: 'pg_trgm' }]);
   });
 
@@ -113,7 +121,7 @@ describePostgres('PostgreSQL store', () => {
     const refusal = migratePostgres(sql);
     await expect(refusal).rejects.toBeInstanceOf(SchemaError);
     await expect(migratePostgres(sql)).rejects.toThrow(
-      'The database schema is at version 99 but this Coffer knows migrations up to 2: upgrade Coffer before opening this database.',
+      `The database schema is at version 99 but this Coffer knows migrations up to ${LATEST}: upgrade Coffer before opening this database.`,
     );
     await expect(migratePostgres(sql, { readonly: true })).rejects.toThrow(/schema is at version 99 .* upgrade Coffer/);
   });
@@ -125,8 +133,8 @@ describePostgres('PostgreSQL store', () => {
     const broken = migrationsWith({ '0098_broken.sql': 'CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;' });
     await expect(migratePostgres(sql, { migrationsDir: broken })).rejects.toThrow(/no_such_table/);
     expect(await sql`SELECT to_regclass('half')::text AS t`).toEqual([{ t: null }]);
-    expect(await sql`SELECT version FROM schema_migrations ORDER BY version`).toEqual([{ version: 1 }, { version: 2 }]);
-    expect(await migratePostgres(sql, { readonly: true })).toEqual({ applied: [], version: 2 });
+    expect(await sql`SELECT version FROM schema_migrations ORDER BY version`).toEqual(SHIPPED.map((m) => ({ version: m.version })));
+    expect(await migratePostgres(sql, { readonly: true })).toEqual({ applied: [], version: LATEST });
   });
 
   // ---------------------------------------------------------------- schema
@@ -212,7 +220,7 @@ describePostgres('PostgreSQL store', () => {
   it('constraints, cascades and the append-only audit log behave as in SQLite', async () => {
     const { both, bothThrow, exec, sql } = await pair();
     await exec("INSERT INTO roles VALUES ('a:user:u', 'a', 'user', 'u', NULL, 't')");
-    await exec("INSERT INTO resources VALUES ('a:webservice:w', 'a', 'webservice', 'w', 'a:user:u', NULL, 't')");
+    await exec("INSERT INTO resources VALUES ('a:webservice:w', 'a', 'webservice', 'w', 'a:user:u', NULL, 't', NULL)");
     await exec("INSERT INTO credentials (role_id, restricted_to, updated_at) VALUES ('a:user:u', '[]', 't')");
     await exec("INSERT INTO authenticator_configs VALUES ('a:webservice:w', 1, 't')");
     await bothThrow((_f, side) => exec("INSERT INTO keyring VALUES (1, x'00', x'00', 'bogus', 't')", side));

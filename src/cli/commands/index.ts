@@ -3,6 +3,7 @@ import type { Ctx } from './context.js';
 import { cmdApiKey } from './api-key.js';
 import { cmdAudit } from './audit.js';
 import { cmdInit, cmdLogin, cmdLogout, cmdWhoami } from './auth.js';
+import { cmdExplain } from './explain.js';
 import { cmdHostFactory } from './hostfactory.js';
 import { cmdPolicy } from './policy.js';
 import { cmdCheck, cmdList, cmdResource } from './resource.js';
@@ -21,6 +22,7 @@ export const CLIENT_COMMANDS: Record<string, ClientCommand> = {
   list: cmdList,
   resource: cmdResource,
   check: cmdCheck,
+  explain: cmdExplain,
   role: cmdRole,
   'api-key': cmdApiKey,
   hostfactory: cmdHostFactory,
@@ -36,6 +38,7 @@ export const CLIENT_USAGE = `Client (talks to a server; see 'Configuration' in R
   list [--kind K] [--search S] [--limit N] [--offset N] [--inspect]
   resource show ID    resource permitted-roles ID PRIVILEGE    check ID PRIVILEGE [--role R]
   role members|memberships|all ID
+  explain ROLE PRIVILEGE RESOURCE [--json]   why ROLE holds (or lacks) PRIVILEGE on RESOURCE
   api-key rotate [--role R]
   hostfactory tokens create|revoke …    hostfactory hosts create …
   audit query [--resource R] [--role R] [--action A] [--result failure] [--since 1h] [--follow] [--json|--ndjson]
