@@ -97,13 +97,16 @@ export function Drawer({ title, onClose, children }: { title: string; onClose: (
   );
 }
 
+// One formatter for every cell: toLocaleString(…, options) builds a new Intl.DateTimeFormat per call.
+const LOCAL_TIME = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
 /** Time as the auditor reads it: local date and time with seconds, and the ISO form on hover. */
 export function Time({ iso }: { iso: string | null | undefined }) {
   if (!iso) return <span class="muted">—</span>;
   const d = new Date(iso);
   return (
     <time dateTime={iso} title={iso}>
-      {Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })}
+      {Number.isNaN(d.getTime()) ? iso : LOCAL_TIME.format(d)}
     </time>
   );
 }
