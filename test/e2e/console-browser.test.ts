@@ -286,6 +286,37 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     expect(caption).toMatch(/\d+ fetches/);
   });
 
+  it('narrows the table to a bar of the timeline when the bar is clicked', async () => {
+    const bar = page.locator('.timeline g.bar').filter({ hasText: /: [1-9]\d* fetches/ }).last();
+    await bar.locator('rect.fetch').click();
+    await expect.poll(() => new URL(page.url()).searchParams.get('until')).not.toBeNull();
+    const params = new URL(page.url()).searchParams;
+    const since = params.get('since')!;
+    const until = params.get('until')!;
+    expect(Date.parse(until) - Date.parse(since)).toBeLessThanOrEqual(3_600_000);
+    const expected = await apiSeqs({ since, until });
+    expect(expected.length).toBeGreaterThan(0);
+    await expect.poll(async () => (await tableSeqs()).slice(0, 100)).toEqual(expected.slice(0, 100));
+    await page.getByRole('button', { name: 'Clear' }).click();
+  });
+
+  it('exports the current filter as NDJSON, the same events as the API, paging through it', async () => {
+    await page.getByLabel('Action').fill('fetch');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    const expected = await apiSeqs({ action: 'fetch' });
+    expect(expected.length).toBeGreaterThan(100);
+    await expect.poll(async () => (await tableSeqs()).length).toBe(100);
+    const download = page.waitForEvent('download');
+    await page.getByRole('button', { name: 'Export NDJSON' }).click();
+    const file = await (await download).path();
+    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(lines.map((e) => e.seq)).toEqual(expected);
+    const first = await api.request('GET', `/audit/${A}?action=fetch&limit=1`, { token: admin });
+    expect(lines[0]).toEqual(first.json.events[0]);
+    await (await download).delete();
+    await page.getByRole('button', { name: 'Clear' }).click();
+  });
+
   it('renders a hostile annotation and hostile ids as text; no dialog fires', async () => {
     await page.goto(`${srv.url}/ui/`); // a reload: the session is gone, as intended
     await signIn(srv.adminKey);
