@@ -33,6 +33,8 @@ export interface ServerConfig extends ServiceConfig {
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
   maxConnections: number;
+  /** Minutes without activity after which the console (/ui/) signs out. */
+  consoleIdleMinutes: number;
 }
 
 export interface ConfigOption {
@@ -78,6 +80,7 @@ export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   bodyIdleTimeout: { env: 'COFFER_BODY_IDLE_TIMEOUT_MS', default: '30000', meaning: 'Longest pause between two pieces of a request body; a client that stalls longer is cut' },
   requestTimeout: { env: 'COFFER_REQUEST_TIMEOUT_MS', default: '120000', meaning: 'Time a client has to send a whole request, headers and body (408 and cut after it)' },
   keepAliveTimeout: { env: 'COFFER_KEEP_ALIVE_TIMEOUT_MS', default: '5000', meaning: "How long an idle keep-alive connection stays open (set it above a load balancer's idle timeout)" },
+  consoleIdleMinutes: { flag: '--console-idle-minutes', env: 'COFFER_CONSOLE_IDLE_MINUTES', default: '15', meaning: 'Minutes without keyboard or pointer activity after which the console (/ui/) revokes its token and signs out (1 to 1440)' },
   maxConnections: { env: 'COFFER_MAX_CONNECTIONS', default: '1000', meaning: 'Open client connections at most; more are closed as they arrive (keep below ulimit -n)' },
 };
 
@@ -172,6 +175,7 @@ export function loadServerConfig(flags: Flags, env: NodeJS.ProcessEnv): ServerCo
     requestTimeoutMs: int('requestTimeout', 120_000, 100, 3_600_000),
     keepAliveTimeoutMs: int('keepAliveTimeout', 5_000, 100, 600_000),
     maxConnections: int('maxConnections', 1000, 1, 1_000_000),
+    consoleIdleMinutes: int('consoleIdleMinutes', 15, 1, 1440),
     devAccount,
     tokenTtlSeconds: int('tokenTtl', DEFAULT_SERVICE_CONFIG.tokenTtlSeconds, 1, 5 * 3600),
     maxTokenTtlSeconds,

@@ -173,6 +173,7 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
     trustedProxies: config.trustedProxies,
     version: VERSION,
     healthMinFreeBytes: config.healthMinFreeBytes,
+    consoleIdleMinutes: config.consoleIdleMinutes,
     logError: (err, requestId) => log(`coffer: error in request ${requestId ?? '-'}: ${describeError(err)}`),
   });
   const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;

@@ -45,6 +45,7 @@ const SERVER_OPTIONS = {
   'jwt-allow-private-hosts': { type: 'string' },
   'audit-log': { type: 'string' },
   'audit-format': { type: 'string' },
+  'console-idle-minutes': { type: 'string' },
   'new-key-file': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },

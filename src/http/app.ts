@@ -18,6 +18,7 @@ import { registerPublicKeys } from './routes/public-keys.js';
 import { registerResources } from './routes/resources.js';
 import { registerRoles } from './routes/roles.js';
 import { registerSecrets } from './routes/secrets.js';
+import { registerUi } from './routes/ui.js';
 
 /**
  * Bounds on a request's path, checked before routing. An identifier is at
@@ -80,6 +81,7 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   registerHostFactories(deps);
   registerAudit(deps);
   registerExplain(deps);
+  registerUi(deps);
 
   app.notFound((c) => {
     // Only the first path segment is echoed: the rest may be a credential

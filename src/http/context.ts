@@ -13,6 +13,10 @@ export interface HttpConfig {
   version: string;
   /** Free bytes on the data directory's file system below which /health says the database is not writable. */
   healthMinFreeBytes?: number;
+  /** Directory of the built console served at /ui/ (default dist/ui/). */
+  uiDir?: string;
+  /** Minutes without activity after which the console signs out (default 15). */
+  consoleIdleMinutes?: number;
   /** Logs unexpected errors (never includes request bodies). */
   logError: (err: unknown, requestId?: string) => void;
 }

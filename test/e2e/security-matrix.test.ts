@@ -404,6 +404,14 @@ const publicCases = (status: number, check?: (r: Reply) => void): Case[] => [
   { who: 'a junk Authorization header (ignored)', auth: raw(() => 'Token token="%%not-a-token%%"'), status, check },
 ];
 
+/** A console response: its content type and the strict headers every /ui answer carries. */
+const consoleServed = (type: string) => (r: Reply) => {
+  expect(r.headers.get('content-type')).toContain(type);
+  expect(r.headers.get('content-security-policy')).toContain("script-src 'self'");
+  expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(r.headers.get('referrer-policy')).toBe('no-referrer');
+};
+
 const form = (body: string): Pick<Req, 'body' | 'headers'> => ({ body, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
 const json = (o: unknown): Pick<Req, 'body' | 'headers'> => ({ body: JSON.stringify(o), headers: { 'Content-Type': 'application/json' } });
 
@@ -483,6 +491,8 @@ const ROWS: Row[] = [
   { route: 'GET /', what: 'status page', request: () => ({ method: 'GET', path: '/' }), cases: publicCases(200) },
   { route: 'GET /health', what: 'health', request: () => ({ method: 'GET', path: '/health' }), cases: publicCases(200) },
   { route: 'GET /authenticators', what: 'authenticator listing', request: () => ({ method: 'GET', path: '/authenticators' }), cases: publicCases(200) },
+  { route: 'GET /ui', what: 'console page', request: () => ({ method: 'GET', path: '/ui' }), cases: publicCases(200, consoleServed('text/html')) },
+  { route: 'GET /ui/{path}', what: 'console file', request: () => ({ method: 'GET', path: '/ui/main.js' }), cases: publicCases(200, consoleServed('text/javascript')) },
   {
     route: 'GET /public_keys/{account}/{kind}/{id}',
     what: 'public keys of a user',

@@ -23,7 +23,7 @@ export const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 
 const OPENAPI_ROOT_KEYWORDS = ['openapi', 'info', 'servers', 'paths', 'webhooks', 'components', 'security', 'tags', 'externalDocs', 'jsonSchemaDialect'];
 
 /** Path parameters that may span several concrete segments (`:id{.+}` in the routes). */
-const MULTI_SEGMENT_PARAMS = new Set(['id', 'login']);
+const MULTI_SEGMENT_PARAMS = new Set(['id', 'login', 'path']);
 
 /** Response extension: an empty body without Content-Type is also acceptable. */
 const EMPTY_BODY_EXTENSION = 'x-coffer-empty-body';
