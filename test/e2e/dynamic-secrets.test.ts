@@ -384,6 +384,36 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect((await api.request('GET', `/resources/${A}/variable/${encodeURIComponent('data/dynamic/pg-temp')}`, { token: admin })).status).toBe(404);
     });
 
+    it('coffer issuer create|list|show|update|delete and coffer leases list|revoke', async () => {
+      const home = tempHome();
+      const env = (login: string) => ({ HOME: home, CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: A, CONJUR_AUTHN_LOGIN: login, CONJUR_AUTHN_API_KEY: keys.get(login)! });
+      const data = JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'app', username: 'coffer_admin', password: ADMIN_PW, sslmode: 'disable' });
+      const created = await runCli(['issuer', 'create', '-i', 'pg-cli2', '-t', 'postgresql', '-m', '900', '--data', '-'], { env: env('issuer-admin'), stdin: data });
+      expect(created.err).toBe('');
+      expect(created.code).toBe(0);
+      expect(JSON.parse(created.out)).toMatchObject({ id: 'pg-cli2', data: { password: '*****' } });
+      expect(created.out).not.toContain(ADMIN_PW);
+      const listed = await runCli(['issuer', 'list'], { env: env('issuer-admin') });
+      expect(JSON.parse(listed.out).issuers.map((i: { id: string }) => i.id)).toContain('pg-cli2');
+      const shown = await runCli(['issuer', 'show', '-i', 'pg-cli2'], { env: env('issuer-admin') });
+      expect(JSON.parse(shown.out).data.password).toBe('*****');
+      const updated = await runCli(['issuer', 'update', '-i', 'pg-cli2', '-m', '1000'], { env: env('issuer-admin') });
+      expect(JSON.parse(updated.out).max_ttl).toBe(1000);
+      const refused = await runCli(['issuer', 'list'], { env: env('host/ci') });
+      expect(refused.code).toBe(4);
+      const creds = await fetchCreds(await token('host/ci'));
+      const leases = await runCli(['leases', 'list'], { env: { ...env('admin') } });
+      expect(leases.code).toBe(0);
+      expect(leases.out).toContain(creds.lease_id);
+      expect(leases.out).toContain(creds.username);
+      expect(leases.out).not.toContain(creds.password);
+      const revoked = await runCli(['leases', 'revoke', creds.lease_id], { env: env('admin') });
+      expect(revoked.code).toBe(0);
+      expect(await roleExists(creds.username)).toBe(false);
+      const deleted = await runCli(['issuer', 'delete', '-i', 'pg-cli2', '--keep-secrets'], { env: env('issuer-admin') });
+      expect(deleted.out).toContain("The issuer 'pg-cli2' was deleted");
+    });
+
     it('coffer run: the job gets PGUSER/PGPASSWORD from one fetch, and the login is gone when it exits', async () => {
       const home = tempHome();
       const out = join(home, 'job.out');
