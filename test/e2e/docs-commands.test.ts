@@ -374,10 +374,10 @@ describe('docs/github-actions.md', () => {
     baseEnv(ws, { CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: ACCOUNT, CONJUR_AUTHN_LOGIN: 'admin', CONJUR_AUTHN_API_KEY: srv.adminKey, GITHUB_OIDC_ISSUER: issuer });
 
   /** The workflow's job as a runner executes it: job env, then each `run:` with bash -eo pipefail. */
-  function workflowJob() {
-    const wf = parseYaml(doc.take('workflow', 'deploy').text) as any;
+  function workflowJob(name = 'deploy') {
+    const wf = parseYaml(doc.take('workflow', name).text) as any;
     expect(wf.permissions['id-token']).toBe('write');
-    const job = wf.jobs.deploy;
+    const job = Object.values(wf.jobs as Record<string, any>)[0];
     const runnerTemp = join(ws.dir, '.runner-temp');
     mkdirSync(runnerTemp, { recursive: true });
     const env: Record<string, string> = {};
@@ -401,7 +401,8 @@ describe('docs/github-actions.md', () => {
     const setup = await runShell('bash', doc.take('run', 'github-setup').text, { cwd: ws.dir, env: adminEnv() });
     expectOk('set-up', setup);
     for (const v of Object.values(VALUES)) expect(setup.stdout + setup.stderr).not.toContain(v);
-  });
+    // Eleven CLI processes: near 30 s on the loaded 2-core machine.
+  }, 120_000);
 
   it('§3 the workflow on main: each step fetches its one secret with a fresh OIDC token; the script cannot mint tokens', async () => {
     const { steps, run } = workflowJob();
@@ -445,6 +446,40 @@ describe('docs/github-actions.md', () => {
     expect(rows[0]).toContain('token replay');
     expect(rows[1]).toMatch(/CONJ00049E .*ref/);
   });
+
+  it('§5 a dynamic variable: the migration step gets a login of its own, gone when the step ends; the auditor sees issue and revoke', async () => {
+    const missing = postgresMissing();
+    if (missing !== undefined) {
+      for (const [kind, name] of [['run', 'github-dynamic-setup'], ['workflow', 'migrate-db'], ['run', 'github-audit-lease'], ['output', 'github-audit-lease']] as const) doc.take(kind, name);
+      if (postgresRequired()) throw new Error(`§5 needs PostgreSQL: ${missing}`);
+      console.warn(`*** SKIPPED docs/github-actions.md §5: it needs PostgreSQL: ${missing} ***`);
+      return;
+    }
+    const issuerPw = 'issuer-pw-Gh7-docs';
+    const target = await startCluster({ database: 'payments' });
+    try {
+      await target.psql(`CREATE ROLE coffer_issuer LOGIN CREATEROLE PASSWORD '${issuerPw}'; GRANT pg_signal_backend TO coffer_issuer; CREATE ROLE payments_migrator NOLOGIN`, 'payments');
+      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable' }), { mode: 0o600 });
+      const setup = await runShell('bash', doc.take('run', 'github-dynamic-setup').text, { cwd: ws.dir, env: adminEnv() });
+      expectOk('dynamic set-up', setup);
+      expect(setup.stdout + setup.stderr).not.toContain(issuerPw);
+      const { steps, run } = workflowJob('migrate-db');
+      expect(steps.map((st) => st.name)).toEqual(['Migrate database']);
+      expectOk('Migrate database (dynamic)', await run(steps[0]!.run!));
+      const migrate = ws.report('migrate');
+      expect(Object.keys(migrate.env).sort()).toEqual(['PGHOST', 'PGPASSWORD', 'PGUSER']);
+      expect(migrate.env.PGUSER).toMatch(/^coffer_[0-9a-f]{24}$/);
+      expect(await target.psql(`SELECT count(*) FROM pg_roles WHERE rolname = '${migrate.env.PGUSER}'`, 'payments')).toBe('0');
+      const audit = await runShell('bash', doc.take('run', 'github-audit-lease').text, { cwd: ws.dir, env: adminEnv() });
+      expectOk('audit query (dynamic variable)', audit);
+      const columns = (text: string) => normalizeTable(text).map((l) => l.split(' ').slice(0, 5).join(' '));
+      expect(columns(audit.stdout)).toEqual(columns(doc.take('output', 'github-audit-lease').text));
+      expect(audit.stdout).toContain(migrate.env.PGUSER);
+      expect(audit.stdout).not.toContain(migrate.env.PGPASSWORD);
+    } finally {
+      await target.stop();
+    }
+  }, 120_000);
 
   it('uses every block of the page', () => {
     expect(doc.unused()).toEqual([]);
