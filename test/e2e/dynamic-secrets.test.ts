@@ -153,6 +153,8 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(created.status, created.text).toBe(201);
       expect(created.json).toMatchObject({ id: 'pg-cli', type: 'postgresql', max_ttl: 900, data: { host: '127.0.0.1', port: target.port, database: 'app', username: 'coffer_admin', password: '*****', sslmode: 'disable' } });
       expect(created.text).not.toContain(ADMIN_PW);
+      // conjur-api-go's Issuer struct: id, type, max_ttl, data, created_at, modified_at.
+      expect(Object.keys(created.json).sort()).toEqual(['created_at', 'data', 'id', 'max_ttl', 'modified_at', 'type']);
       expect(typeof created.json.created_at).toBe('string');
       const row = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
       expect(row!.data_public).not.toContain(ADMIN_PW);
@@ -163,6 +165,7 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(list.status).toBe(200);
       expect(list.json.issuers.map((i: { id: string }) => i.id)).toEqual(['pg-cli', 'pg1']);
       expect(list.json.issuers[0].data).toBeUndefined();
+      expect(Object.keys(list.json.issuers[0]).sort()).toEqual(['created_at', 'id', 'max_ttl', 'modified_at', 'type']);
       // conjur issuer get --id pg-cli (the id query-escaped into the path)
       const got = await api.request('GET', `/issuers/${A}/${encodeURIComponent('pg-cli')}`, { token: admin });
       expect(got.status).toBe(200);
@@ -432,6 +435,18 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(json.password).toBe(seen.p);
       expect(await roleExists(seen.u)).toBe(false);
       expect(await srv.server.vault.services.store.dynamic.getLease(json.lease_id)).toBeUndefined();
+    });
+
+    it('a data-key rotation re-encrypts the issuer: fetching still works under the new key alone', async () => {
+      const { rotateDataKey } = await import('../../src/secrets/rotation.js');
+      const before = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg1');
+      const report = await rotateDataKey(srv.server.vault.services);
+      expect(report.retiredKeyVersions.length).toBeGreaterThan(0);
+      const after = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg1');
+      expect(after!.data_sealed.equals(before!.data_sealed)).toBe(false);
+      expect(after!.data_sealed.readUInt32BE(0)).toBe(report.newKeyVersion);
+      const creds = await fetchCreds(await token('host/ci'));
+      expect(await connect(creds)`SELECT x FROM app_data`).toEqual([{ x: 42 }]);
     });
 
     it('a restart in the middle of the TTL still ends the lease', async () => {
