@@ -118,6 +118,9 @@ export class PostgresTargets {
     try {
       await sql.begin(async (t) => {
         started = true;
+        // Not waiting for this commit to reach the target's disk is safe in this direction only: a crash
+        // that loses it loses the login, so the credential just does not work. (Drops are synchronous.)
+        await t`SET LOCAL synchronous_commit TO OFF`;
         await t`CREATE ROLE ${t(role)} WITH LOGIN INHERIT PASSWORD ${t.unsafe(`'${password}'`)} VALID UNTIL ${t.unsafe(`'${until}'`)}`;
         for (const g of grants) await t`GRANT ${t(g)} TO ${t(role)}`;
       });
@@ -129,28 +132,30 @@ export class PostgresTargets {
   }
 
   /**
-   * Ends login `role`: no new sessions (NOLOGIN), existing ones terminated,
-   * then the role dropped. Idempotent: a role that is already gone is fine.
+   * Ends login `role`: the role dropped (no new session can start), then
+   * its existing sessions terminated. Idempotent: a role already gone is fine.
    */
   async dropLogin(key: string, version: string, c: TargetConnection, role: string): Promise<void> {
     if (!ROLE_NAME.test(role)) throw new Error('refusing to drop a role Coffer did not name');
     const sql = this.pool(key, version, c);
     try {
-      const exists = await sql`SELECT 1 FROM pg_roles WHERE rolname = ${role}`;
-      if (exists.length === 0) return;
-      await sql`ALTER ROLE ${sql(role)} NOLOGIN`;
-      await sql`SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_activity WHERE usename = ${role} AND pid <> pg_backend_pid()`;
+      const [found] = await sql<{ oid: number }[]>`SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${role}`;
+      if (!found) return;
+      // Dropped first, so that no new session can start; then every session it still has (found by the role's
+      // oid: a dropped role has no name any more) is terminated.
       try {
         await sql`DROP ROLE IF EXISTS ${sql(role)}`;
       } catch (err) {
         // 2BP01: the login owns objects or holds privileges: hand them to the issuer's login, then drop.
         if ((err as { code?: string }).code !== '2BP01') throw err;
+        await sql`ALTER ROLE ${sql(role)} NOLOGIN`;
         await sql.begin(async (t) => {
           await t`REASSIGN OWNED BY ${t(role)} TO CURRENT_USER`;
           await t`DROP OWNED BY ${t(role)}`;
           await t`DROP ROLE IF EXISTS ${t(role)}`;
         });
       }
+      await sql`SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_activity WHERE usesysid = ${found.oid} AND pid <> pg_backend_pid()`;
     } catch (err) {
       const d = describe(err);
       throw new TargetError(d.message, true, d.pgCode);
