@@ -193,7 +193,7 @@ try {
     for (let i = 0; i < SWEEP; i++) await admin`DROP ROLE ${admin(`bench_drop_${i}`)}`;
   });
   console.log(`  baseline: ${SWEEP} DROP ROLE straight on target, sequential   ${(rawDrop / 1000).toFixed(2)} s`);
-  console.log(`  sweeper: ${SWEEP} leases ended (NOLOGIN, terminate, DROP ROLE, row + audit)   ${(sweepMs / 1000).toFixed(2)} s   [target: ≤ 10 s]; coffer_ roles left: ${left}`);
+  console.log(`  sweeper: ${SWEEP} leases ended (DROP ROLE, terminate sessions, row + audit)   ${(sweepMs / 1000).toFixed(2)} s   [target: ≤ 10 s]; coffer_ roles left: ${left}`);
   console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 } finally {
   await server.close();
