@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'data_key_invalid'
   | 'too_many_requests'
   | 'service_unavailable'
+  | 'bad_gateway'
   | 'internal_error';
 
 export interface ErrorDetail {

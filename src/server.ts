@@ -88,7 +88,13 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
       auditSinks: opts.auditSinks,
       onSinkError: (err) => process.stderr.write(`coffer: audit sink failed: ${(err as Error).message}\n`),
     });
-    return { services, close: () => store.close() };
+    return {
+      services,
+      async close() {
+        await services.dynamic.stop();
+        await store.close();
+      },
+    };
   } catch (err) {
     await store.close();
     throw err;
@@ -191,6 +197,8 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
     s.once('error', reject);
   });
   boundConnections(server, config);
+  // Ends expired dynamic-secret leases, those left by a previous run included.
+  vault.services.dynamic.start();
   const port = (server.address() as AddressInfo).port;
   const scheme = tls ? 'https' : 'http';
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -201,6 +209,7 @@ async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, 
     devAdmin,
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
+      await vault.services.dynamic.stop();
       await vault.services.audit.close();
       await vault.close();
       rmSync(lockFile, { force: true });

@@ -21,6 +21,8 @@ import { AuditReader } from './audit/reader.js';
 import { HostFactoryService } from './hostfactory/service.js';
 import { JwtAuthnService } from './authn/jwt/service.js';
 import type { TextFetcher } from './authn/jwt/jwks.js';
+import { IssuerService } from './dynamic/issuers.js';
+import { DynamicSecrets, DEFAULT_SWEEP_INTERVAL_MS } from './dynamic/leases.js';
 
 export interface ServiceConfig {
   tokenTtlSeconds: number;
@@ -41,6 +43,8 @@ export interface ServiceConfig {
   policyLimits: PolicyLimits;
   /** Heap cap of the policy parser worker, in MB. */
   policyParseMemoryMb: number;
+  /** How often the lease sweeper runs (dynamic secrets; at most 10 s). */
+  leaseSweepIntervalMs: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -56,6 +60,7 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   jwtClockSkewSeconds: 30,
   policyLimits: { ...DEFAULT_POLICY_LIMITS },
   policyParseMemoryMb: DEFAULT_PARSE_POOL_OPTIONS.memoryMb,
+  leaseSweepIntervalMs: DEFAULT_SWEEP_INTERVAL_MS,
 };
 
 export interface ServiceDeps {
@@ -90,6 +95,10 @@ export async function createServices(deps: ServiceDeps) {
   await tokens.load();
   const hasher = new ApiKeyHasher(await barrier.serverSecret('api-key-pepper'));
   const credentials = new Credentials(store.credentials, barrier, hasher, tokens, clock);
+  // Dynamic secrets: issuers, then the leases of what they issue (the sweeper is started by the server).
+  let dynamic!: DynamicSecrets;
+  const issuers = new IssuerService({ store, barrier, audit, authorizer, clock, onChanged: (account, id) => dynamic.closeIssuer(account, id), endLeases: (account, id) => dynamic.endLeasesOfIssuer(account, id) });
+  dynamic = new DynamicSecrets({ store, audit, authorizer, clock, issuers, sweepIntervalMs: Math.min(config.leaseSweepIntervalMs, 10_000) });
   const throttle = new AuthThrottle(clock, config.authnMaxFailures, config.authnFailureWindowMs);
   const authn = new AuthnService({
     store,
@@ -100,8 +109,9 @@ export async function createServices(deps: ServiceDeps) {
     throttle,
     clock,
     config: { tokenTtlSeconds: config.tokenTtlSeconds, maxTokenTtlSeconds: config.maxTokenTtlSeconds },
+    onTokenRevoked: (jti) => dynamic.endLeasesOfToken(jti),
   });
-  const secrets = new SecretsService({ store, barrier, audit, authorizer, config: { versionLimit: config.secretVersionLimit } });
+  const secrets = new SecretsService({ store, barrier, audit, authorizer, dynamic, config: { versionLimit: config.secretVersionLimit } });
   const parsePool = sharedParsePool({ ...DEFAULT_PARSE_POOL_OPTIONS, memoryMb: config.policyParseMemoryMb });
   const policies = new PolicyLoader({
     store,
@@ -145,7 +155,7 @@ export async function createServices(deps: ServiceDeps) {
         return void barrier.loadKeyring().catch(() => undefined);
     }
   });
-  return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader, jwtAuthn, hostFactories };
+  return { store, barrier, clock, config, authorizer, audit, tokens, credentials, throttle, authn, secrets, policies, auditReader, jwtAuthn, hostFactories, issuers, dynamic };
 }
 
 export type Services = Awaited<ReturnType<typeof createServices>>;

@@ -32,6 +32,11 @@ export interface AuthnDeps {
   throttle: AuthThrottle;
   clock: Clock;
   config: AuthnConfig;
+  /**
+   * Called once a token's revocation is recorded (dynamic secrets end the
+   * leases fetched with it). Its failures never undo the revocation.
+   */
+  onTokenRevoked?: (jti: string) => Promise<void>;
 }
 
 const AUTHN_SERVICE = (account: string) => `${account}:webservice:conjur/authn`;
@@ -272,6 +277,8 @@ export class AuthnService {
       message: `${actor.roleId} revoked its access token`,
       details: { jti: actor.claims.jti },
     });
+    // Leases that cannot be ended now stay pending and are retried by the sweeper.
+    await this.d.onTokenRevoked?.(actor.claims.jti).catch(() => undefined);
   }
 
   /** Basic-authenticated calls act on the caller only: `?role=` naming another role is 401 (Conjur). */

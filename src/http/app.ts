@@ -10,6 +10,7 @@ import { clientIp, requestIdFor, type HttpEnv } from './request.js';
 import { registerAudit } from './routes/audit.js';
 import { registerAuthn } from './routes/authn.js';
 import { registerHostFactories } from './routes/host-factories.js';
+import { registerIssuers } from './routes/issuers.js';
 import { registerAuthnJwt } from './routes/authn-jwt.js';
 import { registerExplain } from './routes/explain.js';
 import { registerMisc } from './routes/misc.js';
@@ -79,6 +80,7 @@ export function createApp(services: Services, config: HttpConfig): Hono<HttpEnv>
   registerSecrets(deps);
   registerPublicKeys(deps);
   registerHostFactories(deps);
+  registerIssuers(deps);
   registerAudit(deps);
   registerExplain(deps);
   registerUi(deps);

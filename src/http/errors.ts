@@ -25,6 +25,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   data_key_invalid: 422,
   too_many_requests: 429,
   service_unavailable: 503,
+  bad_gateway: 502,
   internal_error: 500,
 };
 

@@ -65,6 +65,7 @@ export async function rotateDataKey(s: Services, onProgress?: RotationProgress):
     }
     const apiKeys = await s.credentials.reencryptAll();
     const hostFactoryTokens = await s.hostFactories.reencryptAll();
+    const issuers = await s.issuers.reencryptAll();
     await barrier.reencryptServerSecrets([...SERVER_SECRET_NAMES, HOST_FACTORY_PEPPER]);
     // Destroying a key that a stored value still uses would lose that value: refuse (and roll back) instead.
     for (const version of before) {
@@ -82,7 +83,7 @@ export async function rotateDataKey(s: Services, onProgress?: RotationProgress):
         result: 'success',
         message:
           `coffer keys rotate: data key version ${newKeyVersion} is active; re-encrypted ${secrets} secret versions, ` +
-          `${signingKeys} signing keys, ${apiKeys} API keys, ${hostFactoryTokens} host-factory tokens; ` +
+          `${signingKeys} signing keys, ${apiKeys} API keys, ${hostFactoryTokens} host-factory tokens, ${issuers} issuers; ` +
           `retired data key versions ${before.join(', ') || 'none'}`,
         details: result,
       },

@@ -14,6 +14,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import type { Store } from '../store/index.js';
 import type { SecretRow } from '../store/secrets.js';
 import { Barrier } from './barrier.js';
+import { isAudited, type DynamicSecrets, type DynamicSpec } from '../dynamic/leases.js';
 
 export interface SecretsConfig {
   /** Versions kept per variable (Conjur: 20). */
@@ -26,6 +27,8 @@ export interface SecretsDeps {
   audit: AuditLog;
   authorizer: Authorizer;
   config: SecretsConfig;
+  /** Dynamic variables (issue 12): fetched values are minted by their issuer. */
+  dynamic?: DynamicSecrets;
 }
 
 export interface FetchedValue {
@@ -56,6 +59,10 @@ export class SecretsService {
     try {
       const resource = await this.d.authorizer.requireVisible(actor.roleId, resourceId);
       if (!(await this.d.authorizer.canOn(actor.roleId, 'update', resource))) throw forbidden();
+      const dynamicSpec = await this.d.dynamic?.specOf(resourceId);
+      if (dynamicSpec) {
+        throw unprocessable(`Variable ${resourceId} is dynamic: issuer '${dynamicSpec.issuerId}' issues a new value at each fetch, and no value can be set`);
+      }
       if (value.length === 0) throw unprocessable("'value' may not be empty");
       if (resource.kind === 'public_key' && !PUBLIC_KEY_LINE.test(value.toString('utf8').trim())) {
         throw unprocessable('Invalid public key format: expected "<type> <base64> [name]", e.g. ssh-ed25519 AAAA… alice@host');
@@ -137,6 +144,13 @@ export class SecretsService {
         }
         throw forbidden();
       }
+      const spec = await this.d.dynamic?.specOf(resourceId);
+      if (spec) {
+        if (version !== undefined) throw unprocessable(`Variable ${resourceId} is dynamic: it has no versions`);
+        // The issue, its lease row and its audit event (success or failure) are the dynamic service's.
+        const issued = await this.d.dynamic!.issue(actor, spec);
+        return { value: issued.value, version: 0, mimeType: 'application/json' };
+      }
       const row = version === undefined ? await this.d.store.secrets.latest(resourceId) : await this.d.store.secrets.byVersion(resourceId, version);
       if (!row) throw emptyOrMissing(resourceId);
       value = await this.open(row);
@@ -150,7 +164,7 @@ export class SecretsService {
       return { value, version: row.version, mimeType };
     } catch (err) {
       Barrier.wipe(value);
-      await this.recordFailure(err, event, `${actor.roleId} tried to fetch ${resourceId}`);
+      if (!isAudited(err)) await this.recordFailure(err, event, `${actor.roleId} tried to fetch ${resourceId}`);
       throw err;
     }
   }
@@ -171,25 +185,61 @@ export class SecretsService {
         break;
       }
     }
+    // Dynamic variables are issued only once every id has passed: a refused batch mints nothing.
+    const issued: string[] = [];
     if (!failure) {
+      const specs = new Map<string, DynamicSpec>();
+      const rows = new Map<string, SecretRow>();
       for (const id of ids) {
-        const row = parseFullId(id)?.kind === 'variable' && (await this.d.authorizer.can(actor.roleId, 'execute', id))
-          ? await this.d.store.secrets.latest(id)
-          : undefined;
-        if (!row) {
+        const allowed = parseFullId(id)?.kind === 'variable' && (await this.d.authorizer.can(actor.roleId, 'execute', id));
+        let spec: DynamicSpec | undefined;
+        try {
+          spec = allowed ? await this.d.dynamic?.specOf(id) : undefined;
+        } catch (err) {
+          failure = err;
+          events.push({ ...this.event(actor, 'fetch', id), result: 'failure', reason: auditReasonOf(err), message: `${actor.roleId} tried to fetch ${id}: ${auditReasonOf(err)}` });
+          break;
+        }
+        const row = allowed && !spec ? await this.d.store.secrets.latest(id) : undefined;
+        if (!spec && !row) {
           failure = emptyOrMissing(id);
           events.push({ ...this.event(actor, 'fetch', id), result: 'failure', reason: (failure as CofferError).message, message: `${actor.roleId} tried to fetch ${id}: ${(failure as CofferError).message}` });
           break;
         }
-        values.set(id, await this.open(row));
-        events.push({ ...this.event(actor, 'fetch', id, row.version), result: 'success', version: row.version, message: `${actor.roleId} fetched ${id}` });
+        if (spec) specs.set(id, spec);
+        else rows.set(id, row!);
+      }
+      if (!failure) {
+        for (const id of ids) {
+          if (values.has(id)) continue;
+          const spec = specs.get(id);
+          if (spec) {
+            try {
+              // Its lease row and audit event (success or failure) are written by the dynamic service.
+              const credential = await this.d.dynamic!.issue(actor, spec);
+              values.set(id, credential.value);
+              issued.push(credential.leaseId);
+            } catch (err) {
+              failure = err;
+              break;
+            }
+            continue;
+          }
+          const row = rows.get(id)!;
+          values.set(id, await this.open(row));
+          events.push({ ...this.event(actor, 'fetch', id, row.version), result: 'success', version: row.version, message: `${actor.roleId} fetched ${id}` });
+        }
       }
     }
-    if (failure) for (const v of values.values()) Barrier.wipe(v);
+    if (failure) {
+      for (const v of values.values()) Barrier.wipe(v);
+      if (issued.length > 0) await this.d.dynamic!.takeBack(issued);
+    }
     try {
       await Promise.all(events.map((e) => this.d.audit.record(e)));
     } catch (err) {
       for (const v of values.values()) Barrier.wipe(v);
+      if (!failure && issued.length > 0) await this.d.dynamic!.takeBack(issued).catch(() => undefined);
       throw err;
     }
     if (failure) throw failure;
@@ -200,6 +250,7 @@ export class SecretsService {
   async fetchEach(actor: Actor, ids: string[]): Promise<Map<string, BatchOutcome>> {
     const outcomes = new Map<string, BatchOutcome>();
     const events: AuditEvent[] = [];
+    const issued: string[] = [];
     for (const id of new Set(ids)) {
       const event = this.event(actor, 'fetch', id);
       const resource = await this.d.store.graph.getResource(id);
@@ -212,6 +263,32 @@ export class SecretsService {
       if (!(await this.d.authorizer.canOn(actor.roleId, 'execute', resource))) {
         outcomes.set(id, { ok: false, code: 'forbidden', message: `Forbidden: execute privilege on ${id} is required`, status: 403 });
         events.push({ ...event, result: 'failure', reason: 'Forbidden', message: `${actor.roleId} tried to fetch ${id}: Forbidden` });
+        continue;
+      }
+      let spec: DynamicSpec | undefined;
+      try {
+        spec = await this.d.dynamic?.specOf(id);
+      } catch (err) {
+        const e = err as CofferError;
+        outcomes.set(id, { ok: false, code: e.code, message: e.message, status: e.code === 'unprocessable_entity' ? 422 : 500 });
+        events.push({ ...event, result: 'failure', reason: auditReasonOf(err), message: `${actor.roleId} tried to fetch ${id}: ${auditReasonOf(err)}` });
+        continue;
+      }
+      if (spec) {
+        try {
+          // Lease row and audit event (success or failure) are the dynamic service's.
+          const credential = await this.d.dynamic!.issue(actor, spec);
+          outcomes.set(id, { ok: true, value: credential.value });
+          issued.push(credential.leaseId);
+        } catch (err) {
+          if (!(err instanceof CofferError) || err.code === 'service_unavailable') {
+            for (const o of outcomes.values()) if (o.ok) Barrier.wipe(o.value);
+            if (issued.length > 0) await this.d.dynamic!.takeBack(issued).catch(() => undefined);
+            throw err;
+          }
+          outcomes.set(id, { ok: false, code: err.code, message: err.message, status: err.code === 'bad_gateway' ? 502 : 422 });
+          if (!isAudited(err)) events.push({ ...event, result: 'failure', reason: auditReasonOf(err), message: `${actor.roleId} tried to fetch ${id}: ${auditReasonOf(err)}` });
+        }
         continue;
       }
       const row = await this.d.store.secrets.latest(id);
@@ -227,6 +304,7 @@ export class SecretsService {
       await Promise.all(events.map((e) => this.d.audit.record(e)));
     } catch (err) {
       for (const o of outcomes.values()) if (o.ok) Barrier.wipe(o.value);
+      if (issued.length > 0) await this.d.dynamic!.takeBack(issued).catch(() => undefined);
       throw err;
     }
     return outcomes;

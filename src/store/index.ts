@@ -11,6 +11,7 @@ export type {
   AuditStore,
   AuthenticatorsStore,
   CredentialsStore,
+  DynamicStore,
   GraphStore,
   HostFactoriesStore,
   KeyringStore,

@@ -18,6 +18,7 @@ import { createAccountsStore } from './accounts.js';
 import { createAuditStore, type AuditFilter, type AuditStoreOptions } from './audit.js';
 import { createAuthenticatorsStore } from './authenticators.js';
 import { createCredentialsStore } from './credentials.js';
+import { createDynamicStore } from './dynamic.js';
 import { createGraphStore } from './graph.js';
 import { createStorageHealth } from './health.js';
 import { createHostFactoriesStore } from './host-factories.js';
@@ -164,6 +165,7 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
     audit,
     authenticators: asyncFamily(createAuthenticatorsStore(db), run),
     credentials: asyncFamily(createCredentialsStore(db), run),
+    dynamic: asyncFamily(createDynamicStore(db), run),
     graph: asyncFamily(createGraphStore(db), run),
     hostFactories: asyncFamily(createHostFactoriesStore(db), run),
     keyring: asyncFamily(createKeyringStore(db), run),

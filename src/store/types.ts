@@ -12,6 +12,7 @@ import type { AccountsStore as SqliteAccounts } from './accounts.js';
 import type { AuditFilter, AuditRow, RangeCountQuery, RangeCountRow, RollupQuery, RollupRow } from './audit.js';
 import type { AuthenticatorsStore as SqliteAuthenticators } from './authenticators.js';
 import type { CredentialsStore as SqliteCredentials } from './credentials.js';
+import type { DynamicStore as SqliteDynamic } from './dynamic.js';
 import type { GraphStore as SqliteGraph } from './graph.js';
 import type { HostFactoriesStore as SqliteHostFactories } from './host-factories.js';
 import type { KeyringStore as SqliteKeyring } from './keyring.js';
@@ -28,6 +29,7 @@ export type Async<S> = {
 export type AccountsStore = Async<SqliteAccounts>;
 export type AuthenticatorsStore = Async<SqliteAuthenticators>;
 export type CredentialsStore = Async<SqliteCredentials>;
+export type DynamicStore = Async<SqliteDynamic>;
 export type GraphStore = Async<SqliteGraph>;
 export type HostFactoriesStore = Async<SqliteHostFactories>;
 export type KeyringStore = Async<SqliteKeyring>;
@@ -96,6 +98,8 @@ export interface Store {
   audit: AuditStore;
   authenticators: AuthenticatorsStore;
   credentials: CredentialsStore;
+  /** Issuers and dynamic-secret leases (issue 12). */
+  dynamic: DynamicStore;
   graph: GraphStore;
   hostFactories: HostFactoriesStore;
   keyring: KeyringStore;

@@ -24,6 +24,7 @@ import { parse as parseYaml } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { COFFER_BIN, ROOT, ensureBuilt } from '../helpers/cli-process.js';
 import { DocBlocks, envLines, normalizeTable, readJenkinsfile, runShell, type ShellResult } from '../helpers/doc-blocks.js';
+import { postgresMissing, postgresRequired, startCluster } from '../helpers/postgres.js';
 
 const ACCOUNT = 'acme';
 
@@ -218,7 +219,8 @@ describe('docs/jenkins.md', () => {
     const login = (key: string) => fetch(`${srv.url}/authn/${ACCOUNT}/host%2Fjenkins%2Fagents%2Fagent-01/authenticate`, { method: 'POST', body: key });
     expect((await login(firstAgentKey)).status).toBe(401);
     expect((await login(agentKey)).status).toBe(200);
-  });
+    // Fourteen CLI processes: on a loaded 2-core machine this took over 30 s.
+  }, 120_000);
 
   it('§4 the payments/deploy Jenkinsfile: each stage gets exactly its secret, by env or 0600 file, with a fresh JWT', async () => {
     await runPipeline('payments/deploy', { 'coffer-jwt': () => buildJwt() });
@@ -266,6 +268,51 @@ describe('docs/jenkins.md', () => {
     expect(lines.filter((l) => l.includes('fetch/fetch success') && l.includes('secrets/payments/db-password'))).toHaveLength(1);
     expect(lines.filter((l) => l.includes('fetch/fetch failure') && l.includes('secrets/web/npm-token'))).toHaveLength(1);
   });
+
+  it('§6 a dynamic variable: the migration gets a login of its own, gone when coffer run exits; the auditor sees issue and revoke', async () => {
+    const missing = postgresMissing();
+    if (missing !== undefined) {
+      for (const [kind, name] of [['run', 'jenkins-dynamic-setup'], ['run', 'jenkins-dynamic-migrate'], ['run', 'jenkins-audit-lease'], ['output', 'jenkins-audit-lease']] as const) doc.take(kind, name);
+      if (postgresRequired()) throw new Error(`§6 needs PostgreSQL: ${missing}`);
+      console.warn(`*** SKIPPED docs/jenkins.md §6: it needs PostgreSQL: ${missing} ***`);
+      return;
+    }
+    expect(aliceKey).not.toBe('');
+    const issuerPw = 'issuer-pw-Xk2-docs';
+    const target = await startCluster({ database: 'payments' });
+    try {
+      await target.psql(`CREATE ROLE coffer_issuer LOGIN CREATEROLE PASSWORD '${issuerPw}'; GRANT pg_signal_backend TO coffer_issuer; CREATE ROLE payments_migrator NOLOGIN`, 'payments');
+      // The operator's file (§6 describes its fields), pointing at the throwaway database.
+      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable' }), { mode: 0o600 });
+      const setup = await runShell('bash', doc.take('run', 'jenkins-dynamic-setup').text, { cwd: ws.dir, env: admin });
+      expectOk('dynamic set-up', setup);
+      expect(setup.stdout + setup.stderr).not.toContain(issuerPw);
+      expect(existsSync(join(ws.dir, 'payments-db-issuer.json'))).toBe(false);
+
+      const jwtPath = join(ws.dir, '.tmp', 'dynamic.jwt');
+      mkdirSync(dirname(jwtPath), { recursive: true });
+      writeFileSync(jwtPath, await buildJwt(), { mode: 0o600 });
+      const env = baseEnv(ws, { ...readJenkinsfile(doc.take('jenkinsfile', 'payments/deploy').text).environment, CONJUR_APPLIANCE_URL: srv.url, JWT_TOKEN_PATH: jwtPath });
+      expectOk('migrate with a dynamic login', await runShell('bash', doc.take('run', 'jenkins-dynamic-migrate').text, { cwd: ws.dir, env }));
+      const migrate = ws.report('migrate');
+      expect(Object.keys(migrate.env).sort()).toEqual(['PGHOST', 'PGPASSWORD', 'PGUSER']);
+      expect(migrate.env.PGHOST).toBe('127.0.0.1');
+      expect(migrate.env.PGUSER).toMatch(/^coffer_[0-9a-f]{24}$/);
+      expect(migrate.env.PGPASSWORD!.length).toBeGreaterThanOrEqual(32);
+      // Gone once coffer run has exited.
+      expect(await target.psql(`SELECT count(*) FROM pg_roles WHERE rolname = '${migrate.env.PGUSER}'`, 'payments')).toBe('0');
+
+      const alice = baseEnv(ws, { CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: ACCOUNT, CONJUR_AUTHN_LOGIN: 'alice', CONJUR_AUTHN_API_KEY: aliceKey });
+      const audit = await runShell('bash', doc.take('run', 'jenkins-audit-lease').text, { cwd: ws.dir, env: alice });
+      expectOk('audit query --resource (dynamic variable)', audit);
+      const columns = (text: string) => normalizeTable(text).map((l) => l.split(' ').slice(0, 5).join(' '));
+      expect(columns(audit.stdout)).toEqual(columns(doc.take('output', 'jenkins-audit-lease').text));
+      expect(audit.stdout).toContain(migrate.env.PGUSER);
+      expect(audit.stdout).not.toContain(migrate.env.PGPASSWORD);
+    } finally {
+      await target.stop();
+    }
+  }, 120_000);
 
   it('uses every block of the page', () => {
     expect(doc.unused()).toEqual([]);
@@ -327,10 +374,10 @@ describe('docs/github-actions.md', () => {
     baseEnv(ws, { CONJUR_APPLIANCE_URL: srv.url, CONJUR_ACCOUNT: ACCOUNT, CONJUR_AUTHN_LOGIN: 'admin', CONJUR_AUTHN_API_KEY: srv.adminKey, GITHUB_OIDC_ISSUER: issuer });
 
   /** The workflow's job as a runner executes it: job env, then each `run:` with bash -eo pipefail. */
-  function workflowJob() {
-    const wf = parseYaml(doc.take('workflow', 'deploy').text) as any;
+  function workflowJob(name = 'deploy') {
+    const wf = parseYaml(doc.take('workflow', name).text) as any;
     expect(wf.permissions['id-token']).toBe('write');
-    const job = wf.jobs.deploy;
+    const job = Object.values(wf.jobs as Record<string, any>)[0];
     const runnerTemp = join(ws.dir, '.runner-temp');
     mkdirSync(runnerTemp, { recursive: true });
     const env: Record<string, string> = {};
@@ -354,7 +401,8 @@ describe('docs/github-actions.md', () => {
     const setup = await runShell('bash', doc.take('run', 'github-setup').text, { cwd: ws.dir, env: adminEnv() });
     expectOk('set-up', setup);
     for (const v of Object.values(VALUES)) expect(setup.stdout + setup.stderr).not.toContain(v);
-  });
+    // Eleven CLI processes: near 30 s on the loaded 2-core machine.
+  }, 120_000);
 
   it('§3 the workflow on main: each step fetches its one secret with a fresh OIDC token; the script cannot mint tokens', async () => {
     const { steps, run } = workflowJob();
@@ -398,6 +446,40 @@ describe('docs/github-actions.md', () => {
     expect(rows[0]).toContain('token replay');
     expect(rows[1]).toMatch(/CONJ00049E .*ref/);
   });
+
+  it('§5 a dynamic variable: the migration step gets a login of its own, gone when the step ends; the auditor sees issue and revoke', async () => {
+    const missing = postgresMissing();
+    if (missing !== undefined) {
+      for (const [kind, name] of [['run', 'github-dynamic-setup'], ['workflow', 'migrate-db'], ['run', 'github-audit-lease'], ['output', 'github-audit-lease']] as const) doc.take(kind, name);
+      if (postgresRequired()) throw new Error(`§5 needs PostgreSQL: ${missing}`);
+      console.warn(`*** SKIPPED docs/github-actions.md §5: it needs PostgreSQL: ${missing} ***`);
+      return;
+    }
+    const issuerPw = 'issuer-pw-Gh7-docs';
+    const target = await startCluster({ database: 'payments' });
+    try {
+      await target.psql(`CREATE ROLE coffer_issuer LOGIN CREATEROLE PASSWORD '${issuerPw}'; GRANT pg_signal_backend TO coffer_issuer; CREATE ROLE payments_migrator NOLOGIN`, 'payments');
+      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable' }), { mode: 0o600 });
+      const setup = await runShell('bash', doc.take('run', 'github-dynamic-setup').text, { cwd: ws.dir, env: adminEnv() });
+      expectOk('dynamic set-up', setup);
+      expect(setup.stdout + setup.stderr).not.toContain(issuerPw);
+      const { steps, run } = workflowJob('migrate-db');
+      expect(steps.map((st) => st.name)).toEqual(['Migrate database']);
+      expectOk('Migrate database (dynamic)', await run(steps[0]!.run!));
+      const migrate = ws.report('migrate');
+      expect(Object.keys(migrate.env).sort()).toEqual(['PGHOST', 'PGPASSWORD', 'PGUSER']);
+      expect(migrate.env.PGUSER).toMatch(/^coffer_[0-9a-f]{24}$/);
+      expect(await target.psql(`SELECT count(*) FROM pg_roles WHERE rolname = '${migrate.env.PGUSER}'`, 'payments')).toBe('0');
+      const audit = await runShell('bash', doc.take('run', 'github-audit-lease').text, { cwd: ws.dir, env: adminEnv() });
+      expectOk('audit query (dynamic variable)', audit);
+      const columns = (text: string) => normalizeTable(text).map((l) => l.split(' ').slice(0, 5).join(' '));
+      expect(columns(audit.stdout)).toEqual(columns(doc.take('output', 'github-audit-lease').text));
+      expect(audit.stdout).toContain(migrate.env.PGUSER);
+      expect(audit.stdout).not.toContain(migrate.env.PGPASSWORD);
+    } finally {
+      await target.stop();
+    }
+  }, 120_000);
 
   it('uses every block of the page', () => {
     expect(doc.unused()).toEqual([]);

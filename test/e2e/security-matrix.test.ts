@@ -76,6 +76,11 @@ const ROLES: Record<string, string> = {
   auditor: 'audit on policy svc',
   'root-reader': 'read on policy root',
   'root-auditor': 'audit on policy root',
+  'is-read': 'read on policy conjur/issuers',
+  'is-create': 'create on policy conjur/issuers',
+  'is-update': 'update on policy conjur/issuers',
+  'dv-read': 'read on the dynamic variable',
+  'dv-update': 'read and update on the dynamic variable',
   admin: 'owner of root',
 };
 const CALLER_USERS = Object.keys(ROLES).filter((u) => u !== 'admin');
@@ -95,6 +100,18 @@ ${[...CALLER_USERS, 'pw-user', 'rot-self', 'doomed'].map((u) => `- !user ${u}`).
 - !policy
   id: svc
   owner: !user app-owner
+- !policy
+  id: conjur/issuers
+  owner: !user app-owner
+- !policy
+  id: data/dynamic
+  owner: !user app-owner
+  body:
+  - !variable
+    id: mx
+    annotations:
+      dynamic/issuer: mx
+      dynamic/grant-roles: app_read
 - !policy
   id: conjur/authn-jwt/static
   owner: !user app-owner
@@ -183,6 +200,11 @@ ${permit('ws-update', 'update', '!webservice conjur/authn-jwt/static')}
 ${permit('auditor', 'audit', '!policy svc')}
 ${permit('root-reader', 'read', '!policy root')}
 ${permit('root-auditor', 'audit', '!policy root')}
+${permit('is-read', 'read', '!policy conjur/issuers')}
+${permit('is-create', 'create', '!policy conjur/issuers')}
+${permit('is-update', 'update', '!policy conjur/issuers')}
+${permit('dv-read', 'read', '!variable data/dynamic/mx')}
+${permit('dv-update', 'read, update', '!variable data/dynamic/mx')}
 `;
 
 let srv: TestServer;
@@ -206,6 +228,27 @@ let hfRevoked = '';
 let hfForDelete = 'not-created-yet';
 let freshToken = '';
 let enrolled = 0;
+let issuersMade = 0;
+let issuerTtl = 900;
+let leasesMade = 0;
+let issuerForDelete = 'not-created-yet';
+let leaseForRevoke = 'not-created-yet';
+const ISSUER_PW = `${CANARY}-issuer-pw`;
+/** A postgresql issuer whose database is not there (nothing listens on port 1). */
+const issuerBody = (id: string) => ({ id, type: 'postgresql', max_ttl: 900, data: { host: '127.0.0.1', port: 1, database: 'app', username: 'admin', password: ISSUER_PW, sslmode: 'disable' } });
+async function makeIssuer(id: string): Promise<void> {
+  const r = await api.request('POST', `/issuers/${A}`, { token: token('admin'), ...json(issuerBody(id)) });
+  expect(r.status, r.text).toBe(201);
+}
+/** A lease row as a fetch would have left it (its database is unreachable, so ending it leaves it pending). */
+async function plantLease(): Promise<string> {
+  const id = `lease-${++leasesMade}`;
+  await store().dynamic.insertLease({
+    id, account: A, issuer_id: 'mx', variable_id: `${A}:variable:data/dynamic/mx`, role_id: `${A}:user:app-owner`, token_jti: null,
+    db_role: `coffer_${leasesMade.toString(16).padStart(24, '0')}`, expires_at: srv.clock.nowMs() + 3_600_000, created_at: new Date(srv.clock.nowMs()).toISOString(),
+  });
+  return id;
+}
 let jwtKey: CryptoKey;
 let strangerKey: CryptoKey;
 
@@ -287,6 +330,9 @@ beforeAll(async () => {
   hfRevoked = await createHfToken(3600);
   expect((await api.request('DELETE', `/host_factory_tokens/${hfRevoked}`, { token: token('admin') })).status).toBe(204);
 
+  await makeIssuer('mx');
+  await plantLease();
+  plant('issuer password', ISSUER_PW);
   plant('secret value', CANARY);
   plant('secret value (base64)', Buffer.from(CANARY).toString('base64'));
   plant(`${OTHER} admin API key`, foreignKey);
@@ -886,6 +932,82 @@ const ROWS: Row[] = [
         },
       },
     ],
+  },
+
+  // --- issuers (Conjur: create on policy conjur/issuers to create, update for the rest) and leases
+  {
+    route: 'POST /issuers/{account}',
+    what: 'create an issuer (needs create on policy conjur/issuers)',
+    request: () => ({ method: 'POST', path: `/issuers/${A}`, ...json(issuerBody(`made-${issuersMade + 1}`)) }),
+    cases: amend(tokenCases({ blind: 403, foreign: 403, seers: { 'is-read': 403, 'is-update': 403 }, exact: { 'is-create': 201 }, owner: 201 }), ['is-create', 'owner'], {
+      check: (r) => {
+        issuersMade++;
+        expect(r.json.data.password).toBe('*****');
+      },
+    }),
+  },
+  {
+    route: 'GET /issuers/{account}',
+    what: 'list issuers (needs update on policy conjur/issuers)',
+    request: () => ({ method: 'GET', path: `/issuers/${A}` }),
+    cases: tokenCases({ blind: 403, foreign: 403, seers: { 'is-read': 403, 'is-create': 403 }, exact: { 'is-update': 200 }, owner: { status: 200, check: (r) => expect(r.json.issuers.map((i: { id: string }) => i.id)).toContain('mx') } }),
+  },
+  {
+    route: 'GET /issuers/{account}/{id}',
+    what: 'show an issuer, password masked (needs update on policy conjur/issuers)',
+    request: () => ({ method: 'GET', path: `/issuers/${A}/mx` }),
+    cases: tokenCases({ blind: 403, foreign: 403, seers: { 'is-read': 403, 'is-create': 403 }, exact: { 'is-update': 200 }, owner: { status: 200, check: (r) => expect(r.json.data.password).toBe('*****') } }),
+  },
+  {
+    route: 'PATCH /issuers/{account}/{id}',
+    what: 'update an issuer (needs update on policy conjur/issuers)',
+    request: () => ({ method: 'PATCH', path: `/issuers/${A}/mx`, ...json({ max_ttl: issuerTtl + 1 }) }),
+    cases: amend(tokenCases({ blind: 403, foreign: 403, seers: { 'is-read': 403, 'is-create': 403 }, exact: { 'is-update': 200 }, owner: 200 }), ['is-update', 'owner'], {
+      check: (r) => {
+        issuerTtl++;
+        expect(r.json.max_ttl).toBe(issuerTtl);
+      },
+    }),
+  },
+  {
+    route: 'DELETE /issuers/{account}/{id}',
+    what: 'delete an issuer (needs update on policy conjur/issuers)',
+    request: () => ({ method: 'DELETE', path: `/issuers/${A}/mx?keep_secrets=true` }),
+    cases: amend(tokenCases({ blind: 403, foreign: 403, seers: { 'is-read': 403, 'is-create': 403 }, exact: { 'is-update': 200 }, owner: 200 }), ['is-update', 'owner'], {
+      setup: async () => {
+        issuerForDelete = `doomed-${++issuersMade}`;
+        await makeIssuer(issuerForDelete);
+      },
+      request: () => ({ method: 'DELETE', path: `/issuers/${A}/${issuerForDelete}?keep_secrets=true` }),
+      check: async () => expect((await api.request('GET', `/issuers/${A}/${issuerForDelete}`, { token: token('admin') })).status).toBe(404),
+    }),
+  },
+  {
+    route: 'GET /leases/{account}',
+    what: 'list leases (those of variables the caller can see)',
+    request: () => ({ method: 'GET', path: `/leases/${A}` }),
+    cases: tokenCases({
+      blind: { status: 200, refused: true, check: (r) => expect(r.json.leases).toEqual([]) },
+      foreign: { status: 200, refused: true, check: (r) => expect(r.json.leases).toEqual([]) },
+      seers: { 'is-update': { status: 200, refused: true, check: (r) => expect(r.json.leases).toEqual([]) } },
+      exact: { 'dv-read': { status: 200, check: (r) => expect(r.json.leases.length).toBeGreaterThan(0) } },
+      owner: { status: 200, check: (r) => expect(r.json.leases.map((l: { id: string }) => l.id)).toContain('lease-1') },
+    }),
+  },
+  {
+    route: 'DELETE /leases/{account}/{id}',
+    what: 'end a lease (needs update on the variable; its database is down here, so it stays pending: 202)',
+    request: () => ({ method: 'DELETE', path: `/leases/${A}/lease-1` }),
+    cases: amend(tokenCases({ seers: { 'dv-read': 403 }, exact: { 'dv-update': 202 }, owner: 202 }), ['dv-update', 'owner'], {
+      setup: async () => {
+        leaseForRevoke = await plantLease();
+      },
+      request: () => ({ method: 'DELETE', path: `/leases/${A}/${leaseForRevoke}` }),
+      check: (r) => {
+        expect(r.json.lease).toMatchObject({ id: leaseForRevoke, state: 'pending', attempts: 1 });
+        expect(r.text).not.toContain(ISSUER_PW);
+      },
+    }),
   },
 
   // --- audit

@@ -23,6 +23,7 @@ import { createKeyringStore } from '../../src/store/keyring.js';
 import { createPolicyVersionsStore } from '../../src/store/policy-versions.js';
 import { createSecretsStore } from '../../src/store/secrets.js';
 import { createTokensStore } from '../../src/store/tokens.js';
+import { createDynamicStore } from '../../src/store/dynamic.js';
 import { createPostgresClient, rowsOf, type PgSql } from '../../src/store/postgres/client.js';
 import { createPgFamilies } from '../../src/store/postgres/families.js';
 import { migratePostgres, PG_MIGRATIONS_DIR, SchemaError } from '../../src/store/postgres/migrate.js';
@@ -46,6 +47,7 @@ function sqliteFamilies(db: Db): Families {
     accounts: asyncOf(createAccountsStore(db)),
     authenticators: asyncOf(createAuthenticatorsStore(db)),
     credentials: asyncOf(createCredentialsStore(db)),
+    dynamic: asyncOf(createDynamicStore(db)),
     hostFactories: asyncOf(createHostFactoriesStore(db)),
     keyring: asyncOf(createKeyringStore(db)),
     policyVersions: asyncOf(createPolicyVersionsStore(db)),
@@ -570,5 +572,53 @@ describePostgres('PostgreSQL store', () => {
     expect(await both((f) => f.hostFactories.sealedTokens())).toEqual([
       { token_hash: Buffer.from('03', 'hex'), host_factory_id: 'a:host_factory:other', token_sealed: buf('sealed-03') },
     ]);
+  });
+  it('dynamic: issuers (deleted ones kept until their leases end), leases by token, issuer and expiry, retries, variables of an issuer', async () => {
+    const { both, bothThrow, exec, role, resource } = await pair();
+    await role('a:user:admin');
+    await resource('a:variable:data/dynamic/pg', 'a:user:admin');
+    await resource('a:variable:data/dynamic/other', 'a:user:admin');
+    await resource('a:variable:data/static', 'a:user:admin');
+    for (const v of ['a:variable:data/dynamic/pg', 'a:variable:data/static']) {
+      await exec("INSERT INTO annotations (resource_id, name, value, policy_id) VALUES (?, 'dynamic/issuer', 'pg1', NULL)", undefined, v);
+    }
+    await exec("INSERT INTO annotations (resource_id, name, value, policy_id) VALUES ('a:variable:data/dynamic/other', 'dynamic/issuer', 'pg2', NULL)");
+    const issuer = (id: string) => ({ account: 'a', id, type: 'postgresql', max_ttl: 600, data_public: '{"host":"h"}', data_sealed: buf(`sealed-${id}`), created_at: 't0', modified_at: 't0' });
+    await both((f) => f.dynamic.insertIssuer(issuer('pg1')));
+    await both((f) => f.dynamic.insertIssuer(issuer('pg0')));
+    await bothThrow((f) => f.dynamic.insertIssuer(issuer('pg1')));
+    expect(await both((f) => f.dynamic.getIssuer('a', 'pg1'))).toEqual({ ...issuer('pg1'), deleted_at: null });
+    expect((await both((f) => f.dynamic.listIssuers('a'))).map((r) => r.id)).toEqual(['pg0', 'pg1']);
+    expect(await both((f) => f.dynamic.updateIssuer('a', 'pg1', 900, '{"host":"h2"}', buf('s2'), 't1'))).toBe(true);
+    expect(await both((f) => f.dynamic.updateIssuer('a', 'nope', 900, '{}', buf('s2'), 't1'))).toBe(false);
+    expect(await both((f) => f.dynamic.variablesOfIssuer('a', 'pg1'))).toEqual(['a:variable:data/dynamic/pg']);
+    const t = 1_900_000_000_000;
+    const lease = (id: string, expires: number, jti: string | null, issuerId = 'pg1') => ({
+      id, account: 'a', issuer_id: issuerId, variable_id: 'a:variable:data/dynamic/pg', role_id: 'a:user:admin', token_jti: jti, db_role: `coffer_${id}`, expires_at: expires, created_at: `2030-01-01T00:00:0${id.length}.000Z`,
+    });
+    for (const l of [lease('l1', t - 10, 'j1'), lease('l22', t + 10, 'j1'), lease('l333', t - 5, 'j2'), lease('l4444', t - 1, null, 'pg0')]) await both((f) => f.dynamic.insertLease(l));
+    expect((await both((f) => f.dynamic.activeLeasesOfToken('j1'))).map((l) => l.id)).toEqual(['l1', 'l22']);
+    expect((await both((f) => f.dynamic.expiredLeases(t, 2))).map((l) => l.id)).toEqual(['l1', 'l333']);
+    await both((f) => f.dynamic.markRevoking('l1', 'expired'));
+    await both((f) => f.dynamic.markRevoking('l1', 'second reason ignored'));
+    await both((f) => f.dynamic.noteRevokeFailure('l1', 'connection refused', t + 1000));
+    const pending = await both((f) => f.dynamic.getLease('l1'));
+    expect(pending).toMatchObject({ state: 'revoking', revoke_reason: 'expired', attempts: 1, last_error: 'connection refused', next_attempt_at: t + 1000, expires_at: t - 10 });
+    expect((await both((f) => f.dynamic.expiredLeases(t, 10))).map((l) => l.id)).toEqual(['l333', 'l4444']);
+    expect(await both((f) => f.dynamic.retryDueLeases(t, 10))).toEqual([]);
+    expect((await both((f) => f.dynamic.retryDueLeases(t + 1000, 10))).map((l) => l.id)).toEqual(['l1']);
+    expect((await both((f) => f.dynamic.activeLeasesOfToken('j1'))).map((l) => l.id)).toEqual(['l22']);
+    expect(await both((f) => f.dynamic.markIssuerDeleted('a', 'pg0', 't2'))).toBe(true);
+    expect((await both((f) => f.dynamic.listIssuers('a'))).map((r) => r.id)).toEqual(['pg1']);
+    expect((await both((f) => f.dynamic.deletedIssuers())).map((r) => r.id)).toEqual(['pg0']);
+    expect(await both((f) => f.dynamic.purgeIssuer('a', 'pg0'))).toBe(false);
+    expect(await both((f) => f.dynamic.deleteLease('l4444'))).toBe(true);
+    expect(await both((f) => f.dynamic.deleteLease('l4444'))).toBe(false);
+    expect(await both((f) => f.dynamic.purgeIssuer('a', 'pg0'))).toBe(true);
+    expect(await both((f) => f.dynamic.purgeIssuer('a', 'pg1'))).toBe(false);
+    expect(await both((f) => f.dynamic.countLeases('a'))).toBe(3);
+    expect((await both((f) => f.dynamic.leasesOfAccount('a'))).map((l) => l.id)).toEqual(['l1', 'l22', 'l333']);
+    await both((f) => f.dynamic.resealIssuer('a', 'pg1', buf('resealed')));
+    expect(await both((f) => f.dynamic.sealedIssuers())).toEqual([{ account: 'a', id: 'pg1', data_sealed: buf('resealed') }]);
   });
 });

@@ -113,6 +113,36 @@ describe('runWithSecrets: delivery', () => {
     expect(errors).toEqual([]);
   });
 
+  it('Should deliver single fields of a JSON value (!var:field), all from one fetch of the path', async () => {
+    const out = join(work, 'fields.json');
+    const creds = JSON.stringify({ username: 'coffer_0a1b', password: 'pw "x"', port: 5432 });
+    const { fetchValues, calls } = fakeFetcher({ 'data/dynamic/pg': creds });
+    const code = await run({
+      specs: [
+        varSpec('PGUSER', 'data/dynamic/pg', { field: 'username' }),
+        varSpec('PGPASSWORD', 'data/dynamic/pg', { field: 'password' }),
+        varSpec('PGPORT', 'data/dynamic/pg', { field: 'port' }),
+        varSpec('ALL', 'data/dynamic/pg'),
+      ],
+      command: node(`require('fs').writeFileSync(process.argv[1], JSON.stringify([process.env.PGUSER, process.env.PGPASSWORD, process.env.PGPORT, process.env.ALL]))`, out),
+      fetchValues,
+    });
+    expect(code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(['coffer_0a1b', 'pw "x"', '5432', creds]);
+    expect(calls.map((c) => c.paths)).toEqual([['data/dynamic/pg']]);
+  });
+
+  it('Should refuse a field of a value that is not JSON, or that lacks it, without quoting the value', async () => {
+    const { fetchValues } = fakeFetcher({ plain: 'not-json-secret-123', obj: '{"a":"secret-456"}' });
+    for (const [path, field] of [['plain', 'username'], ['obj', 'b']] as const) {
+      errors.length = 0;
+      const code = await run({ specs: [varSpec('X', path, { field })], command: node(''), fetchValues });
+      expect(code).not.toBe(0);
+      expect(errors.join('')).toContain(`is not a JSON object with a field '${field}'`);
+      expect(errors.join('')).not.toMatch(/secret-/);
+    }
+  });
+
   it('Should fetch each distinct path once in a single call', async () => {
     const { fetchValues, calls } = fakeFetcher({ 'shared/p': 'v' });
     const code = await run({

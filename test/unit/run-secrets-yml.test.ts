@@ -51,6 +51,13 @@ describe('parseSecretsYml: values and tags', () => {
     expect(one('DB: !var prod/db/password')).toEqual({ name: 'DB', kind: 'var', value: 'prod/db/password', toFile: false });
   });
 
+  it('Should read !var:field NAME path as one field of the variable at path (Coffer addition)', () => {
+    expect(one('PGUSER: !var:field username data/dynamic/pg-ci\n')).toEqual({ name: 'PGUSER', kind: 'var', value: 'data/dynamic/pg-ci', toFile: false, field: 'username' });
+    expect(one('PGPASSWORD: !var:field:file  password   data/$E/pg\n', { E: 'dynamic' })).toEqual({ name: 'PGPASSWORD', kind: 'var', value: 'data/dynamic/pg', toFile: true, field: 'password' });
+    expect(errorOf(() => parse('X: !var:field username\n')).message).toContain('needs a field name and a variable path');
+    expect(errorOf(() => parse('X: !field username data/x\n')).message).toContain('goes with !var');
+  });
+
   it('Should make !file a literal written to a file', () => {
     expect(one('KEY: !file some literal')).toEqual({ name: 'KEY', kind: 'literal', value: 'some literal', toFile: true });
   });

@@ -5,6 +5,7 @@ import { cmdAudit } from './audit.js';
 import { cmdInit, cmdLogin, cmdLogout, cmdWhoami } from './auth.js';
 import { cmdExplain } from './explain.js';
 import { cmdHostFactory } from './hostfactory.js';
+import { cmdIssuer, cmdLeases } from './issuer.js';
 import { cmdPolicy } from './policy.js';
 import { cmdCheck, cmdList, cmdResource } from './resource.js';
 import { cmdRole } from './role.js';
@@ -26,6 +27,8 @@ export const CLIENT_COMMANDS: Record<string, ClientCommand> = {
   role: cmdRole,
   'api-key': cmdApiKey,
   hostfactory: cmdHostFactory,
+  issuer: cmdIssuer,
+  leases: cmdLeases,
   audit: cmdAudit,
 };
 
@@ -41,6 +44,8 @@ export const CLIENT_USAGE = `Client (talks to a server; see 'Configuration' in R
   explain ROLE PRIVILEGE RESOURCE [--json]   why ROLE holds (or lacks) PRIVILEGE on RESOURCE
   api-key rotate [--role R]
   hostfactory tokens create|revoke …    hostfactory hosts create …
+  issuer create -i ID -t postgresql -m MAX_TTL --data-file F|--data -    issuer list|show|update|delete …
+  leases list [--json]    leases revoke LEASE_ID
   audit query [--resource R] [--role R] [--action A] [--result failure] [--since 1h] [--follow] [--json|--ndjson]
   audit verify [--json]
 

@@ -178,10 +178,26 @@ async function resolveValues(opts: RunOptions, state: RunState): Promise<Map<str
       if (isIgnored(opts, spec)) continue;
       throw new RunFailure(`Error fetching variable ${spec.name}: no value was returned`);
     }
+    if (spec.field !== undefined) value = fieldOf(spec, value);
     if (value.length === 0 && spec.defaultValue) value = Buffer.from(spec.defaultValue, 'utf8');
     values.set(spec.name, value);
   }
   return values;
+}
+
+/** `!var:field NAME path`: field NAME of the JSON value (never quoting the value in an error). */
+function fieldOf(spec: SecretSpec, value: Buffer): Buffer {
+  let json: unknown;
+  try {
+    json = JSON.parse(value.toString('utf8'));
+  } catch {
+    json = undefined;
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json) || !Object.hasOwn(json, spec.field!)) {
+    throw new RunFailure(`Error fetching variable ${spec.name}: the value of ${spec.value} is not a JSON object with a field '${spec.field}'`);
+  }
+  const v = (json as Record<string, unknown>)[spec.field!];
+  return Buffer.from(typeof v === 'string' ? v : JSON.stringify(v), 'utf8');
 }
 
 async function fetchAll(opts: RunOptions, state: RunState): Promise<Map<string, Buffer>> {

@@ -35,6 +35,12 @@ export interface SecretSpec {
   toFile: boolean;
   /** Used when the fetched or literal value is empty (`default='x'`). */
   defaultValue?: string;
+  /**
+   * `!var:field NAME path` (Coffer addition): the value is JSON (a dynamic
+   * variable's credential) and only its field NAME is delivered. Every field
+   * of one path comes from a single fetch.
+   */
+  field?: string;
 }
 
 /** Options of {@link parseSecretsYml}. */
@@ -194,7 +200,17 @@ function specFromEntry(ctx: Ctx, entry: Entry): SecretSpec {
   if (tag.isVar && value === '') {
     throw new SecretsYmlError(`${entry.key}: !var needs a variable path`, entry.line);
   }
-  const spec: SecretSpec = { name: entry.key, kind: tag.isVar ? 'var' : 'literal', value, toFile: tag.toFile };
+  let path = value;
+  let field: string | undefined;
+  if (tag.field) {
+    if (!tag.isVar) throw new SecretsYmlError(`${entry.key}: the field tag goes with !var, as in !var:field username data/dynamic/pg`, entry.line);
+    const m = /^(\S+)\s+(\S.*)$/.exec(value.trim());
+    if (!m) throw new SecretsYmlError(`${entry.key}: !var:field needs a field name and a variable path, as in !var:field username data/dynamic/pg`, entry.line);
+    field = m[1]!;
+    path = m[2]!.trim();
+  }
+  const spec: SecretSpec = { name: entry.key, kind: tag.isVar ? 'var' : 'literal', value: path, toFile: tag.toFile };
+  if (field !== undefined) spec.field = field;
   // Summon only applies a non-empty default, so an empty one is dropped.
   if (tag.defaultValue) spec.defaultValue = tag.defaultValue;
   return spec;
@@ -202,6 +218,8 @@ function specFromEntry(ctx: Ctx, entry: Entry): SecretSpec {
 
 interface ParsedTag {
   isVar: boolean;
+  /** `field`: deliver one field of the JSON value. */
+  field?: boolean;
   toFile: boolean;
   defaultValue?: string;
   /** A local `!…` tag was written (standard `!!str` etc. do not count). */
@@ -223,6 +241,7 @@ function parseTag(tag: string | undefined, entry: Entry): ParsedTag {
   for (const word of body.split(':')) {
     if (word === 'var') parsed.isVar = true;
     else if (word === 'file') parsed.toFile = true;
+    else if (word === 'field') parsed.field = true;
     else if (word !== '' && !LITERAL_TAG_WORDS.has(word)) throw unknownTag(tag, entry);
   }
   return parsed;
@@ -230,7 +249,7 @@ function parseTag(tag: string | undefined, entry: Entry): ParsedTag {
 
 function unknownTag(tag: string, entry: Entry): SecretsYmlError {
   return new SecretsYmlError(
-    `unknown tag ${tag} on ${entry.key} (use !var, !file, !str, combined with ':' as in !var:file, ` +
+    `unknown tag ${tag} on ${entry.key} (use !var, !file, !str, !var:field NAME, combined with ':' as in !var:file, ` +
       `optionally with default='value')`,
     entry.line,
   );

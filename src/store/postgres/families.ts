@@ -29,6 +29,7 @@ import type { KeyringRow } from '../keyring.js';
 import type { PolicyVersionRow } from '../policy-versions.js';
 import type { SecretRow, SigningKeyRow } from '../secrets.js';
 import { rowsOf, type PgConnection } from './client.js';
+import { createPgDynamicStore } from './dynamic.js';
 
 export function createPgAccountsStore(db: PgConnection): AccountsStore {
   return {
@@ -279,6 +280,7 @@ export function createPgFamilies(db: PgConnection) {
     accounts: createPgAccountsStore(db),
     authenticators: createPgAuthenticatorsStore(db),
     credentials: createPgCredentialsStore(db),
+    dynamic: createPgDynamicStore(db),
     hostFactories: createPgHostFactoriesStore(db),
     keyring: createPgKeyringStore(db),
     policyVersions: createPgPolicyVersionsStore(db),
