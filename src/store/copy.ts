@@ -6,6 +6,8 @@
  * table holds as many rows as the source and that the copied chain verifies
  * to the same head. Values stay sealed: the same data key opens them, since
  * the barrier's associated data names rows by ids that do not change.
+ * Dynamic-secret issuers (their sealed admin logins) and leases are copied
+ * too, so the new nodes' sweeper still ends the logins the old server issued.
  *
  * Not copied: SQLite's own search index (audit_fts, audit_fts_state; the
  * PostgreSQL trigram index covers the copied rows), its health probe row,
@@ -35,8 +37,13 @@ export const COPIED_TABLES = [
   'authenticator_configs',
   'jwt_jti',
   'host_factory_tokens',
+  'issuers',
+  'dynamic_leases',
   'audit_events',
 ] as const;
+
+/** SQLite tables left out on purpose (see above); every other table must be in COPIED_TABLES. */
+export const NOT_COPIED_TABLES = ['audit_fts', 'audit_fts_state', 'health_probe', 'audit_time_state', 'audit_counts', 'schema_migrations'] as const;
 
 /** Most bound parameters in one INSERT (PostgreSQL's limit is 65,535). */
 const MAX_PARAMS = 60_000;
