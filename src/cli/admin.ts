@@ -248,7 +248,7 @@ export async function cmdKeys(sub: string | undefined, flags: Flags, env: NodeJS
         const r = await rotateDataKey(vault.services, (done, total) => io.err(`re-encrypted ${done}/${total} secret versions`));
         io.out(
           `Rotated to data key version ${r.newKeyVersion}: re-encrypted ${r.secrets} secret versions, ${r.signingKeys} signing keys, ` +
-            `${r.apiKeys} API keys, ${r.hostFactoryTokens} host-factory tokens; retired key versions ${r.retiredKeyVersions.join(', ') || 'none'}.`,
+            `${r.apiKeys} API keys, ${r.hostFactoryTokens} host-factory tokens, ${r.issuers} issuers; retired key versions ${r.retiredKeyVersions.join(', ') || 'none'}.`,
         );
       }
       return 0;

@@ -27,6 +27,8 @@ export interface RotationReport {
   signingKeys: number;
   apiKeys: number;
   hostFactoryTokens: number;
+  /** Dynamic-secret issuers whose sealed target credentials were re-encrypted. */
+  issuers: number;
   retiredKeyVersions: number[];
 }
 
@@ -74,7 +76,7 @@ export async function rotateDataKey(s: Services, onProgress?: RotationProgress):
       if (left > 0) throw new Error(`key rotation stopped: ${left} stored values still use data key version ${version}; nothing was changed`);
     }
     for (const version of before) await barrier.retireDataKey(version);
-    const result = { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, retiredKeyVersions: before };
+    const result = { newKeyVersion, secrets, signingKeys, apiKeys, hostFactoryTokens, issuers, retiredKeyVersions: before };
     const rows = await s.audit.recordInTransaction([
       {
         account: null,

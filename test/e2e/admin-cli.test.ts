@@ -179,7 +179,7 @@ describe('coffer keys rotate', () => {
     expect(keyring()).toEqual([{ version: 1, state: 'active', wrapped: expect.any(Number) }]);
     const r = await coffer(['keys', 'rotate', '--data-dir', dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^Rotated to data key version 2: re-encrypted ${BULK + 4} secret versions, 1 signing keys, 2 API keys, 0 host-factory tokens; retired key versions 1\\.`));
+    expect(r.stdout).toMatch(new RegExp(`^Rotated to data key version 2: re-encrypted ${BULK + 4} secret versions, 1 signing keys, 2 API keys, 0 host-factory tokens, 0 issuers; retired key versions 1\\.`));
     expect(r.stderr).toContain(`re-encrypted ${BULK + 4}/${BULK + 4} secret versions`);
     const ring = keyring();
     expect(ring).toEqual([

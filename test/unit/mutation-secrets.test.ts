@@ -261,7 +261,7 @@ describe('rotateDataKey and rekeyMaster (src/secrets/rotation.ts)', () => {
       const progress: Array<[number, number]> = [];
       const report = await rotateDataKey(s, (done, total) => progress.push([done, total]));
       expect(report.apiKeys).toBeGreaterThanOrEqual(1);
-      expect(report).toEqual({ newKeyVersion: 2, secrets: 3, signingKeys: 1, apiKeys: report.apiKeys, hostFactoryTokens: 0, retiredKeyVersions: [1] });
+      expect(report).toEqual({ newKeyVersion: 2, secrets: 3, signingKeys: 1, apiKeys: report.apiKeys, hostFactoryTokens: 0, issuers: 0, retiredKeyVersions: [1] });
       expect(progress).toEqual([[3, 3]]);
       expect(await keyring()).toEqual([[1, 'retired'], [2, 'active']]);
       expect(await metaVersion('api-key-pepper')).toBe(2);
@@ -281,7 +281,7 @@ describe('rotateDataKey and rekeyMaster (src/secrets/rotation.ts)', () => {
       ]);
       expect(rows[0]!.message).toBe(
         `coffer keys rotate: data key version 2 is active; re-encrypted 3 secret versions, 1 signing keys, ${report.apiKeys} API keys, ` +
-          '0 host-factory tokens; retired data key versions 1',
+          '0 host-factory tokens, 0 issuers; retired data key versions 1',
       );
 
       // A value left under the old key (its re-encryption skipped): refused, rolled back, nothing retired.
