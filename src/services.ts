@@ -22,7 +22,7 @@ import { HostFactoryService } from './hostfactory/service.js';
 import { JwtAuthnService } from './authn/jwt/service.js';
 import type { TextFetcher } from './authn/jwt/jwks.js';
 import { IssuerService } from './dynamic/issuers.js';
-import { DynamicSecrets, DEFAULT_SWEEP_INTERVAL_MS } from './dynamic/leases.js';
+import { DynamicSecrets, DEFAULT_SWEEP_INTERVAL_MS, MAX_LEASES_PER_ISSUER } from './dynamic/leases.js';
 
 export interface ServiceConfig {
   tokenTtlSeconds: number;
@@ -45,6 +45,7 @@ export interface ServiceConfig {
   policyParseMemoryMb: number;
   /** How often the lease sweeper runs (dynamic secrets; at most 10 s). */
   leaseSweepIntervalMs: number;
+  maxLeasesPerIssuer: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -61,6 +62,7 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   policyLimits: { ...DEFAULT_POLICY_LIMITS },
   policyParseMemoryMb: DEFAULT_PARSE_POOL_OPTIONS.memoryMb,
   leaseSweepIntervalMs: DEFAULT_SWEEP_INTERVAL_MS,
+  maxLeasesPerIssuer: MAX_LEASES_PER_ISSUER,
 };
 
 export interface ServiceDeps {
@@ -98,7 +100,16 @@ export async function createServices(deps: ServiceDeps) {
   // Dynamic secrets: issuers, then the leases of what they issue (the sweeper is started by the server).
   let dynamic!: DynamicSecrets;
   const issuers = new IssuerService({ store, barrier, audit, authorizer, clock, onChanged: (account, id) => dynamic.closeIssuer(account, id), endLeases: (account, id) => dynamic.endLeasesOfIssuer(account, id) });
-  dynamic = new DynamicSecrets({ store, audit, authorizer, clock, issuers, sweepIntervalMs: Math.min(config.leaseSweepIntervalMs, 10_000) });
+  dynamic = new DynamicSecrets({
+    store,
+    audit,
+    authorizer,
+    clock,
+    issuers,
+    sweepIntervalMs: Math.min(config.leaseSweepIntervalMs, 10_000),
+    maxLeasesPerIssuer: config.maxLeasesPerIssuer,
+    isTokenRevoked: async (actor) => actor.claims !== undefined && tokens.isRevoked(actor.claims),
+  });
   const throttle = new AuthThrottle(clock, config.authnMaxFailures, config.authnFailureWindowMs);
   const authn = new AuthnService({
     store,
@@ -110,6 +121,7 @@ export async function createServices(deps: ServiceDeps) {
     clock,
     config: { tokenTtlSeconds: config.tokenTtlSeconds, maxTokenTtlSeconds: config.maxTokenTtlSeconds },
     onTokenRevoked: (jti) => dynamic.endLeasesOfToken(jti),
+    onCredentialsChanged: (account, roleId) => dynamic.endLeasesOf(account, [roleId], "its role's API key was rotated"),
   });
   const secrets = new SecretsService({ store, barrier, audit, authorizer, dynamic, config: { versionLimit: config.secretVersionLimit } });
   const parsePool = sharedParsePool({ ...DEFAULT_PARSE_POOL_OPTIONS, memoryMb: config.policyParseMemoryMb });
@@ -121,6 +133,7 @@ export async function createServices(deps: ServiceDeps) {
     writeSecret: async (resourceId, value) => void (await secrets.writeVersion(resourceId, value)),
     versionLimit: config.policyVersionLimit,
     parse: (text) => parsePool.parse(text, config.policyLimits),
+    onRemoved: (account, ids) => dynamic.endLeasesOf(account, ids, 'its role or variable was deleted'),
   });
   const jwtAuthn = new JwtAuthnService({
     store,

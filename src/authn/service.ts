@@ -37,6 +37,8 @@ export interface AuthnDeps {
    * leases fetched with it). Its failures never undo the revocation.
    */
   onTokenRevoked?: (jti: string) => Promise<void>;
+  /** A role's API key was rotated (the tokens it held stopped working): ends what they fetched. */
+  onCredentialsChanged?: (account: string, roleId: string) => Promise<void>;
 }
 
 const AUTHN_SERVICE = (account: string) => `${account}:webservice:conjur/authn`;
@@ -190,6 +192,7 @@ export class AuthnService {
       await this.verifyBasic(account, login, secret, request);
       const apiKey = await this.d.credentials.rotate(roleId);
       await this.d.audit.record({ ...event, result: 'success', message: `${roleId} successfully rotated their API key` });
+      await this.d.onCredentialsChanged?.(account, roleId).catch(() => undefined);
       return apiKey;
     } catch (err) {
       await this.auditFailure(err, { ...event, message: `${roleId} failed to rotate their API key` });
@@ -220,6 +223,7 @@ export class AuthnService {
         result: 'success',
         message: `${actor.roleId} successfully rotated the api key for ${targetId}`,
       });
+      await this.d.onCredentialsChanged?.(actor.account, targetId).catch(() => undefined);
       return apiKey;
     } catch (err) {
       await this.auditFailure(err, { ...event, message: `${actor.roleId} failed to rotate the api key for ${targetId}` });

@@ -228,6 +228,13 @@ export class TokenService {
     if (this.verified.size >= MAX_CACHE) this.verified.clear();
   }
 
+  /** Whether a token verified earlier has been revoked since, or its role's credentials changed. */
+  isRevoked(claims: TokenClaims): boolean {
+    if (this.revoked.has(claims.jti)) return true;
+    const nb = this.notBefore.get(claims.roleId);
+    return nb !== undefined && issuedAtMs(claims) <= nb;
+  }
+
   /** A revocation another node stored: refuse the token here too, from now on. */
   noteRevoked(jti: string, expiresAt: number): void {
     if (expiresAt > this.deps.now()) this.revoked.set(jti, expiresAt);

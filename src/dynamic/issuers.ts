@@ -23,7 +23,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import { Barrier, packSealed, unpackSealed } from '../secrets/barrier.js';
 import type { IssuerRow } from '../store/dynamic.js';
 import type { Store } from '../store/index.js';
-import { SSL_MODES, type TargetConnection } from './postgresql.js';
+import { REFUSED_PREDEFINED_ROLES, SSL_MODES, type TargetConnection } from './postgresql.js';
 
 export const MASK = '*****';
 /** Conjur's rule for issuer ids. */
@@ -33,7 +33,13 @@ const ID_MAX = 60;
 export const MAX_TTL_LIMIT = 86_400;
 export const ISSUER_TYPES = ['postgresql'] as const;
 const SECRET_FIELDS = new Set(['password']);
-const PG_FIELDS = new Set(['host', 'port', 'database', 'username', 'password', 'sslmode', 'ca_cert']);
+const PG_FIELDS = new Set(['host', 'port', 'database', 'username', 'password', 'sslmode', 'ca_cert', 'allowed_grant_roles']);
+/** Where the password goes: changing any of these needs the password sent again. */
+const CONNECTION_FIELDS = ['host', 'port', 'database', 'username', 'sslmode', 'ca_cert'] as const;
+/** Most roles one issuer lets its dynamic variables grant (and one variable may name). */
+export const MAX_GRANT_ROLES = 16;
+/** Longest a role name may be in PostgreSQL (NAMEDATALEN - 1). */
+export const PG_NAME_MAX = 63;
 
 /** The JSON of an issuer as Conjur answers it (data masked). */
 export interface IssuerJson {
@@ -83,14 +89,42 @@ function validateMaxTtl(v: unknown): number {
   return v;
 }
 
+/** The roles an issuer lets its dynamic variables grant (`data.allowed_grant_roles`). */
+function validateAllowedGrantRoles(v: unknown, username: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw badRequest("the 'data.allowed_grant_roles' parameter must be an array of role names");
+  if (v.length > MAX_GRANT_ROLES) throw badRequest(`the 'data.allowed_grant_roles' parameter may name at most ${MAX_GRANT_ROLES} roles`);
+  const out: string[] = [];
+  for (const r of v) {
+    if (typeof r !== 'string' || r === '' || r.length > PG_NAME_MAX || r.includes('\0')) {
+      throw badRequest(`every entry of 'data.allowed_grant_roles' must be a role name of 1 to ${PG_NAME_MAX} characters`);
+    }
+    if ((REFUSED_PREDEFINED_ROLES as readonly string[]).includes(r)) {
+      throw badRequest(`'data.allowed_grant_roles' may not name ${r}: it reaches beyond the database (files, programs or other sessions)`);
+    }
+    if (r === username) throw badRequest(`'data.allowed_grant_roles' may not name the issuer's own login '${username}': every generated login would hold its privileges`);
+    if (!out.includes(r)) out.push(r);
+  }
+  return out;
+}
+
 /**
- * Splits and checks a `postgresql` issuer's data. `previousSecret` supplies
- * the password when an update leaves it out or sends the mask back.
+ * Splits and checks a `postgresql` issuer's data. On an update, `previous`
+ * (the current public data and password) supplies the password when it is
+ * left out or sent back masked — but only while the connection stays the
+ * same: changing where the password goes (host, port, database, username,
+ * sslmode, ca_cert) needs it sent again, so that whoever may update an issuer
+ * cannot send its stored password to a server of their choice.
  */
-function validatePostgresData(data: unknown, previousSecret?: Record<string, string>): { pub: Record<string, unknown>; secret: Record<string, string> } {
+function validatePostgresData(
+  data: unknown,
+  previous?: { pub: Record<string, unknown>; secret: Record<string, string> },
+): { pub: Record<string, unknown>; secret: Record<string, string> } {
   if (!isObject(data)) throw badRequest("the 'data' parameter must be a JSON object");
   for (const k of Object.keys(data)) {
-    if (!PG_FIELDS.has(k)) throw badRequest(`invalid parameter '${k}' in data: a postgresql issuer takes host, port, database, username, password, sslmode and ca_cert`);
+    if (!PG_FIELDS.has(k)) {
+      throw badRequest(`invalid parameter '${k}' in data: a postgresql issuer takes host, port, database, username, password, sslmode, ca_cert and allowed_grant_roles`);
+    }
   }
   const str = (name: string, max: number, required: boolean): string | undefined => {
     const v = data[name];
@@ -111,15 +145,29 @@ function validatePostgresData(data: unknown, previousSecret?: Record<string, str
   if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) throw badRequest(`the 'data.sslmode' parameter must be one of ${SSL_MODES.join(', ')}`);
   const caCert = str('ca_cert', 65_536, false);
   if ((sslmode === 'verify-ca' || sslmode === 'verify-full') && caCert === undefined) throw badRequest(`sslmode ${sslmode} needs data.ca_cert`);
-  let password = data.password;
-  if ((password === undefined || password === MASK) && previousSecret?.password) password = previousSecret.password;
-  if (typeof password !== 'string' || password === '' || password.length > 1024) {
-    throw badRequest("data.password is a required parameter and must be a non-empty string");
-  }
+  const allowed = validateAllowedGrantRoles(data.allowed_grant_roles, username);
   const pub: Record<string, unknown> = { host, port, database, username };
   if (sslmode !== undefined) pub.sslmode = sslmode;
   if (caCert !== undefined) pub.ca_cert = caCert;
+  if (allowed.length > 0) pub.allowed_grant_roles = allowed;
+  let password = data.password;
+  if ((password === undefined || password === MASK) && previous?.secret.password) {
+    const moved = CONNECTION_FIELDS.filter((f) => previous.pub[f] !== pub[f]);
+    if (moved.length > 0) {
+      throw badRequest(`data.password must be sent again when ${moved.map((f) => `data.${f}`).join(', ')} change${moved.length === 1 ? 's' : ''}: the stored password only goes where it went before`);
+    }
+    password = previous.secret.password;
+  }
+  if (typeof password !== 'string' || password === '' || password.length > 1024) {
+    throw badRequest("data.password is a required parameter and must be a non-empty string");
+  }
   return { pub, secret: { password } };
+}
+
+/** The roles issuer `row` lets its dynamic variables grant. */
+export function allowedGrantRoles(row: IssuerRow): string[] {
+  const roles = (JSON.parse(row.data_public) as { allowed_grant_roles?: unknown }).allowed_grant_roles;
+  return Array.isArray(roles) ? roles.filter((r): r is string => typeof r === 'string') : [];
 }
 
 export class IssuerService {
@@ -233,7 +281,7 @@ export class IssuerService {
         let dataPublic = current.data_public;
         let sealed = current.data_sealed;
         if (body.data !== undefined) {
-          const previous = await this.unsealSecret(current);
+          const previous = { pub: JSON.parse(current.data_public) as Record<string, unknown>, secret: await this.unsealSecret(current) };
           const { pub, secret } = validatePostgresData(body.data, previous);
           dataPublic = JSON.stringify(pub);
           sealed = this.seal(account, id, secret);

@@ -28,24 +28,27 @@ import { randomUUID } from 'node:crypto';
 import sodium from 'libsodium-wrappers';
 import type { AuditLog } from '../audit/log.js';
 import type { Actor, Clock } from '../context.js';
-import { CofferError, forbidden, unprocessable } from '../errors.js';
+import { CofferError, forbidden, unauthorized, unprocessable } from '../errors.js';
 import { parseFullId } from '../ids.js';
 import type { Authorizer } from '../rbac/authorizer.js';
 import type { IssuerRow, LeaseRow } from '../store/dynamic.js';
 import type { Store } from '../store/index.js';
-import type { IssuerService } from './issuers.js';
+import { allowedGrantRoles, MAX_GRANT_ROLES, PG_NAME_MAX, type IssuerService } from './issuers.js';
 import { PostgresTargets, ROLE_PREFIX, TargetError } from './postgresql.js';
 
 export const DYNAMIC_PREFIX = 'data/dynamic/';
 export const METHODS = ['login-role'] as const;
-/** Longest a role name may be in PostgreSQL (NAMEDATALEN - 1). */
-const PG_NAME_MAX = 63;
 /** Retry interval of a failed revocation: doubling from 1 s, at most 10 s. */
 export const RETRY_MAX_MS = 10_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
 /** Leases ended at once by the sweeper. */
 const SWEEP_CONCURRENCY = 8;
 const SWEEP_BATCH = 500;
+/**
+ * Most leases one issuer may have at once: each is a login on the target
+ * database, and a caller looping on fetches must not fill it with logins.
+ */
+export const MAX_LEASES_PER_ISSUER = 10_000;
 
 /** What a dynamic variable's annotations say. */
 export interface DynamicSpec {
@@ -71,7 +74,8 @@ export interface LeaseJson {
   username: string;
   created_at: string;
   expires_at: string;
-  state: 'active' | 'pending';
+  /** `creating`: its login is being created; `pending`: being ended, retrying. */
+  state: 'creating' | 'active' | 'pending';
   revoke_reason: string | null;
   attempts: number;
   last_error: string | null;
@@ -85,6 +89,10 @@ export interface DynamicDeps {
   issuers: IssuerService;
   targets?: PostgresTargets;
   sweepIntervalMs?: number;
+  /** Most leases one issuer may have at once (default MAX_LEASES_PER_ISSUER). */
+  maxLeasesPerIssuer?: number;
+  /** Whether the caller's access token was revoked (or its role's credentials changed) since it was checked. */
+  isTokenRevoked?: (actor: Actor) => Promise<boolean>;
 }
 
 /** An error whose failure event the dynamic service has already recorded. */
@@ -145,17 +153,40 @@ export class DynamicSecrets {
       request: actor.request,
     };
     const fail = async (err: CofferError): Promise<never> => {
-      await this.d.audit.record({ ...event, result: 'failure', reason: err.message, message: `${actor.roleId} tried to fetch ${spec.variableId}: ${err.message}` });
-      throw new AuditedError(err.code, err.message, { cause: err.cause });
+      const reason = err.auditReason ?? err.message;
+      await this.d.audit.record({ ...event, result: 'failure', reason, message: `${actor.roleId} tried to fetch ${spec.variableId}: ${reason}` });
+      throw new AuditedError(err.code, err.message, { cause: err.cause, retryAfter: err.retryAfter });
     };
     if (!(METHODS as readonly string[]).includes(spec.method)) {
       return fail(unprocessable(`Dynamic variable ${spec.variableId}: method '${spec.method}' is not supported (use ${METHODS.join(', ')})`));
+    }
+    if (spec.grantRoles.length > MAX_GRANT_ROLES) {
+      return fail(unprocessable(`Dynamic variable ${spec.variableId}: dynamic/grant-roles names ${spec.grantRoles.length} roles; at most ${MAX_GRANT_ROLES} are allowed`));
     }
     const bad = spec.grantRoles.find((g) => g.length > PG_NAME_MAX || g.includes('\0'));
     if (bad !== undefined) return fail(unprocessable(`Dynamic variable ${spec.variableId}: a role in dynamic/grant-roles is longer than ${PG_NAME_MAX} characters`));
     const issuer = await this.d.store.dynamic.getIssuer(spec.account, spec.issuerId);
     if (!issuer || issuer.deleted_at) {
       return fail(unprocessable(`Dynamic variable ${spec.variableId} names issuer '${spec.issuerId}', which does not exist`));
+    }
+    // Whoever writes policy chooses the grant roles; the issuer's administrator chooses which may be granted.
+    const allowed = allowedGrantRoles(issuer);
+    const notAllowed = spec.grantRoles.filter((g) => !allowed.includes(g));
+    if (notAllowed.length > 0) {
+      return fail(
+        unprocessable(
+          `Dynamic variable ${spec.variableId}: issuer '${issuer.id}' does not allow granting ${notAllowed.map((g) => JSON.stringify(g)).join(', ')} ` +
+            `(its data.allowed_grant_roles: ${allowed.length > 0 ? allowed.join(', ') : 'none'})`,
+        ),
+      );
+    }
+    const maxLeases = this.d.maxLeasesPerIssuer ?? MAX_LEASES_PER_ISSUER;
+    if ((await this.d.store.dynamic.countIssuerLeases(issuer.account, issuer.id)) >= maxLeases) {
+      return fail(
+        new CofferError('too_many_requests', `Issuer '${issuer.id}' already has ${maxLeases} leases, its limit (COFFER_MAX_LEASES_PER_ISSUER): fetch again once some have ended`, {
+          retryAfter: 10,
+        }),
+      );
     }
     const ttl = Math.min(spec.ttlSeconds ?? issuer.max_ttl, issuer.max_ttl);
     const conn = await this.d.issuers.connectionOf(issuer);
@@ -174,7 +205,7 @@ export class DynamicSecrets {
       db_role: dbRole,
       expires_at: expiresAt,
       created_at: new Date(nowMs).toISOString(),
-      state: 'active',
+      state: 'creating',
       revoke_reason: null,
       attempts: 0,
       last_error: null,
@@ -200,6 +231,21 @@ export class DynamicSecrets {
         throw new AuditedError('bad_gateway', failure.message);
       }
       return fail(failure);
+    }
+    // The lease may have been ended while its login was being created (its token revoked, its role deleted, it
+    // expired): those who ended it only marked it, and the login must not leave — drop it here instead.
+    if (!(await this.d.store.dynamic.activateLease(lease.id)) || (await this.d.isTokenRevoked?.(actor))) {
+      const reason = 'it was ended while its login was being created';
+      let current = await this.d.store.dynamic.getLease(lease.id);
+      if (!current) {
+        // Whoever ended it found no login yet and removed the row: put it back, so that a drop refused now is retried.
+        current = { ...lease, state: 'revoking', revoke_reason: reason };
+        await this.d.store.dynamic.insertLease(current);
+      }
+      // Not end(): a concurrent end of this lease may have looked for the login before it was committed.
+      await this.endNow(current, current.revoke_reason ?? reason);
+      // Answered as any revoked token is (text/plain 401); the audit event says what happened.
+      return fail(unauthorized('Unauthorized: Invalid token', { auditReason: `the lease was ended while its login was being created (${current.revoke_reason ?? 'token revoked'}); login ${dbRole} dropped` }));
     }
     const expiresIso = new Date(expiresAt).toISOString();
     try {
@@ -276,6 +322,18 @@ export class DynamicSecrets {
     await Promise.all(leases.map((l) => this.end(l, 'the access token that fetched it was revoked')));
   }
 
+  /**
+   * Roles or variables were deleted (a policy load), or a role's credentials
+   * changed (its API key rotated: the tokens it held no longer work): end the
+   * leases they held or were fetched from.
+   */
+  async endLeasesOf(account: string, ids: Iterable<string>, reason: string): Promise<void> {
+    const gone = new Set(ids);
+    if (gone.size === 0) return;
+    const leases = (await this.d.store.dynamic.leasesOfAccount(account)).filter((l) => gone.has(l.role_id) || gone.has(l.variable_id));
+    await runLimited(leases, SWEEP_CONCURRENCY, (l) => this.end(l, reason));
+  }
+
   /** The issuer was deleted: end its leases; its row goes once none is left. */
   async endLeasesOfIssuer(account: string, issuerId: string): Promise<void> {
     const leases = await this.d.store.dynamic.leasesOfIssuer(account, issuerId);
@@ -297,6 +355,13 @@ export class DynamicSecrets {
   }
 
   private async endNow(lease: LeaseRow, reason: string): Promise<'revoked' | 'pending'> {
+    const current = await this.d.store.dynamic.getLease(lease.id);
+    if (current?.state === 'creating') {
+      // Its login is still being created (here or on another node): mark it; the issuing request sees the mark
+      // once its CREATE ROLE committed and drops the login itself, and the sweeper retries if that node died.
+      await this.markPending(current, reason, 'its login was still being created');
+      return 'pending';
+    }
     const issuer = await this.d.store.dynamic.getIssuer(lease.account, lease.issuer_id);
     try {
       if (!issuer) throw new TargetError(`issuer '${lease.issuer_id}' no longer exists`, true);
@@ -417,7 +482,7 @@ export function leaseJson(l: LeaseRow): LeaseJson {
     username: l.db_role,
     created_at: l.created_at,
     expires_at: new Date(l.expires_at).toISOString(),
-    state: l.state === 'active' ? 'active' : 'pending',
+    state: l.state === 'revoking' ? 'pending' : l.state,
     revoke_reason: l.revoke_reason,
     attempts: l.attempts,
     last_error: l.last_error,

@@ -36,6 +36,8 @@ export interface LoaderDeps {
   versionLimit: number;
   /** Called after a committed load (e.g. to drop caches that depend on the graph). */
   onGraphChanged?: () => void;
+  /** Called after a committed load that deleted roles or resources, with their ids (ends their dynamic-secret leases). */
+  onRemoved?: (account: string, ids: string[]) => Promise<void>;
   /** Parses policy YAML within the configured limits (the parser worker pool in the server). */
   parse: (text: string) => Promise<ParsedDocument>;
 }
@@ -78,8 +80,9 @@ export class PolicyLoader {
       await this.authorize(actor, policyIdentifier, policyId, mode);
       requireText(text);
       const parsed = await this.d.parse(text);
-      const { response, rows } = await this.run(actor, policyIdentifier, policyId, mode, text, parsed, dryRun);
+      const { response, rows, removedIds } = await this.run(actor, policyIdentifier, policyId, mode, text, parsed, dryRun);
       this.d.audit.publish(rows);
+      if (removedIds.length > 0) await this.d.onRemoved?.(actor.account, removedIds).catch(() => undefined);
       return response;
     } catch (err) {
       if (err instanceof DryRunRollback) return err.report;
@@ -160,7 +163,8 @@ export class PolicyLoader {
         ]);
         const response: LoadResponse = { created_roles: applied.createdRoles, version };
         if (resolved.warnings.length) response.warnings = resolved.warnings;
-        return { response, rows };
+        const removedIds = removed.flatMap((line) => /^removed (?:role|resource) (.+)$/.exec(line)?.[1] ?? []);
+        return { response, rows, removedIds };
       });
     } finally {
       // The rollback of a dry run (or a failure) must also drop what the cache learnt inside it.

@@ -27,14 +27,16 @@ export interface LeaseRow {
   /** Unix milliseconds. */
   expires_at: number;
   created_at: string;
-  state: 'active' | 'revoking';
+  /** `creating`: its login is being created and it has not been handed out; `revoking`: being ended (pending). */
+  state: 'creating' | 'active' | 'revoking';
   revoke_reason: string | null;
   attempts: number;
   last_error: string | null;
   next_attempt_at: number;
 }
 
-export type NewLease = Omit<LeaseRow, 'state' | 'revoke_reason' | 'attempts' | 'last_error' | 'next_attempt_at'>;
+/** A lease to insert; `state` defaults to `active`. */
+export type NewLease = Omit<LeaseRow, 'state' | 'revoke_reason' | 'attempts' | 'last_error' | 'next_attempt_at'> & Partial<Pick<LeaseRow, 'state' | 'revoke_reason'>>;
 
 export function createDynamicStore(db: Db) {
   const insertIssuer = db.prepare(
@@ -54,14 +56,16 @@ export function createDynamicStore(db: Db) {
   const resealIssuer = db.prepare('UPDATE issuers SET data_sealed = ? WHERE account = ? AND id = ?');
 
   const insertLease = db.prepare(
-    'INSERT INTO dynamic_leases (id, account, issuer_id, variable_id, role_id, token_jti, db_role, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    'INSERT INTO dynamic_leases (id, account, issuer_id, variable_id, role_id, token_jti, db_role, expires_at, created_at, state, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
   const getLease = db.prepare<[string], LeaseRow>('SELECT * FROM dynamic_leases WHERE id = ?');
-  const leasesOfJti = db.prepare<[string], LeaseRow>("SELECT * FROM dynamic_leases WHERE token_jti = ? AND state = 'active' ORDER BY id");
+  const leasesOfJti = db.prepare<[string], LeaseRow>("SELECT * FROM dynamic_leases WHERE token_jti = ? AND state IN ('creating', 'active') ORDER BY id");
+  const activateLease = db.prepare("UPDATE dynamic_leases SET state = 'active' WHERE id = ? AND state = 'creating'");
+  const countIssuerLeases = db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM dynamic_leases WHERE account = ? AND issuer_id = ?');
   const leasesOfIssuer = db.prepare<[string, string], LeaseRow>('SELECT * FROM dynamic_leases WHERE account = ? AND issuer_id = ? ORDER BY id');
   const leasesOfAccount = db.prepare<[string], LeaseRow>('SELECT * FROM dynamic_leases WHERE account = ? ORDER BY created_at, id');
   const expired = db.prepare<[number, number], LeaseRow>(
-    "SELECT * FROM dynamic_leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+    "SELECT * FROM dynamic_leases WHERE state IN ('creating', 'active') AND expires_at <= ? ORDER BY expires_at LIMIT ?",
   );
   const retry = db.prepare<[number, number], LeaseRow>(
     "SELECT * FROM dynamic_leases WHERE state = 'revoking' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
@@ -96,14 +100,18 @@ export function createDynamicStore(db: Db) {
     resealIssuer: (account: string, id: string, sealed: Buffer) => void resealIssuer.run(sealed, account, id),
 
     insertLease(row: NewLease): void {
-      insertLease.run(row.id, row.account, row.issuer_id, row.variable_id, row.role_id, row.token_jti, row.db_role, row.expires_at, row.created_at);
+      insertLease.run(row.id, row.account, row.issuer_id, row.variable_id, row.role_id, row.token_jti, row.db_role, row.expires_at, row.created_at, row.state ?? 'active', row.revoke_reason ?? null);
     },
+    /** Its login was created: `creating` becomes `active`. false when it was marked or ended meanwhile. */
+    activateLease: (id: string) => activateLease.run(id).changes > 0,
+    /** Every lease of the issuer, ending ones included (each is a login on its database). */
+    countIssuerLeases: (account: string, issuerId: string) => countIssuerLeases.get(account, issuerId)!.n,
     getLease: (id: string) => getLease.get(id),
-    /** Active leases fetched with the token `jti`. */
+    /** Leases fetched with the token `jti` that are not already ending. */
     activeLeasesOfToken: (jti: string) => leasesOfJti.all(jti),
     leasesOfIssuer: (account: string, issuerId: string) => leasesOfIssuer.all(account, issuerId),
     leasesOfAccount: (account: string) => leasesOfAccount.all(account),
-    /** Active leases whose expiry is at or before `nowMs`, soonest first. */
+    /** Leases not already ending whose expiry is at or before `nowMs`, soonest first. */
     expiredLeases: (nowMs: number, limit: number) => expired.all(nowMs, limit),
     /** Leases being revoked whose next attempt is due. */
     retryDueLeases: (nowMs: number, limit: number) => retry.all(nowMs, limit),

@@ -283,7 +283,7 @@ describe('docs/jenkins.md', () => {
     try {
       await target.psql(`CREATE ROLE coffer_issuer LOGIN CREATEROLE PASSWORD '${issuerPw}'; GRANT pg_signal_backend TO coffer_issuer; CREATE ROLE payments_migrator NOLOGIN`, 'payments');
       // The operator's file (§6 describes its fields), pointing at the throwaway database.
-      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable' }), { mode: 0o600 });
+      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable', allowed_grant_roles: ['payments_migrator'] }), { mode: 0o600 });
       const setup = await runShell('bash', doc.take('run', 'jenkins-dynamic-setup').text, { cwd: ws.dir, env: admin });
       expectOk('dynamic set-up', setup);
       expect(setup.stdout + setup.stderr).not.toContain(issuerPw);
@@ -459,7 +459,7 @@ describe('docs/github-actions.md', () => {
     const target = await startCluster({ database: 'payments' });
     try {
       await target.psql(`CREATE ROLE coffer_issuer LOGIN CREATEROLE PASSWORD '${issuerPw}'; GRANT pg_signal_backend TO coffer_issuer; CREATE ROLE payments_migrator NOLOGIN`, 'payments');
-      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable' }), { mode: 0o600 });
+      writeFileSync(join(ws.dir, 'payments-db-issuer.json'), JSON.stringify({ host: '127.0.0.1', port: target.port, database: 'payments', username: 'coffer_issuer', password: issuerPw, sslmode: 'disable', allowed_grant_roles: ['payments_migrator'] }), { mode: 0o600 });
       const setup = await runShell('bash', doc.take('run', 'github-dynamic-setup').text, { cwd: ws.dir, env: adminEnv() });
       expectOk('dynamic set-up', setup);
       expect(setup.stdout + setup.stderr).not.toContain(issuerPw);

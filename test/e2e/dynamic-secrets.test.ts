@@ -4,7 +4,7 @@
  * logins in. The target's pg_hba.conf asks TCP clients other than `postgres`
  * for a password (scram-sha-256), so a fetched login is really checked.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,10 +58,32 @@ const POLICY = `
     annotations:
       dynamic/issuer: pg-temp
       dynamic/grant-roles: app_read
+  - !variable
+    id: pg-payroll
+    annotations:
+      dynamic/issuer: pg1
+      dynamic/grant-roles: app_read, payroll_read
+  - !variable
+    id: pg-sneaky
+    annotations:
+      dynamic/issuer: pg1
+      dynamic/grant-roles: app_sneaky
+  - !variable
+    id: pg-super
+    annotations:
+      dynamic/issuer: pg1
+      dynamic/grant-roles: app_super
 - !permit
   role: !host ci
   privileges: [ read, execute ]
-  resource: [ !variable data/dynamic/pg-ci, !variable data/dynamic/pg-evil, !variable data/dynamic/pg-down, !variable static/token ]
+  resource:
+  - !variable data/dynamic/pg-ci
+  - !variable data/dynamic/pg-evil
+  - !variable data/dynamic/pg-down
+  - !variable data/dynamic/pg-payroll
+  - !variable data/dynamic/pg-sneaky
+  - !variable data/dynamic/pg-super
+  - !variable static/token
 - !permit
   role: !host reader
   privileges: [ read ]
@@ -93,18 +115,31 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
     clients.push(sql);
     return sql;
   }
+  const jtiOf = (t: string): string => {
+    const outer = JSON.parse(t) as { payload: string };
+    return (JSON.parse(Buffer.from(outer.payload, 'base64').toString('utf8')) as { jti: string }).jti;
+  };
   async function fetchCreds(t: string, id = 'pg-ci') {
     const r = await api.request('GET', dynamicPath(id), { token: t });
     expect(r.status, r.text).toBe(200);
     expect(r.headers.get('content-type')).toContain('application/json');
     return JSON.parse(r.text) as { username: string; password: string; host: string; port: number; database: string; expires_at: string; lease_id: string };
   }
+  // The roles pg1's variables may grant: app_read, the two halves of pg-evil's annotation (so that they reach the
+  // target, as identifiers), and two the target refuses (one inherits from a predefined role, one is a superuser).
+  const EVIL = ['app_read"; DROP TABLE app_data; --', "x' ; DROP TABLE app_data; SELECT '1"];
+  const ALLOWED = ['app_read', ...EVIL, 'app_sneaky', 'app_super'];
+  const issuerData = (port: number, password: string) => ({
+    host: '127.0.0.1', port, database: 'app', username: 'coffer_admin', password, sslmode: 'disable', allowed_grant_roles: ALLOWED,
+  });
+  const patchIssuer = (id: string, body: unknown) =>
+    api.request('PATCH', `/issuers/${A}/${id}`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
   async function createIssuer(id: string, port: number, password = ADMIN_PW, maxTtl = 900) {
     // The JSON conjur-cli-go's `conjur issuer create --id … --type … --max-ttl … --data '{…}'` sends.
     return api.request('POST', `/issuers/${A}`, {
       token: admin,
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ id, type: 'postgresql', max_ttl: maxTtl, data: { host: '127.0.0.1', port, database: 'app', username: 'coffer_admin', password, sslmode: 'disable' } }),
+      body: JSON.stringify({ id, type: 'postgresql', max_ttl: maxTtl, data: issuerData(port, password) }),
     });
   }
 
@@ -124,6 +159,11 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
         'INSERT INTO app_data VALUES (42)',
         'CREATE TABLE payroll (salary int)',
         'GRANT SELECT ON app_data TO app_read',
+        'CREATE ROLE payroll_read NOLOGIN',
+        'GRANT SELECT ON payroll TO payroll_read',
+        'CREATE ROLE app_sneaky NOLOGIN',
+        'GRANT pg_read_server_files TO app_sneaky',
+        'CREATE ROLE app_super NOLOGIN SUPERUSER',
       ].join('; '),
       'app',
     );
@@ -175,12 +215,28 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       const shrink = await api.request('PATCH', `/issuers/${A}/pg-cli`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ max_ttl: 600 }) });
       expect(shrink.status).toBe(400);
       expect(shrink.json.error.message).toBe('The new max_ttl must be equal or higher than the current max_ttl');
-      const grow = await api.request('PATCH', `/issuers/${A}/pg-cli`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ max_ttl: 1200, data: { host: 'localhost', port: target.port, database: 'app', username: 'coffer_admin', password: '*****' } }) });
+      const grow = await patchIssuer('pg-cli', { max_ttl: 1200, data: { ...issuerData(target.port, '*****'), allowed_grant_roles: ['app_read'] } });
       expect(grow.status, grow.text).toBe(200);
-      expect(grow.json).toMatchObject({ max_ttl: 1200, data: { host: 'localhost', password: '*****' } });
+      expect(grow.json).toMatchObject({ max_ttl: 1200, data: { host: '127.0.0.1', password: '*****', allowed_grant_roles: ['app_read'] } });
       // The masked password sent back kept the stored one.
-      const updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
+      let updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
       expect((await srv.server.vault.services.issuers.connectionOf(updated!)).password).toBe(ADMIN_PW);
+      // …but only while the connection stays where it was: moving it (host, port, user, TLS) needs the password again,
+      // or whoever may update an issuer could send its stored password to a server of their choice.
+      for (const moved of [{ host: 'attacker.example' }, { port: 1 }, { username: 'someone' }, { database: 'other' }, { sslmode: 'prefer' }]) {
+        const r = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, '*****'), ...moved } });
+        expect(r.status, r.text).toBe(400);
+        expect(r.json.error.message).toMatch(/^data\.password must be sent again when data\.\w+ changes/);
+        const noPassword = { ...issuerData(target.port, ''), ...moved } as Record<string, unknown>;
+        delete noPassword.password;
+        expect((await patchIssuer('pg-cli', { data: noPassword })).status).toBe(400);
+      }
+      updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
+      expect(JSON.parse(updated!.data_public)).toMatchObject({ host: '127.0.0.1', port: target.port, username: 'coffer_admin' });
+      const moved = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, 'a-new-password'), host: 'localhost' } });
+      expect(moved.status, moved.text).toBe(200);
+      updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
+      expect((await srv.server.vault.services.issuers.connectionOf(updated!)).password).toBe('a-new-password');
       // conjur issuer delete --id pg-cli  → DELETE …?keep_secrets=false
       const del = await api.request('DELETE', `/issuers/${A}/pg-cli?keep_secrets=false`, { token: admin });
       expect(del.status).toBe(200);
@@ -194,6 +250,22 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(bad.json.error.message).toContain("invalid 'id' parameter");
       const extra = await api.request('POST', `/issuers/${A}`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'x', type: 'postgresql', max_ttl: 60, data: { host: 'h', database: 'd', username: 'u', password: 'p' }, owner: 'me' }) });
       expect(extra.status).toBe(400);
+      // allowed_grant_roles: never a predefined role that reaches beyond the database, never the issuer's own login, at most 16.
+      const refusedRoles: [unknown, RegExp][] = [
+        [['app_read', 'pg_execute_server_program'], /may not name pg_execute_server_program: it reaches beyond the database/],
+        [['pg_write_server_files'], /may not name pg_write_server_files/],
+        [['coffer_admin'], /may not name the issuer's own login 'coffer_admin'/],
+        [Array.from({ length: 17 }, (_, i) => `r${i}`), /may name at most 16 roles/],
+        ['app_read', /must be an array of role names/],
+        [[''], /must be a role name of 1 to 63 characters/],
+        [['x'.repeat(64)], /must be a role name of 1 to 63 characters/],
+      ];
+      for (const [roles, message] of refusedRoles) {
+        const r = await api.request('POST', `/issuers/${A}`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'pg-roles', type: 'postgresql', max_ttl: 60, data: { ...issuerData(target.port, ADMIN_PW), allowed_grant_roles: roles } }) });
+        expect(r.status, JSON.stringify(roles)).toBe(400);
+        expect(r.json.error.message).toMatch(message);
+        expect(await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-roles')).toBeUndefined();
+      }
       const audit = await api.request('GET', `/audit/${A}?action=issuer&limit=100`, { token: admin });
       expect(audit.status).toBe(200);
       const ops = (audit.json.events as { operation: string; result: string; resource: string }[]).map((e) => `${e.operation}:${e.result}:${e.resource}`);
@@ -312,10 +384,112 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       const before = await coffers();
       const r = await api.request('GET', dynamicPath('pg-evil'), { token: await token('host/ci') });
       expect(r.status, r.text).toBe(502);
-      expect(r.json.error.message).toMatch(/role .* does not exist/);
+      expect(r.json.error.message).toContain(`role ${EVIL.map((e) => JSON.stringify(e)).join(', ')} does not exist in database app`);
       expect(await target.psql('SELECT count(*) FROM app_data', 'app')).toBe('1');
       expect(await coffers()).toBe(before);
       expect((await srv.server.vault.services.store.dynamic.leasesOfAccount(A)).filter((l) => l.variable_id.endsWith('pg-evil'))).toEqual([]);
+    });
+
+    it("grant roles are the issuer's to allow: one outside data.allowed_grant_roles is 422 before the target is touched", async () => {
+      const before = await coffers();
+      const leases = await leaseCount();
+      const r = await api.request('GET', dynamicPath('pg-payroll'), { token: await token('host/ci') });
+      expect(r.status, r.text).toBe(422);
+      expect(r.json.error.message).toContain(`issuer 'pg1' does not allow granting "payroll_read"`);
+      expect(await coffers()).toBe(before);
+      expect(await leaseCount()).toBe(leases);
+      const audit = await api.request('GET', `/audit/${A}?resource=${encodeURIComponent(`${A}:variable:data/dynamic/pg-payroll`)}&limit=10`, { token: admin });
+      expect(audit.json.events.at(-1)).toMatchObject({ result: 'failure' });
+    });
+
+    it('the target refuses allowed roles that would make the login more than a database user (superuser, predefined roles, inherited): nothing created', async () => {
+      const before = await coffers();
+      const leases = await leaseCount();
+      const sneaky = await api.request('GET', dynamicPath('pg-sneaky'), { token: await token('host/ci') });
+      expect(sneaky.status, sneaky.text).toBe(502);
+      expect(sneaky.json.error.message).toContain('refusing to grant role "app_sneaky": it is a member of "pg_read_server_files", a predefined role that reaches beyond the database');
+      const superuser = await api.request('GET', dynamicPath('pg-super'), { token: await token('host/ci') });
+      expect(superuser.status, superuser.text).toBe(502);
+      expect(superuser.json.error.message).toContain('refusing to grant role "app_super": it is SUPERUSER');
+      expect(await coffers()).toBe(before);
+      expect(await leaseCount()).toBe(leases);
+    });
+
+    it("the password never reaches the target in clear: CREATE ROLE carries a SCRAM-SHA-256 verifier, so the target's statement log has none", async () => {
+      await target.psql("ALTER ROLE coffer_admin SET log_statement = 'all'", 'postgres');
+      try {
+        await srv.server.vault.services.dynamic.targets.closeAll();
+        const creds = await fetchCreds(await token('host/ci'));
+        expect(await connect(creds)`SELECT x FROM app_data`).toEqual([{ x: 42 }]);
+        const log = readFileSync(join(target.dir, 'server.log'), 'utf8');
+        expect(log).toContain(`CREATE ROLE "${creds.username}" WITH LOGIN INHERIT PASSWORD 'SCRAM-SHA-256$4096:`);
+        expect(log).not.toContain(creds.password);
+        expect(await target.psql(`SELECT rolpassword LIKE 'SCRAM-SHA-256$4096:%' FROM pg_authid WHERE rolname = '${creds.username}'`, 'postgres')).toBe('t');
+        expect((await api.request('DELETE', `/leases/${A}/${creds.lease_id}`, { token: admin })).status).toBe(204);
+      } finally {
+        await target.psql('ALTER ROLE coffer_admin RESET log_statement', 'postgres');
+        await srv.server.vault.services.dynamic.targets.closeAll();
+      }
+    });
+
+    it('a target that holds a lock on the login cannot stall revocation: the attempt gives up at lock_timeout (pending) and a retry finishes', async () => {
+      const creds = await fetchCreds(await token('host/ci'));
+      const db = connect(creds);
+      expect(await db`SELECT 1 AS one`).toEqual([{ one: 1 }]);
+      // Another session changes the login and keeps its transaction open for 8 s: ALTER ROLE … NOLOGIN has to wait.
+      const holder = target.psql(`BEGIN; ALTER ROLE "${creds.username}" CONNECTION LIMIT 5; SELECT pg_sleep(8); COMMIT;`, 'app');
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      const del = await api.request('DELETE', `/leases/${A}/${creds.lease_id}`, { token: admin });
+      const took = Date.now() - started;
+      expect(del.status, del.text).toBe(202);
+      expect(del.json.lease).toMatchObject({ state: 'pending', attempts: 1 });
+      expect(del.json.lease.last_error).toContain('lock timeout');
+      // Bounded by lock_timeout (5 s), not by the 8 s the other session holds on.
+      expect(took).toBeLessThan(7_500);
+      await holder;
+      srv.clock.advance(10);
+      admin = await api.login('admin', keys.get('admin')!);
+      await waitFor('the pending lease to end', async () => !(await roleExists(creds.username)), 20_000);
+      // Its session was terminated before the role was dropped.
+      await expect(db`SELECT 1`).rejects.toThrow();
+    });
+
+    it('a lease ended while its login is being created (token revoked mid-fetch) is never handed out, and its login is dropped', async () => {
+      const ci = await token('host/ci');
+      const before = await coffers();
+      // CREATE ROLE waits behind this lock on pg_authid for 2 s; meanwhile the token that asked is revoked.
+      const holder = target.psql('BEGIN; LOCK TABLE pg_authid IN EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;', 'postgres');
+      await new Promise((r) => setTimeout(r, 300));
+      const fetching = api.request('GET', dynamicPath('pg-ci'), { token: ci });
+      await waitFor('the lease to be written', async () => (await srv.server.vault.services.store.dynamic.activeLeasesOfToken(jtiOf(ci))).length > 0, 5_000);
+      expect((await api.request('DELETE', `/authn/${A}/token`, { token: ci })).status).toBe(204);
+      await holder;
+      const r = await fetching;
+      expect(r.status, r.text).toBe(401);
+      expect(r.text).not.toContain('password');
+      await waitFor('the login to be dropped', async () => (await coffers()) === before, 20_000);
+      const leases = await srv.server.vault.services.store.dynamic.leasesOfAccount(A);
+      expect(leases.filter((l) => l.token_jti === jtiOf(ci))).toEqual([]);
+    });
+
+    it("rotating a role's API key, or deleting the role, ends the leases it fetched", async () => {
+      const ci = await token('host/ci');
+      const first = await fetchCreds(ci);
+      const rotated = await api.request('PUT', `/authn/${A}/api_key?role=${encodeURIComponent('host:ci')}`, { token: admin });
+      expect(rotated.status, rotated.text).toBe(200);
+      keys.set('host/ci', rotated.text);
+      await waitFor('the lease of the rotated role to end', async () => !(await roleExists(first.username)));
+      // A throwaway host gets a lease, then a policy deletes it.
+      const added = await api.loadPolicy(admin, 'POST', 'root', '- !host temp-job\n- !permit\n  role: !host temp-job\n  privileges: [ execute ]\n  resource: !variable data/dynamic/pg-ci\n');
+      expect(added.status, added.text).toBe(201);
+      const tempKey = (added.json.created_roles as Record<string, { api_key: string }>)[`${A}:host:temp-job`]!.api_key;
+      const temp = await fetchCreds(await api.login('host/temp-job', tempKey));
+      expect(await roleExists(temp.username)).toBe(true);
+      const deleted = await api.loadPolicy(admin, 'PATCH', 'root', '- !delete\n  record: !host temp-job\n');
+      expect(deleted.status, deleted.text).toBe(201);
+      await waitFor('the lease of the deleted host to end', async () => !(await roleExists(temp.username)));
+      expect(await srv.server.vault.services.store.dynamic.getLease(temp.lease_id)).toBeUndefined();
     });
 
     it('works through GET /secrets?variable_ids= and POST /secrets/{account}/batch, next to a static variable', async () => {
@@ -354,7 +528,7 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       const creds = await fetchCreds(await token('host/ci'));
       // The issuer's login loses its password: the target refuses every connection of the issuer.
       await target.psql("ALTER ROLE coffer_admin PASSWORD 'changed-elsewhere'", 'app');
-      const again = await api.request('PATCH', `/issuers/${A}/pg1`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { host: '127.0.0.1', port: target.port, database: 'app', username: 'coffer_admin', password: 'wrong-for-now', sslmode: 'disable' } }) });
+      const again = await patchIssuer('pg1', { data: issuerData(target.port, 'wrong-for-now') });
       expect(again.status).toBe(200);
       const del = await api.request('DELETE', `/leases/${A}/${creds.lease_id}`, { token: admin });
       expect(del.status).toBe(202);
@@ -365,7 +539,7 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(list.json.leases.find((l: { id: string }) => l.id === creds.lease_id)).toMatchObject({ state: 'pending' });
       // The database comes back (the issuer's password is right again): the sweeper ends it.
       await target.psql(`ALTER ROLE coffer_admin PASSWORD '${ADMIN_PW}'`, 'app');
-      await api.request('PATCH', `/issuers/${A}/pg1`, { token: admin, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { host: '127.0.0.1', port: target.port, database: 'app', username: 'coffer_admin', password: ADMIN_PW, sslmode: 'disable' } }) });
+      expect((await patchIssuer('pg1', { data: issuerData(target.port, ADMIN_PW) })).status).toBe(200);
       // The retry is due at most 10 s (on the server's clock) after the failed attempt.
       srv.clock.advance(10);
       admin = await api.login('admin', keys.get('admin')!);
@@ -460,6 +634,27 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       // The new server's clock starts at the real time; move it past the lease's expiry.
       srv.clock.ms = Date.parse(creds.expires_at) + 1000;
       await waitFor('the login to be dropped after the restart', async () => !(await roleExists(creds.username)));
+    });
+
+    it('an issuer holds at most COFFER_MAX_LEASES_PER_ISSUER leases: one fetch more is 429 with Retry-After, audited, no login created', async () => {
+      const { dataDir, dataKey } = srv;
+      await srv.close();
+      srv = await startTestServer({ account: A, dataDir, dataKey, env: { COFFER_LEASE_SWEEP_INTERVAL_MS: '200', COFFER_MAX_LEASES_PER_ISSUER: '2' } });
+      api = new Client(srv.url, A);
+      admin = await api.login('admin', keys.get('admin')!);
+      const ci = await token('host/ci');
+      await waitFor('earlier leases to end', async () => (await srv.server.vault.services.store.dynamic.countIssuerLeases(A, 'pg1')) === 0);
+      const a = await fetchCreds(ci);
+      const b = await fetchCreds(ci);
+      const before = await coffers();
+      const third = await api.request('GET', dynamicPath('pg-ci'), { token: ci });
+      expect(third.status, third.text).toBe(429);
+      expect(third.headers.get('retry-after')).toBe('10');
+      expect(third.json.error.message).toContain("Issuer 'pg1' already has 2 leases, its limit (COFFER_MAX_LEASES_PER_ISSUER)");
+      expect(await coffers()).toBe(before);
+      expect((await api.request('DELETE', `/leases/${A}/${a.lease_id}`, { token: admin })).status).toBe(204);
+      const c = await fetchCreds(ci);
+      for (const l of [b, c]) expect((await api.request('DELETE', `/leases/${A}/${l.lease_id}`, { token: admin })).status).toBe(204);
     });
   });
 });

@@ -39,15 +39,23 @@ export function createPgDynamicStore(db: PgConnection): DynamicStore {
       await db()`UPDATE issuers SET data_sealed = ${sealed} WHERE account = ${account} AND id = ${id}`;
     },
     async insertLease(row) {
-      await db()`INSERT INTO dynamic_leases (id, account, issuer_id, variable_id, role_id, token_jti, db_role, expires_at, created_at)
-        VALUES (${row.id}, ${row.account}, ${row.issuer_id}, ${row.variable_id}, ${row.role_id}, ${row.token_jti}, ${row.db_role}, ${row.expires_at}, ${row.created_at})`;
+      await db()`INSERT INTO dynamic_leases (id, account, issuer_id, variable_id, role_id, token_jti, db_role, expires_at, created_at, state, revoke_reason)
+        VALUES (${row.id}, ${row.account}, ${row.issuer_id}, ${row.variable_id}, ${row.role_id}, ${row.token_jti}, ${row.db_role}, ${row.expires_at}, ${row.created_at},
+          ${row.state ?? 'active'}, ${row.revoke_reason ?? null})`;
+    },
+    async activateLease(id) {
+      return (await db()`UPDATE dynamic_leases SET state = 'active' WHERE id = ${id} AND state = 'creating'`).count > 0;
+    },
+    async countIssuerLeases(account, issuerId) {
+      const [row] = await db()<{ n: number }[]>`SELECT count(*)::int AS n FROM dynamic_leases WHERE account = ${account} AND issuer_id = ${issuerId}`;
+      return row!.n;
     },
     async getLease(id) {
       const [row] = await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE id = ${id}`;
       return row;
     },
     async activeLeasesOfToken(jti) {
-      return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE token_jti = ${jti} AND state = 'active' ORDER BY id`);
+      return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE token_jti = ${jti} AND state IN ('creating', 'active') ORDER BY id`);
     },
     async leasesOfIssuer(account, issuerId) {
       return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE account = ${account} AND issuer_id = ${issuerId} ORDER BY id`);
@@ -56,7 +64,7 @@ export function createPgDynamicStore(db: PgConnection): DynamicStore {
       return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE account = ${account} ORDER BY created_at, id`);
     },
     async expiredLeases(nowMs, limit) {
-      return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE state = 'active' AND expires_at <= ${nowMs} ORDER BY expires_at LIMIT ${limit}`);
+      return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE state IN ('creating', 'active') AND expires_at <= ${nowMs} ORDER BY expires_at LIMIT ${limit}`);
     },
     async retryDueLeases(nowMs, limit) {
       return rowsOf(await db()<LeaseRow[]>`SELECT * FROM dynamic_leases WHERE state = 'revoking' AND next_attempt_at <= ${nowMs} ORDER BY next_attempt_at LIMIT ${limit}`);
