@@ -6,9 +6,13 @@
  *
  * Left out of the PostgreSQL pass: files that are PostgreSQL-native already
  * (multi-node, failover, the admin CLI on --database, store copy, the HA
- * docs), and files whose subject is the SQLite file itself or that start no
+ * docs), files whose subject is the SQLite file itself or that start no
  * in-process test server (full disk under the data directory, the admin CLI
- * on --data-dir, audit sinks reading the file).
+ * on --data-dir, audit sinks reading the file), and files whose subject is a
+ * client or the transport — the CLI and `coffer run`, the console in a
+ * browser, the docs' CI walk-throughs, slow clients — whose server calls the
+ * other files already make on PostgreSQL: a second pass would test the same
+ * client against the same HTTP answers and keep the suite well over 10 minutes.
  *
  * Without PostgreSQL's binaries the second pass is skipped with a notice,
  * unless CI=true or COFFER_TEST_POSTGRES=required make that a failure.
@@ -27,6 +31,16 @@ export const NOT_ON_POSTGRES = [
   'test/e2e/full-disk.test.ts',
   'test/e2e/admin-cli.test.ts',
   'test/e2e/audit-sinks.test.ts',
+  'test/e2e/cli-audit.test.ts',
+  'test/e2e/cli-auth.test.ts',
+  'test/e2e/cli-binary.test.ts',
+  'test/e2e/cli-inspect.test.ts',
+  'test/e2e/cli-policy-variable.test.ts',
+  'test/e2e/cli-run.test.ts',
+  'test/e2e/cli-session.test.ts',
+  'test/e2e/console-browser.test.ts',
+  'test/e2e/docs-commands.test.ts',
+  'test/e2e/slow-clients.test.ts',
 ];
 
 const missing = postgresMissing();

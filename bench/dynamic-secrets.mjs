@@ -130,7 +130,7 @@ try {
   await call('POST', `/issuers/${account}`, {
     token: adminToken,
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ id: 'pg', type: 'postgresql', max_ttl: 3600, data: { host: u.hostname, port: Number(u.port), database: u.pathname.slice(1) || 'postgres', username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) || 'unused-with-trust', sslmode: 'disable' } }),
+    body: JSON.stringify({ id: 'pg', type: 'postgresql', max_ttl: 3600, data: { host: u.hostname, port: Number(u.port), database: u.pathname.slice(1) || 'postgres', username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) || 'unused-with-trust', sslmode: 'disable', allowed_grant_roles: ['app_read'] } }),
   });
   const hostKey = created.created_roles[`${account}:host:executor`].api_key;
   const host = await login('host/executor', hostKey);

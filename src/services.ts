@@ -8,7 +8,7 @@ import { ApiKeyHasher } from './authn/api-keys.js';
 import { Credentials } from './authn/credentials.js';
 import { AuthnService } from './authn/service.js';
 import { AuthThrottle } from './authn/throttle.js';
-import { TokenService } from './authn/tokens.js';
+import { issuedAtMs, TokenService } from './authn/tokens.js';
 import { nowIso, nowSeconds, type Clock } from './context.js';
 import { PolicyLoader } from './policy/loader.js';
 import { DEFAULT_POLICY_LIMITS, type PolicyLimits } from './policy/limits.js';
@@ -108,7 +108,14 @@ export async function createServices(deps: ServiceDeps) {
     issuers,
     sweepIntervalMs: Math.min(config.leaseSweepIntervalMs, 10_000),
     maxLeasesPerIssuer: config.maxLeasesPerIssuer,
-    isTokenRevoked: async (actor) => actor.claims !== undefined && tokens.isRevoked(actor.claims),
+    // Read from the database, not only this node's memory: a revocation or key rotation on another node counts at once.
+    isTokenRevoked: async (actor) => {
+      const claims = actor.claims;
+      if (!claims) return false;
+      if (tokens.isRevoked(claims) || (await store.tokens.isRevoked(claims.jti))) return true;
+      const notBefore = (await store.credentials.get(claims.roleId))?.tokens_not_before ?? 0;
+      return notBefore > 0 && issuedAtMs(claims) <= notBefore;
+    },
   });
   const throttle = new AuthThrottle(clock, config.authnMaxFailures, config.authnFailureWindowMs);
   const authn = new AuthnService({
@@ -151,7 +158,15 @@ export async function createServices(deps: ServiceDeps) {
     },
   });
   const auditReader = new AuditReader({ store: store.audit, graph: store.graph, authorizer });
-  const hostFactories = new HostFactoryService({ store, barrier, authorizer, audit, credentials, clock });
+  const hostFactories = new HostFactoryService({
+    store,
+    barrier,
+    authorizer,
+    audit,
+    credentials,
+    clock,
+    onCredentialsChanged: (account, roleId) => dynamic.endLeasesOf(account, [roleId], "its host was re-enrolled (API key rotated)"),
+  });
   await hostFactories.init();
   // Rows another node (or a CLI command) changed: drop or update what this node caches of them.
   store.changes.subscribe((change) => {

@@ -280,7 +280,7 @@ export class TokenService {
 }
 
 /** Issue time in ms from the jti; tokens without one fall back to iat. */
-function issuedAtMs(claims: TokenClaims): number {
+export function issuedAtMs(claims: TokenClaims): number {
   const dash = claims.jti.indexOf('-');
   const ms = dash > 0 ? Number.parseInt(claims.jti.slice(0, dash), 16) : Number.NaN;
   return Number.isFinite(ms) ? ms : claims.iat * 1000;

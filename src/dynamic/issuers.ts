@@ -23,7 +23,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import { Barrier, packSealed, unpackSealed } from '../secrets/barrier.js';
 import type { IssuerRow } from '../store/dynamic.js';
 import type { Store } from '../store/index.js';
-import { REFUSED_PREDEFINED_ROLES, SSL_MODES, type TargetConnection } from './postgresql.js';
+import { PREDEFINED_ROLE_PREFIX, SSL_MODES, type TargetConnection } from './postgresql.js';
 
 export const MASK = '*****';
 /** Conjur's rule for issuer ids. */
@@ -99,8 +99,8 @@ function validateAllowedGrantRoles(v: unknown, username: string): string[] {
     if (typeof r !== 'string' || r === '' || r.length > PG_NAME_MAX || r.includes('\0')) {
       throw badRequest(`every entry of 'data.allowed_grant_roles' must be a role name of 1 to ${PG_NAME_MAX} characters`);
     }
-    if ((REFUSED_PREDEFINED_ROLES as readonly string[]).includes(r)) {
-      throw badRequest(`'data.allowed_grant_roles' may not name ${r}: it reaches beyond the database (files, programs or other sessions)`);
+    if (r.startsWith(PREDEFINED_ROLE_PREFIX)) {
+      throw badRequest(`'data.allowed_grant_roles' may not name ${r}: predefined roles (pg_*) reach beyond the database (files, programs, every database, other sessions)`);
     }
     if (r === username) throw badRequest(`'data.allowed_grant_roles' may not name the issuer's own login '${username}': every generated login would hold its privileges`);
     if (!out.includes(r)) out.push(r);
@@ -152,9 +152,14 @@ function validatePostgresData(
   if (allowed.length > 0) pub.allowed_grant_roles = allowed;
   let password = data.password;
   if ((password === undefined || password === MASK) && previous?.secret.password) {
-    const moved = CONNECTION_FIELDS.filter((f) => previous.pub[f] !== pub[f]);
+    const moved: string[] = CONNECTION_FIELDS.filter((f) => previous.pub[f] !== pub[f]);
+    const before = Array.isArray(previous.pub.allowed_grant_roles) ? (previous.pub.allowed_grant_roles as unknown[]) : [];
+    if (allowed.some((r) => !before.includes(r))) moved.push('allowed_grant_roles');
     if (moved.length > 0) {
-      throw badRequest(`data.password must be sent again when ${moved.map((f) => `data.${f}`).join(', ')} change${moved.length === 1 ? 's' : ''}: the stored password only goes where it went before`);
+      throw badRequest(
+        `data.password must be sent again when ${moved.map((f) => `data.${f}`).join(', ')} ${moved.length === 1 ? 'changes' : 'change'}: ` +
+          'the stored password only goes where it went before, and only whoever holds it may widen what the issuer grants',
+      );
     }
     password = previous.secret.password;
   }
@@ -283,6 +288,18 @@ export class IssuerService {
         if (body.data !== undefined) {
           const previous = { pub: JSON.parse(current.data_public) as Record<string, unknown>, secret: await this.unsealSecret(current) };
           const { pub, secret } = validatePostgresData(body.data, previous);
+          // A lease's login lives on the database the issuer pointed at when it was fetched: moving the issuer while
+          // leases exist would end them on the wrong database (and report logins dropped that still work).
+          const moved = CONNECTION_FIELDS.filter((f) => f !== 'sslmode' && f !== 'ca_cert' && previous.pub[f] !== pub[f]);
+          const leases = moved.length > 0 ? await this.d.store.dynamic.countIssuerLeases(account, id) : 0;
+          if (leases > 0) {
+            throw new CofferError(
+              'conflict',
+              `Issuer '${id}' still has ${leases} lease(s) on ${String(previous.pub.database)} at ${String(previous.pub.host)}:${String(previous.pub.port)}: ` +
+                `revoke them (DELETE /leases) or let them expire before changing ${moved.map((f) => `data.${f}`).join(', ')}`,
+              { target: 'issuer', details: { code: 'conflict', target: 'data', message: issuerResourceId(account, id) } },
+            );
+          }
           dataPublic = JSON.stringify(pub);
           sealed = this.seal(account, id, secret);
         }

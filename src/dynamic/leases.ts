@@ -34,7 +34,7 @@ import type { Authorizer } from '../rbac/authorizer.js';
 import type { IssuerRow, LeaseRow } from '../store/dynamic.js';
 import type { Store } from '../store/index.js';
 import { allowedGrantRoles, MAX_GRANT_ROLES, PG_NAME_MAX, type IssuerService } from './issuers.js';
-import { PostgresTargets, ROLE_PREFIX, TargetError } from './postgresql.js';
+import { PostgresTargets, ROLE_PREFIX, TARGET_CALL_DEADLINE_MS, TargetError } from './postgresql.js';
 
 export const DYNAMIC_PREFIX = 'data/dynamic/';
 export const METHODS = ['login-role'] as const;
@@ -243,9 +243,10 @@ export class DynamicSecrets {
         await this.d.store.dynamic.insertLease(current);
       }
       // Not end(): a concurrent end of this lease may have looked for the login before it was committed.
-      await this.endNow(current, current.revoke_reason ?? reason);
+      const state = await this.endNow(current, current.revoke_reason ?? reason);
+      const outcome = state === 'revoked' ? `login ${dbRole} dropped` : `login ${dbRole} not dropped yet (retrying)`;
       // Answered as any revoked token is (text/plain 401); the audit event says what happened.
-      return fail(unauthorized('Unauthorized: Invalid token', { auditReason: `the lease was ended while its login was being created (${current.revoke_reason ?? 'token revoked'}); login ${dbRole} dropped` }));
+      return fail(unauthorized('Unauthorized: Invalid token', { auditReason: `the lease was ended while its login was being created (${current.revoke_reason ?? 'token revoked'}); ${outcome}` }));
     }
     const expiresIso = new Date(expiresAt).toISOString();
     try {
@@ -330,8 +331,14 @@ export class DynamicSecrets {
   async endLeasesOf(account: string, ids: Iterable<string>, reason: string): Promise<void> {
     const gone = new Set(ids);
     if (gone.size === 0) return;
-    const leases = (await this.d.store.dynamic.leasesOfAccount(account)).filter((l) => gone.has(l.role_id) || gone.has(l.variable_id));
-    await runLimited(leases, SWEEP_CONCURRENCY, (l) => this.end(l, reason));
+    const leases = (await this.d.store.dynamic.leasesOfAccount(account)).filter((l) => (gone.has(l.role_id) || gone.has(l.variable_id)) && l.state !== 'revoking');
+    if (leases.length === 0) return;
+    // Marked first, durably (due at once): whatever happens to this process, the sweeper ends them. Then ended in
+    // the background — a key rotation or a policy load does not wait for target databases that may be slow or down.
+    await this.d.store.tx(async () => {
+      for (const l of leases) if (l.state === 'active') await this.d.store.dynamic.markRevoking(l.id, reason);
+    });
+    void runLimited(leases, SWEEP_CONCURRENCY, (l) => this.end(l, reason));
   }
 
   /** The issuer was deleted: end its leases; its row goes once none is left. */
@@ -365,7 +372,12 @@ export class DynamicSecrets {
     const issuer = await this.d.store.dynamic.getIssuer(lease.account, lease.issuer_id);
     try {
       if (!issuer) throw new TargetError(`issuer '${lease.issuer_id}' no longer exists`, true);
-      await this.targets.dropLogin(poolKey(issuer), issuer.modified_at, await this.d.issuers.connectionOf(issuer), lease.db_role);
+      const found = await this.targets.dropLogin(poolKey(issuer), issuer.modified_at, await this.d.issuers.connectionOf(issuer), lease.db_role);
+      // No login yet, on a young lease: a CREATE ROLE may still be on its way (queued, or committing when its
+      // caller gave up). Look again until its deadline has surely passed, so a late login is not left without a lease.
+      if (found === 'absent' && this.d.clock.nowMs() - Date.parse(lease.created_at) < TARGET_CALL_DEADLINE_MS + 5_000) {
+        throw new TargetError('no login yet: its creation may still commit; checking again', true);
+      }
     } catch (err) {
       const message = err instanceof TargetError ? err.message : (err as Error).message;
       await this.markPending(lease, reason, message);

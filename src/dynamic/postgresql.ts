@@ -48,21 +48,15 @@ export const TARGET_CALL_DEADLINE_MS = 30_000;
 /** How long dropLogin waits for a terminated session to go. */
 const TERMINATE_WAIT_MS = 3_000;
 /**
- * Predefined roles that reach beyond the database — the server's files and
- * programs, other sessions, replication, maintenance — are never granted to a
- * generated login, directly or through another role.
+ * Roles made by initdb — the bootstrap superuser and every predefined role
+ * (pg_read_server_files, pg_read_all_data, pg_signal_backend, …) — have oids
+ * below FirstNormalObjectId; each reaches beyond one database's tables (the
+ * server's files and programs, every database, other sessions). None is ever
+ * granted to a generated login, directly or through another role.
  */
-export const REFUSED_PREDEFINED_ROLES = [
-  'pg_execute_server_program',
-  'pg_read_server_files',
-  'pg_write_server_files',
-  'pg_signal_backend',
-  'pg_signal_autovacuum_worker',
-  'pg_create_subscription',
-  'pg_checkpoint',
-  'pg_use_reserved_connections',
-  'pg_maintain',
-] as const;
+const FIRST_NORMAL_OBJECT_ID = 16_384;
+/** PostgreSQL reserves this prefix for predefined roles (CREATE ROLE refuses it). */
+export const PREDEFINED_ROLE_PREFIX = 'pg_';
 /** Generated role names: the prefix, then 24 hex digits. */
 export const ROLE_PREFIX = 'coffer_';
 const ROLE_NAME = /^coffer_[0-9a-f]{24}$/;
@@ -141,6 +135,8 @@ function sslOption(c: TargetConnection): postgres.Options<Record<string, never>>
 
 /** A grant the target database refused to allow (nothing was created). */
 class RefusedGrant extends Error {}
+/** The caller gave up (deadline): the transaction rolls back instead of creating the login. */
+class Abandoned extends Error {}
 
 interface Pool {
   version: string;
@@ -163,6 +159,9 @@ export class PostgresTargets {
       password: c.password,
       ssl: sslOption(c),
       max: POOL_MAX,
+      // Every CREATE/GRANT/DROP text is unique (it names a new login): prepared, each would stay on the target's
+      // backend and in the client's cache for the connection's life.
+      prepare: false,
       idle_timeout: 60,
       connect_timeout: CONNECT_TIMEOUT_SEC,
       onnotice: () => undefined,
@@ -183,7 +182,13 @@ export class PostgresTargets {
    * (nothing created) when a grant role does not exist, or when it is — or
    * inherits from — a role that would make the login more than a database
    * user: a superuser, CREATEROLE, REPLICATION or BYPASSRLS role, the
-   * issuer's own login, or one of REFUSED_PREDEFINED_ROLES.
+   * issuer's own login, a role made by initdb (every predefined role), or a
+   * membership held WITH ADMIN OPTION (the login could hand that role to
+   * itself or to anyone, beyond its lease).
+   *
+   * Past the deadline the caller is answered at once; the transaction, if it
+   * is still queued or running, then rolls back at its next step instead of
+   * creating a login nobody will end.
    */
   async createLogin(key: string, version: string, c: TargetConnection, role: string, password: string, validUntil: Date, grants: string[]): Promise<void> {
     const until = validUntil.toISOString();
@@ -192,7 +197,12 @@ export class PostgresTargets {
     if (!SCRAM_VERIFIER.test(verifier)) throw new Error('refusing to create a login from an unexpected password verifier');
     const sql = this.pool(key, version, c);
     let started = false;
+    let abandoned = false;
+    const stillWanted = () => {
+      if (abandoned) throw new Abandoned();
+    };
     const work = sql.begin(async (t) => {
+      stillWanted();
       started = true;
       // Not waiting for this commit to reach the target's disk is safe in this direction only: a crash
       // that loses it loses the login, so the credential just does not work. (Drops are synchronous.)
@@ -207,13 +217,18 @@ export class PostgresTargets {
             UNION
             SELECT up.grant_name, m.roleid FROM pg_auth_members m JOIN up ON m.member = up.oid
           )
-          SELECT up.grant_name AS grant, r.rolname::text AS via,
-                 CASE WHEN r.rolsuper THEN 'SUPERUSER' WHEN r.rolcreaterole THEN 'CREATEROLE' WHEN r.rolreplication THEN 'REPLICATION'
-                      WHEN r.rolbypassrls THEN 'BYPASSRLS' WHEN r.rolname = current_user THEN 'the issuer''s own login'
-                      ELSE 'a predefined role that reaches beyond the database' END AS why
-          FROM up JOIN pg_roles r ON r.oid = up.oid
-          WHERE r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls OR r.rolname = current_user
-             OR r.rolname IN ${t(REFUSED_PREDEFINED_ROLES as unknown as string[])}
+          SELECT * FROM (
+            SELECT up.grant_name AS grant, r.rolname::text AS via,
+                   CASE WHEN r.rolsuper THEN 'SUPERUSER' WHEN r.rolcreaterole THEN 'CREATEROLE' WHEN r.rolreplication THEN 'REPLICATION'
+                        WHEN r.rolbypassrls THEN 'BYPASSRLS' WHEN r.rolname = current_user THEN 'the issuer''s own login'
+                        ELSE 'a predefined role, which reaches beyond the database' END AS why
+            FROM up JOIN pg_roles r ON r.oid = up.oid
+            WHERE r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls OR r.rolname = current_user
+               OR r.oid < ${FIRST_NORMAL_OBJECT_ID}
+            UNION ALL
+            SELECT up.grant_name, r.rolname::text, 'held WITH ADMIN OPTION (the login could grant it to anyone)'
+            FROM up JOIN pg_auth_members m ON m.member = up.oid AND m.admin_option JOIN pg_roles r ON r.oid = m.roleid
+          ) refused
           ORDER BY 1, 2 LIMIT 1`;
         const p = privileged[0];
         if (p) {
@@ -222,13 +237,21 @@ export class PostgresTargets {
           );
         }
       }
+      stillWanted();
       await t`CREATE ROLE ${t(role)} WITH LOGIN INHERIT PASSWORD ${t.unsafe(`'${verifier}'`)} VALID UNTIL ${t.unsafe(`'${until}'`)}`;
-      for (const g of grants) await t`GRANT ${t(g)} TO ${t(role)}`;
+      for (const g of grants) {
+        stillWanted();
+        await t`GRANT ${t(g)} TO ${t(role)}`;
+      }
+      stillWanted();
     });
     try {
       await withDeadline(TARGET_CALL_DEADLINE_MS, 'creating the login', work);
     } catch (err) {
-      if (err instanceof TargetError) throw err;
+      if (err instanceof TargetError) {
+        abandoned = true;
+        throw err;
+      }
       if (err instanceof RefusedGrant) throw new TargetError(err.message, false);
       const d = describe(err);
       // An error the server raised rolled the transaction back; a broken connection after BEGIN leaves it open to doubt.
@@ -242,11 +265,11 @@ export class PostgresTargets {
    * gone, then the role dropped. Each step is safe to repeat, so a retry after
    * any failure finishes the job. Idempotent: a role already gone is fine.
    */
-  async dropLogin(key: string, version: string, c: TargetConnection, role: string): Promise<void> {
+  async dropLogin(key: string, version: string, c: TargetConnection, role: string): Promise<'dropped' | 'absent'> {
     if (!ROLE_NAME.test(role)) throw new Error('refusing to drop a role Coffer did not name');
     const sql = this.pool(key, version, c);
     try {
-      await withDeadline(TARGET_CALL_DEADLINE_MS, 'ending the login', this.endLogin(sql, role));
+      return await withDeadline(TARGET_CALL_DEADLINE_MS, 'ending the login', this.endLogin(sql, role));
     } catch (err) {
       if (err instanceof TargetError) throw err;
       const d = describe(err);
@@ -254,10 +277,16 @@ export class PostgresTargets {
     }
   }
 
-  private async endLogin(sql: postgres.Sql, role: string): Promise<void> {
+  private async endLogin(sql: postgres.Sql, role: string): Promise<'dropped' | 'absent'> {
     const [found] = await sql<{ oid: number }[]>`SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${role}`;
-    if (!found) return;
-    await sql`ALTER ROLE ${sql(role)} NOLOGIN`;
+    if (!found) return 'absent';
+    try {
+      await sql`ALTER ROLE ${sql(role)} NOLOGIN`;
+    } catch (err) {
+      // 42704: dropped meanwhile (another node, or a concurrent end of the same lease).
+      if ((err as { code?: string }).code === '42704') return 'absent';
+      throw err;
+    }
     await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = ${found.oid} AND pid <> pg_backend_pid()`;
     // pg_terminate_backend only signals: wait (bounded) until the sessions are really gone before dropping.
     const until = Date.now() + TERMINATE_WAIT_MS;
@@ -278,6 +307,7 @@ export class PostgresTargets {
         await t`DROP ROLE IF EXISTS ${t(role)}`;
       });
     }
+    return 'dropped';
   }
 
   /** Closes the pool of issuer `key` (deleted or replaced). */

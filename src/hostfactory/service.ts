@@ -51,6 +51,8 @@ export interface HostFactoryDeps {
   audit: AuditLog;
   credentials: Credentials;
   clock: Clock;
+  /** An enrolled host was re-enrolled (its API key rotated, its tokens dead): ends what they fetched. */
+  onCredentialsChanged?: (account: string, roleId: string) => Promise<void>;
 }
 
 export interface TokenParams {
@@ -253,6 +255,7 @@ export class HostFactoryService {
       });
       this.d.authorizer.invalidate();
       this.d.audit.publish(result.rows);
+      if (!result.created) await this.d.onCredentialsChanged?.(accountOf(result.hostId, null) ?? '', result.hostId).catch(() => undefined);
       return { hostId: result.hostId, hostFactoryId: result.hostFactoryId, apiKey: result.apiKey, created: result.created };
     } catch (err) {
       // The rolled-back transaction may have taught the cache about rows that no longer exist.

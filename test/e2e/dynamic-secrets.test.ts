@@ -73,6 +73,11 @@ const POLICY = `
     annotations:
       dynamic/issuer: pg1
       dynamic/grant-roles: app_super
+  - !variable
+    id: pg-delegate
+    annotations:
+      dynamic/issuer: pg1
+      dynamic/grant-roles: app_delegate
 - !permit
   role: !host ci
   privileges: [ read, execute ]
@@ -83,6 +88,7 @@ const POLICY = `
   - !variable data/dynamic/pg-payroll
   - !variable data/dynamic/pg-sneaky
   - !variable data/dynamic/pg-super
+  - !variable data/dynamic/pg-delegate
   - !variable static/token
 - !permit
   role: !host reader
@@ -128,7 +134,7 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
   // The roles pg1's variables may grant: app_read, the two halves of pg-evil's annotation (so that they reach the
   // target, as identifiers), and two the target refuses (one inherits from a predefined role, one is a superuser).
   const EVIL = ['app_read"; DROP TABLE app_data; --', "x' ; DROP TABLE app_data; SELECT '1"];
-  const ALLOWED = ['app_read', ...EVIL, 'app_sneaky', 'app_super'];
+  const ALLOWED = ['app_read', ...EVIL, 'app_sneaky', 'app_super', 'app_delegate'];
   const issuerData = (port: number, password: string) => ({
     host: '127.0.0.1', port, database: 'app', username: 'coffer_admin', password, sslmode: 'disable', allowed_grant_roles: ALLOWED,
   });
@@ -164,6 +170,8 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
         'CREATE ROLE app_sneaky NOLOGIN',
         'GRANT pg_read_server_files TO app_sneaky',
         'CREATE ROLE app_super NOLOGIN SUPERUSER',
+        'CREATE ROLE app_delegate NOLOGIN',
+        'GRANT app_read TO app_delegate WITH ADMIN OPTION',
       ].join('; '),
       'app',
     );
@@ -224,15 +232,19 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       // …but only while the connection stays where it was: moving it (host, port, user, TLS) needs the password again,
       // or whoever may update an issuer could send its stored password to a server of their choice.
       for (const moved of [{ host: 'attacker.example' }, { port: 1 }, { username: 'someone' }, { database: 'other' }, { sslmode: 'prefer' }]) {
-        const r = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, '*****'), ...moved } });
+        const r = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, '*****'), allowed_grant_roles: ['app_read'], ...moved } });
         expect(r.status, r.text).toBe(400);
         expect(r.json.error.message).toMatch(/^data\.password must be sent again when data\.\w+ changes/);
-        const noPassword = { ...issuerData(target.port, ''), ...moved } as Record<string, unknown>;
+        const noPassword = { ...issuerData(target.port, ''), allowed_grant_roles: ['app_read'], ...moved } as Record<string, unknown>;
         delete noPassword.password;
         expect((await patchIssuer('pg-cli', { data: noPassword })).status).toBe(400);
       }
+      // Widening what the issuer grants needs the password too (narrowing, as above, does not).
+      const widened = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, '*****'), allowed_grant_roles: ['app_read', 'payroll_read'] } });
+      expect(widened.status, widened.text).toBe(400);
+      expect(widened.json.error.message).toMatch(/^data\.password must be sent again when data\.allowed_grant_roles changes/);
       updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
-      expect(JSON.parse(updated!.data_public)).toMatchObject({ host: '127.0.0.1', port: target.port, username: 'coffer_admin' });
+      expect(JSON.parse(updated!.data_public)).toMatchObject({ host: '127.0.0.1', port: target.port, username: 'coffer_admin', allowed_grant_roles: ['app_read'] });
       const moved = await patchIssuer('pg-cli', { data: { ...issuerData(target.port, 'a-new-password'), host: 'localhost' } });
       expect(moved.status, moved.text).toBe(200);
       updated = await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg-cli');
@@ -252,8 +264,9 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(extra.status).toBe(400);
       // allowed_grant_roles: never a predefined role that reaches beyond the database, never the issuer's own login, at most 16.
       const refusedRoles: [unknown, RegExp][] = [
-        [['app_read', 'pg_execute_server_program'], /may not name pg_execute_server_program: it reaches beyond the database/],
+        [['app_read', 'pg_execute_server_program'], /may not name pg_execute_server_program: predefined roles \(pg_\*\) reach beyond the database/],
         [['pg_write_server_files'], /may not name pg_write_server_files/],
+        [['pg_read_all_data'], /may not name pg_read_all_data/],
         [['coffer_admin'], /may not name the issuer's own login 'coffer_admin'/],
         [Array.from({ length: 17 }, (_, i) => `r${i}`), /may name at most 16 roles/],
         ['app_read', /must be an array of role names/],
@@ -347,6 +360,8 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       admin = await api.login('admin', keys.get('admin')!);
       await waitFor('the expired login to be dropped', async () => !(await roleExists(creds.username)));
       await waitFor('the lease row to go', async () => (await srv.server.vault.services.store.dynamic.getLease(creds.lease_id)) === undefined);
+      // Every earlier lease expired with it: let the sweeper finish them all, so the next tests count from a still state.
+      await waitFor('every expired lease to end', async () => (await leaseCount()) === 0 && (await coffers()) === 0);
     });
 
     it('a host without execute: 404 when it cannot see the variable, 403 when it can; no login created, no lease', async () => {
@@ -407,10 +422,13 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       const leases = await leaseCount();
       const sneaky = await api.request('GET', dynamicPath('pg-sneaky'), { token: await token('host/ci') });
       expect(sneaky.status, sneaky.text).toBe(502);
-      expect(sneaky.json.error.message).toContain('refusing to grant role "app_sneaky": it is a member of "pg_read_server_files", a predefined role that reaches beyond the database');
+      expect(sneaky.json.error.message).toContain('refusing to grant role "app_sneaky": it is a member of "pg_read_server_files", a predefined role, which reaches beyond the database');
       const superuser = await api.request('GET', dynamicPath('pg-super'), { token: await token('host/ci') });
       expect(superuser.status, superuser.text).toBe(502);
       expect(superuser.json.error.message).toContain('refusing to grant role "app_super": it is SUPERUSER');
+      const delegate = await api.request('GET', dynamicPath('pg-delegate'), { token: await token('host/ci') });
+      expect(delegate.status, delegate.text).toBe(502);
+      expect(delegate.json.error.message).toContain('refusing to grant role "app_delegate": it is a member of "app_read", held WITH ADMIN OPTION');
       expect(await coffers()).toBe(before);
       expect(await leaseCount()).toBe(leases);
     });
@@ -476,6 +494,11 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
     it("rotating a role's API key, or deleting the role, ends the leases it fetched", async () => {
       const ci = await token('host/ci');
       const first = await fetchCreds(ci);
+      // While a lease lives on the issuer's database, the issuer cannot be pointed elsewhere (it could not end it).
+      const move = await patchIssuer('pg1', { data: { ...issuerData(target.port, ADMIN_PW), host: 'localhost' } });
+      expect(move.status, move.text).toBe(409);
+      expect(move.json.error.message).toMatch(/^Issuer 'pg1' still has \d+ lease\(s\) on app at 127\.0\.0\.1:\d+: revoke them/);
+      expect(JSON.parse((await srv.server.vault.services.store.dynamic.getIssuer(A, 'pg1'))!.data_public).host).toBe('127.0.0.1');
       const rotated = await api.request('PUT', `/authn/${A}/api_key?role=${encodeURIComponent('host:ci')}`, { token: admin });
       expect(rotated.status, rotated.text).toBe(200);
       keys.set('host/ci', rotated.text);

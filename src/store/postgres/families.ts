@@ -128,6 +128,10 @@ export function createPgTokensStore(db: PgConnection): TokensStore {
     async purgeExpired(now) {
       return (await db()`DELETE FROM revoked_tokens WHERE expires_at <= ${now}`).count;
     },
+    async isRevoked(jti) {
+      const [row] = await db()<{ n: number }[]>`SELECT count(*)::int AS n FROM revoked_tokens WHERE jti = ${jti}`;
+      return row!.n > 0;
+    },
   };
 }
 
