@@ -25,12 +25,19 @@ export interface OpenOptions {
  * so an existing WAL database silently reopens at NORMAL unless the pragma is
  * set again on every open — which is why it is set unconditionally here.
  */
+/** SQLite page cache per connection, KiB. */
+export const PAGE_CACHE_KIB = 65_536;
+
 export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
   if (!opts.readonly) db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
+  // A page cache of 64 MiB instead of SQLite's 2 MiB: with millions of audit events, each insert touches the right
+  // edge of several indexes and the audit rollup; with 2 MiB those pages were read again from the OS on every commit
+  // (audited fetches at 5M events: 88.7 % of an empty log's rate, below the 90 % target).
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   migrate(db, opts.migrationsDir ?? MIGRATIONS_DIR, opts.readonly ?? false);
   return db;
 }
