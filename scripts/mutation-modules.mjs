@@ -49,7 +49,7 @@ export const MODULES = {
   // checks (load/authorize/run/requireUpdateBeneath and isDeletion; not the
   // dry-run report). The line ranges follow src/policy/loader.ts: check them when it changes.
   policy: {
-    mutate: ['src/policy/apply.ts', 'src/policy/loader.ts:56-179', 'src/policy/loader.ts:256-258'],
+    mutate: ['src/policy/apply.ts', 'src/policy/loader.ts:58-184', 'src/policy/loader.ts:262-264'],
     tests: ['test/unit/mutation-policy.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/policy-examples.test.ts', 'test/e2e/policy-ids.test.ts',
       'test/e2e/cli-policy-variable.test.ts', 'test/e2e/cli-inspect.test.ts', 'test/e2e/authn-policy.test.ts', ...MATRIX],
   },
