@@ -99,4 +99,55 @@ describe('the authorizer cache and transactions', () => {
     expect((await auth.allRoles(ALICE)).has(OPS)).toBe(true);
     expect(await auth.can(ALICE, 'execute', V)).toBe(true);
   });
+
+  it('outside a transaction, a closure, a fact and a decision are read from the store once, then served from the cache', async () => {
+    const { g, auth } = await vault();
+    auth.invalidate();
+    const calls = { roleClosure: 0, getRole: 0, getResource: 0, getAnnotation: 0 };
+    for (const name of Object.keys(calls) as (keyof typeof calls)[]) {
+      const original = (g[name] as (...a: unknown[]) => unknown).bind(g);
+      (g as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
+        calls[name]++;
+        return original(...a);
+      };
+    }
+    expect((await auth.allRoles(ALICE)).has(ALICE)).toBe(true);
+    expect((await auth.allRoles(ALICE)).has(ALICE)).toBe(true);
+    expect(calls.roleClosure).toBe(1);
+    expect(await auth.roleExists(ALICE)).toBe(true);
+    expect(await auth.roleExists(ALICE)).toBe(true);
+    expect(calls.getRole).toBe(1);
+    expect(await auth.annotation(V, 'conjur/mime_type')).toBeUndefined();
+    expect(await auth.annotation(V, 'conjur/mime_type')).toBeUndefined();
+    expect(calls.getAnnotation).toBe(1);
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+    expect(calls.getResource).toBe(1);
+    // invalidate() drops all of it.
+    auth.invalidate();
+    await auth.allRoles(ALICE);
+    await auth.roleExists(ALICE);
+    await auth.can(ALICE, 'execute', V);
+    expect(calls).toMatchObject({ roleClosure: 2, getRole: 2, getResource: 2 });
+  });
+
+  it('a decision made from a closure read before a graph change is answered but not cached', async () => {
+    const { g, auth } = await vault();
+    auth.invalidate();
+    const roleClosure = g.roleClosure.bind(g);
+    let first = true;
+    g.roleClosure = async (id: string) => {
+      const roles = await roleClosure(id);
+      if (first) {
+        first = false;
+        // A grant commits right after the closure was read; its writer invalidates now.
+        await g.insertMembership(OPS, ALICE, false, false, null);
+        auth.invalidate();
+      }
+      return roles;
+    };
+    // Decided from the closure before the grant: answered, but not kept.
+    expect(await auth.can(ALICE, 'execute', V)).toBe(false);
+    expect(await auth.can(ALICE, 'execute', V)).toBe(true);
+  });
 });
