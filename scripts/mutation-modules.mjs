@@ -33,7 +33,7 @@ export const MODULES = {
   // Resource/role JSON and the dry-run view with its redaction of ids the viewer cannot see.
   'rbac-views': {
     mutate: ['src/rbac/views.ts'],
-    tests: ['test/unit/rbac.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/cli-inspect.test.ts', ...MATRIX],
+    tests: ['test/unit/rbac.test.ts', 'test/unit/mutation-rbac-views.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', 'test/e2e/cli-inspect.test.ts', ...MATRIX],
   },
   // Value writes and every fetch path (single, versions, both batch forms): execute vs read, 404 vs 403.
   secrets: {
@@ -74,7 +74,7 @@ export const MODULES = {
   // authn-jwt: config, JWKS, verification, replay.
   'authn-jwt': {
     mutate: ['src/authn/jwt/**/*.ts'],
-    tests: ['test/unit/authn-jwt.test.ts', 'test/e2e/authn-jwt.test.ts', ...MATRIX],
+    tests: ['test/unit/authn-jwt.test.ts', 'test/unit/mutation-authn-jwt.test.ts', 'test/e2e/authn-jwt.test.ts', ...MATRIX],
   },
 };
 
