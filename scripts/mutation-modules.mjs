@@ -62,7 +62,7 @@ export const MODULES = {
   // Passwords and credentials (creation, rotation, sealed copy), TTLs, throttle.
   'authn-creds': {
     mutate: ['src/authn/passwords.ts', 'src/authn/credentials.ts', 'src/authn/ttl.ts', 'src/authn/throttle.ts'],
-    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
+    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/unit/mutation-authn-creds.test.ts', 'test/e2e/authn-policy.test.ts',
       'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
   },
   // The authn service: authenticate, Basic login, password change, key rotation, restricted_to.
