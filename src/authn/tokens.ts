@@ -228,11 +228,17 @@ export class TokenService {
     if (this.verified.size >= MAX_CACHE) this.verified.clear();
   }
 
-  /** Whether a token verified earlier has been revoked since, or its role's credentials changed. */
-  isRevoked(claims: TokenClaims): boolean {
-    if (this.revoked.has(claims.jti)) return true;
-    const nb = this.notBefore.get(claims.roleId);
-    return nb !== undefined && issuedAtMs(claims) <= nb;
+  /**
+   * Whether a token verified earlier has been revoked since, or its role's
+   * credentials changed — asked of the database too, so a revocation or key
+   * rotation on another node counts before its notice arrives here.
+   */
+  async isRevokedNow(claims: TokenClaims): Promise<boolean> {
+    const local = this.notBefore.get(claims.roleId);
+    if (this.revoked.has(claims.jti) || (local !== undefined && issuedAtMs(claims) <= local)) return true;
+    if (await this.deps.tokens.isRevoked(claims.jti)) return true;
+    const stored = (await this.deps.credentials.get(claims.roleId))?.tokens_not_before ?? 0;
+    return stored > 0 && issuedAtMs(claims) <= stored;
   }
 
   /** A revocation another node stored: refuse the token here too, from now on. */
@@ -280,7 +286,7 @@ export class TokenService {
 }
 
 /** Issue time in ms from the jti; tokens without one fall back to iat. */
-export function issuedAtMs(claims: TokenClaims): number {
+function issuedAtMs(claims: TokenClaims): number {
   const dash = claims.jti.indexOf('-');
   const ms = dash > 0 ? Number.parseInt(claims.jti.slice(0, dash), 16) : Number.NaN;
   return Number.isFinite(ms) ? ms : claims.iat * 1000;
