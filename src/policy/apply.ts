@@ -35,6 +35,8 @@ export interface ApplyResult {
   changes: ChangeLog;
   /** Ids of records whose rows were touched (for the dry-run report). */
   touched: Set<string>;
+  /** Ids of the roles and resources deleted (their dynamic-secret leases end after the load commits). */
+  removed: Set<string>;
 }
 
 const CREDENTIAL_KINDS = new Set(['user', 'host']);
@@ -61,7 +63,7 @@ export async function applyStatements(
   version: number | null = null,
 ): Promise<ApplyResult> {
   const g = new GraphSession(d.graph);
-  const result: ApplyResult = { createdRoles: {}, changes: { added: [], changed: [], removed: [] }, touched: new Set() };
+  const result: ApplyResult = { createdRoles: {}, changes: { added: [], changed: [], removed: [] }, touched: new Set(), removed: new Set() };
   const log = result.changes;
   const records = statements.filter((s): s is RecordStatement => s.type === 'record');
 
@@ -161,7 +163,7 @@ export async function applyStatements(
         break;
       }
       case 'delete':
-        await deleteRecord(g, s.id, log, result.touched);
+        await deleteRecord(g, s.id, log, result);
         break;
       case 'record':
         break;
@@ -252,7 +254,7 @@ async function checkReferences(g: PolicyGraph, statements: Statement[], records:
 }
 
 /** `!delete`: the role and resource, and recursively everything the record owns. */
-export async function deleteRecord(g: PolicyGraph, id: string, log: ChangeLog, touched: Set<string>): Promise<void> {
+export async function deleteRecord(g: PolicyGraph, id: string, log: ChangeLog, { touched, removed }: Pick<ApplyResult, 'touched' | 'removed'>): Promise<void> {
   const pending = [id];
   const seen = new Set<string>();
   while (pending.length > 0) {
@@ -268,12 +270,14 @@ export async function deleteRecord(g: PolicyGraph, id: string, log: ChangeLog, t
       touched.add(resource.owner_id);
       await g.deleteResource(current);
       log.removed.push(`removed resource ${current}`);
+      removed.add(current);
     }
     if (role) {
       for (const m of await g.membershipsOf(current)) touched.add(m.role_id);
       for (const m of await g.membersOf(current)) touched.add(m.member_id);
       await g.deleteRole(current);
       log.removed.push(`removed role ${current}`);
+      removed.add(current);
     }
     touched.add(current);
   }
@@ -297,10 +301,10 @@ async function removeAbsentRows(g: PolicyGraph, policyId: string, statements: St
   const rows = await g.rowsOfPolicy(policyId);
   const log = result.changes;
   for (const r of rows.resources) {
-    if (!declared.has(r.resource_id) && await g.getResource(r.resource_id)) await deleteRecord(g, r.resource_id, log, result.touched);
+    if (!declared.has(r.resource_id) && await g.getResource(r.resource_id)) await deleteRecord(g, r.resource_id, log, result);
   }
   for (const r of rows.roles) {
-    if (!declared.has(r.role_id) && await g.getRole(r.role_id)) await deleteRecord(g, r.role_id, log, result.touched);
+    if (!declared.has(r.role_id) && await g.getRole(r.role_id)) await deleteRecord(g, r.role_id, log, result);
   }
   for (const m of rows.memberships) {
     if (m.ownership === 1 || grants.has(`${m.role_id}\u0000${m.member_id}`)) continue;

@@ -163,7 +163,7 @@ export class PolicyLoader {
         ]);
         const response: LoadResponse = { created_roles: applied.createdRoles, version };
         if (resolved.warnings.length) response.warnings = resolved.warnings;
-        const removedIds = removed.flatMap((line) => /^removed (?:role|resource) (.+)$/.exec(line)?.[1] ?? []);
+        const removedIds = [...applied.removed];
         return { response, rows, removedIds };
       });
     } finally {
