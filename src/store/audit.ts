@@ -641,43 +641,43 @@ export function createAuditStore(db: Db, opts: AuditStoreOptions = {}) {
   };
 }
 
-/** Resource-id range [from, to), with an optional extra condition, making up (part of) a scope. */
-interface IdRange {
+/**
+ * Resource-id range [from, to) making up (part of) a scope; `endsWith`: only
+ * the ids in it that end with that text after at least one more character
+ * (a policy's users). Each backend renders it (SQLite here, PostgreSQL in
+ * ./postgres/audit.ts).
+ */
+export interface IdRange {
   from: string;
   to: string;
-  extra?: { sql: string; params: unknown[] };
+  endsWith?: string;
 }
 
 /** The first string after every string that starts with `prefix` ('/' → '0', ':' → ';'). */
 const after = (prefix: string) => prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 
+/** The range holding exactly `id`; a backend whose text cannot hold NUL (PostgreSQL) tests equality instead. */
+const exactly = (id: string): IdRange => ({ from: id, to: `${id}\u0000` });
+export const isExactRange = (r: IdRange) => r.to === `${r.from}\u0000`;
+
 /** Exact, case-sensitive ranges: `acct:KIND:PATH/…` per kind, never `other/x:PATH/…`. */
-function scopeRanges(scope: AuditScope, account: string, kinds: string[]): IdRange[] {
+export function scopeRanges(scope: AuditScope, account: string, kinds: string[]): IdRange[] {
   switch (scope.type) {
     case 'all':
       return [{ from: `${account}:`, to: after(`${account}:`) }];
     case 'resource':
-      return [{ from: scope.resourceId, to: `${scope.resourceId}\u0000` }];
-    case 'subtree': {
-      const policy = `${scope.account}:policy:${scope.path}`;
+      return [exactly(scope.resourceId)];
+    case 'subtree':
       return [
-        { from: policy, to: `${policy}\u0000` },
+        exactly(`${scope.account}:policy:${scope.path}`),
         ...kinds.map((k) => {
           const prefix = `${scope.account}:${k}:${scope.path}/`;
           return { from: prefix, to: after(prefix) };
         }),
       ];
-    }
     case 'users': {
       const prefix = `${scope.account}:user:`;
-      const suffix = `@${scope.suffix}`;
-      return [
-        {
-          from: prefix,
-          to: after(prefix),
-          extra: { sql: 'length(resource_id) > length(?) + length(?) AND substr(resource_id, -length(?)) = ?', params: [prefix, suffix, suffix, suffix] },
-        },
-      ];
+      return [{ from: prefix, to: after(prefix), endsWith: `@${scope.suffix}` }];
     }
   }
 }
@@ -728,9 +728,9 @@ function rangeQuery(f: AuditFilter, range: IdRange, w: SeqWindow): { sql: string
   const r = residual(f, false);
   const where = [r.where, 'resource_id >= ? AND resource_id < ?'];
   const params = [...r.params, range.from, range.to];
-  if (range.extra) {
-    where.push(range.extra.sql);
-    params.push(...range.extra.params);
+  if (range.endsWith !== undefined) {
+    where.push('length(resource_id) > length(?) + length(?) AND substr(resource_id, -length(?)) = ?');
+    params.push(range.from, range.endsWith, range.endsWith, range.endsWith);
   }
   if (f.cursor !== undefined) {
     where.push(f.order === 'desc' ? 'seq < ?' : 'seq > ?');
