@@ -56,7 +56,8 @@ export const MODULES = {
   // API keys and access tokens (src/authn/ takes three runs: each is long on two cores).
   authn: {
     mutate: ['src/authn/api-keys.ts', 'src/authn/tokens.ts'],
-    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/e2e/authn-policy.test.ts',
+    tests: ['test/unit/tokens.test.ts', 'test/unit/mutation-authn.test.ts', 'test/unit/mutation-authn-tokens.test.ts',
+      'test/unit/mutation-authn-api-keys.test.ts', 'test/e2e/authn-policy.test.ts',
       'test/e2e/token-lifetime.test.ts', 'test/e2e/cli-auth.test.ts', ...MATRIX],
   },
   // Passwords and credentials (creation, rotation, sealed copy), TTLs, throttle.
