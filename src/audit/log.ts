@@ -107,6 +107,8 @@ export class AuditLog {
   /** A batch is being committed; events queued meanwhile go into the next one. */
   private flushing = false;
   private searchIndexTimer?: NodeJS.Timeout;
+  /** Batches written so far; the idle-time indexer stops when it changes. */
+  private writesSeen = 0;
   private readonly nowIso: () => string;
 
   constructor(private readonly deps: AuditLogDeps) {
@@ -207,6 +209,8 @@ export class AuditLog {
    */
   private indexSearchWhenIdle(): void {
     clearTimeout(this.searchIndexTimer);
+    // A batch still running when a write lands must not re-arm itself: that write's own timer decides.
+    const writes = ++this.writesSeen;
     const step = async () => {
       let added = 0;
       try {
@@ -215,7 +219,7 @@ export class AuditLog {
         // A derived index: a failed batch (a full disk) is retried after the next write.
         return;
       }
-      if (added === SEARCH_INDEX_STEP) this.searchIndexTimer = setTimeout(() => void step(), 0).unref();
+      if (added === SEARCH_INDEX_STEP && writes === this.writesSeen) this.searchIndexTimer = setTimeout(() => void step(), 0).unref();
     };
     this.searchIndexTimer = setTimeout(() => void step(), SEARCH_INDEX_IDLE_MS).unref();
   }

@@ -52,6 +52,46 @@ describe('audit search index', () => {
   });
 });
 
+describe('audit search index while writes land', () => {
+  it('a batch still running when a write lands does not schedule the next one: the write waits its own idle time', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const store = openStore(join(tempDir('coffer-test-search-race-'), 'c.db'));
+    let release: (() => void) | undefined;
+    let calls = 0;
+    const audit = {
+      ...store.audit,
+      // Each batch is indexed at once but answers only when released: "still running" for as long as the test says.
+      indexSearchBatch: async (max: number) => {
+        calls++;
+        const added = await store.audit.indexSearchBatch(max);
+        await new Promise<void>((resolve) => (release = resolve));
+        return added;
+      },
+    };
+    const log = new AuditLog({ store: audit, tx: (fn) => store.tx(fn) });
+    const indexed = () => (store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n;
+    await Promise.all(Array.from({ length: SEARCH_INDEX_STEP * 3 }, (_, i) => log.record(ev(i))));
+    await advance(250);
+    expect(calls).toBe(1); // the first batch runs, and is held
+    await log.record(ev(-1)); // a write lands meanwhile: it arms its own 250 ms wait
+    release!();
+    await settle();
+    await advance(0);
+    expect(calls).toBe(1); // the finished batch did not chain a second one at once
+    expect(vi.getTimerCount()).toBe(1); // only the write's timer
+    await advance(249);
+    expect(calls).toBe(1);
+    await advance(1);
+    expect(calls).toBe(2);
+    expect(indexed()).toBe(SEARCH_INDEX_STEP * 2);
+    release!();
+    await settle();
+    vi.useRealTimers();
+    await log.close();
+    store.close();
+  });
+});
+
 describe('audit search on a full disk', () => {
   it('a q query still answers, through the account index, when the search index cannot be caught up', async () => {
     const store = openStore(join(tempDir('coffer-test-search-full-'), 'c.db'));
