@@ -7,7 +7,7 @@
  * Every page visited is checked with axe-core (no serious or critical
  * violation) and saved as a screenshot in .console-shots/ (not committed).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
@@ -18,6 +18,9 @@ import type { PostgresStore } from '../../src/store/postgres/index.js';
 import { buildConsole } from '../../scripts/build-ui.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
+// A page updates when the browser gets to it: on two cores busy with the rest of the suite, a drawer took over the
+// default 1 s poll to appear (and, left open, blocked the next test's click). What a poll waits for is unchanged.
+vi.setConfig({ expect: { poll: { timeout: 10_000 } } });
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(ROOT, '.console-shots');
 const AXE = readFileSync(join(ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
