@@ -606,9 +606,15 @@ describePostgres('PostgreSQL store', () => {
     const shapes: Partial<AuditFilter>[] = [
       {}, { order: 'asc' }, { limit: 7 }, { limit: 7, order: 'asc', cursor: 100 }, { cursor: 250 }, { action: 'authn' }, { result: 'failure', limit: 5 },
       { action: 'fetch', result: 'failure' }, { since: '2030-01-01T00:03:00.000Z', limit: 9 }, { until: '2030-01-01T00:02:00.000Z', order: 'asc', limit: 9 },
-      { limit: 1000 },
+      { limit: 1000 }, { limit: undefined }, { limit: undefined, order: 'asc', action: 'fetch' },
     ];
-    for (const scopeSet of [scopes, scopes.slice(2, 3), scopes.slice(4), [scopes[0]!]]) {
+    // An auditor of many policies: hundreds of ranges, more than one statement's worth (merged across statements).
+    const many: AuditScope[] = [
+      ...Array.from({ length: 40 }, (_, i): AuditScope => ({ type: 'subtree', account: 'a', path: i === 7 ? 'ci' : `p${i}` })),
+      ...Array.from({ length: 40 }, (_, i): AuditScope => ({ type: 'users', account: 'a', suffix: i === 9 ? 'ci-sub' : `p${i}` })),
+      ...scopes,
+    ];
+    for (const scopeSet of [scopes, scopes.slice(2, 3), scopes.slice(4), [scopes[0]!], many]) {
       for (const shape of shapes) {
         const f: AuditFilter = { account: 'a', scopes: scopeSet, order: 'desc', limit: 20, ...shape };
         const expected = liteAudit.query(f).map((r) => r.seq);

@@ -4,7 +4,7 @@
  * ./index.ts), so `head()` then `insert()` extend one chain whichever node
  * appends. A filtered page is one statement: PostgreSQL's planner picks among
  * the same (account, …, seq) indexes SQLite's slices walk (a scoped
- * auditor's page: one subquery per resource-id range, see rangePlanSql), and `q` is served
+ * auditor's page: one subquery per resource-id range, see rangePlanSqls), and `q` is served
  * by the trigram index (ILIKE on a COLLATE "C" column folds ASCII letters
  * only, as SQLite's LIKE does).
  */
@@ -53,23 +53,35 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
   return { text, params };
 }
 
+/** Subqueries per statement of a range plan: its text and parameters stay bounded however many scopes an auditor has. */
+const RANGES_PER_STATEMENT = 64;
+
 /**
  * A scoped auditor's page with no id or q filter of its own: the OR of
  * scope expressions can use no index, and the planner walked the account's
  * newest events down until it had a page — 660 ms over a million events for
  * a policy holding 1 % of them, the whole account for one holding none. As
  * SQLite's rangePlan does, each scope becomes ranges of the (account,
- * resource_id, seq) index (one per resource kind for a subtree), each range
- * a subquery asking for its own first page in the requested order, and the
- * pages are merged (UNION drops an event two overlapping scopes both hold).
+ * resource_id, seq) index (one per resource kind for a subtree; the same
+ * range once), each range a subquery asking for its own first page in the
+ * requested order. A statement merges up to RANGES_PER_STATEMENT of them
+ * (UNION drops an event two ranges both hold); an auditor of many policies
+ * gets several statements, merged here.
  */
-function rangePlanSql(f: AuditFilter, kinds: string[]): { text: string; params: unknown[] } {
-  const { params, p } = placeholders();
-  const order = f.order === 'desc' ? 'DESC' : 'ASC';
-  const limit = f.limit === undefined ? '' : ` LIMIT ${p(f.limit)}`;
-  const arms = f.scopes
+function rangePlanSqls(f: AuditFilter, kinds: string[]): { text: string; params: unknown[] }[] {
+  const seen = new Set<string>();
+  const ranges = f.scopes
     .flatMap((sc) => scopeRanges(sc, f.account, kinds))
-    .map((range) => {
+    .filter((r) => {
+      const key = JSON.stringify([r.from, r.to, r.endsWith ?? null]);
+      return !seen.has(key) && seen.add(key);
+    });
+  const statements: { text: string; params: unknown[] }[] = [];
+  for (let i = 0; i < ranges.length; i += RANGES_PER_STATEMENT) {
+    const { params, p } = placeholders();
+    const order = f.order === 'desc' ? 'DESC' : 'ASC';
+    const limit = f.limit === undefined ? '' : ` LIMIT ${p(f.limit)}`;
+    const arms = ranges.slice(i, i + RANGES_PER_STATEMENT).map((range) => {
       const where = filterConditions(f, p);
       if (isExactRange(range)) where.push(`resource_id = ${p(range.from)}`);
       else where.push(`resource_id >= ${p(range.from)} AND resource_id < ${p(range.to)}`);
@@ -80,10 +92,12 @@ function rangePlanSql(f: AuditFilter, kinds: string[]): { text: string; params: 
       }
       return `(SELECT * FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq ${order}${limit})`;
     });
-  return { text: `SELECT * FROM (${arms.join(' UNION ')}) AS scoped ORDER BY seq ${order}${limit}`, params };
+    statements.push({ text: `SELECT * FROM (${arms.join(' UNION ')}) AS scoped ORDER BY seq ${order}${limit}`, params });
+  }
+  return statements;
 }
 
-/** Whether `f` is a scoped auditor's page that rangePlanSql serves (an id or q filter drives its own index). */
+/** Whether `f` is a scoped auditor's page that rangePlanSqls serves (an id or q filter drives its own index). */
 const usesRangePlan = (f: AuditFilter) =>
   f.scopes.length > 0 && !f.scopes.some((s) => s.type === 'all') && f.resource === undefined && f.role === undefined && f.q === undefined;
 
@@ -173,7 +187,15 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
       return rowsOf(await db()<AuditRow[]>`SELECT * FROM audit_events WHERE seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`);
     },
     async query(f) {
-      const { text, params } = usesRangePlan(f) ? rangePlanSql(f, await kindsOf(db, f.account)) : querySql(f);
+      if (usesRangePlan(f)) {
+        const bySeq = new Map<number, AuditRow>();
+        for (const { text, params } of rangePlanSqls(f, await kindsOf(db, f.account))) {
+          for (const row of rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[])) bySeq.set(Number(row.seq), row);
+        }
+        const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? Number(b.seq) - Number(a.seq) : Number(a.seq) - Number(b.seq)));
+        return f.limit === undefined ? rows : rows.slice(0, f.limit);
+      }
+      const { text, params } = querySql(f);
       return rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[]);
     },
     async countRollup(q) {
@@ -195,9 +217,12 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
       return lines;
     },
     async explain(f) {
-      const { text, params } = usesRangePlan(f) ? rangePlanSql(f, await kindsOf(db, f.account)) : querySql(f);
-      const rows = (await db().unsafe(`EXPLAIN ${text}`, params as never[])) as unknown as { 'QUERY PLAN': string }[];
-      return rows.map((r) => r['QUERY PLAN']);
+      const lines: string[] = [];
+      for (const { text, params } of usesRangePlan(f) ? rangePlanSqls(f, await kindsOf(db, f.account)) : [querySql(f)]) {
+        const rows = (await db().unsafe(`EXPLAIN ${text}`, params as never[])) as unknown as { 'QUERY PLAN': string }[];
+        lines.push(...rows.map((r) => r['QUERY PLAN']));
+      }
+      return lines;
     },
   };
 }
