@@ -3,18 +3,25 @@
  * pins a behaviour that a surviving Stryker mutant changed while every other
  * test stayed green — identity and id checks, the clock-tolerance bounds, the
  * jti rules, the replay store's boundaries, configuration parsing, the JWKS
- * cache and discovery, and the non-public address check. Audit reasons are
+ * cache and discovery, the non-public address check (literals and every
+ * address of a DNS answer), and the server-side service's decisions (service
+ * ids, cross-account status, private hosts, listing). Audit reasons are
  * compared whole: they are what an operator reads (Conjur's CONJ code and text).
  *
  * No beforeAll: keys are made inside the tests (a failing hook would make
  * Stryker count the mutants as survived), and no network is used except
- * loopback servers and the refusals that happen before any connection.
+ * loopback servers and the refusals that happen before any connection (the
+ * DNS test answers dns.lookup from a table and stubs http.request).
  */
+import dns from 'node:dns';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CompactSign, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import type { Actor } from '../../src/context.js';
 import { CofferError } from '../../src/errors.js';
+import { JwtAuthnService, type JwtServiceDeps } from '../../src/authn/jwt/service.js';
 import {
   authenticateJwt,
   checkHostRestrictions,
@@ -288,6 +295,24 @@ describe('resolveHostIdentity: blank values, types and malformed ids', () => {
     expect(claimAt({ host: 'abc' }, 'host/0')).toBeUndefined();
     expect(claimAt({ host: ['a'] }, 'host/0')).toBeUndefined();
     expect(claimAt({ host: { id: 'x' } }, 'host/id')).toBe('x');
+  });
+
+  it('treats null inside a claim path, and null documents, as missing (not a TypeError)', async () => {
+    expect(claimAt({ project: null }, 'project/path')).toBeUndefined();
+    expect(claimAt({ a: { b: null } }, 'a/b/c')).toBeUndefined();
+    // A restriction whose claim path runs through null is a missing claim (CONJ00084E), not a crash.
+    expect(
+      await reasonOf(() =>
+        checkHostRestrictions({ project: null } as JWTPayload, plainConfig(), 'ci', { 'authn-jwt/ci/project/path': 'x' }),
+      ),
+    ).toBe(
+      "CONJ00084E Claim 'project/path' is missing from JWT token. Verify that you configured the host with permitted restrictions.",
+    );
+    expect(await reasonOf(() => parseJwtAuthenticatorConfig({ 'public-keys': 'null', issuer: ISSUER }))).toBe(
+      "CONJ00120E Failed to parse 'public-keys': Type can't be blank, Value can't be blank, and Type '' is not a valid public-keys type. Valid types are: jwks",
+    );
+    const source = new RemoteJwksKeySource({ jwksUri: 'https://idp.example/keys' }, { fetchText: async () => 'null' });
+    expect(await reasonOf(source.getKeys({ alg: 'ES256', kid: 'k1' }))).toBe("CONJ00088E JWKS not found in response: 'keys' member missing");
   });
 });
 
@@ -612,6 +637,12 @@ describe('isNonPublicAddress: IPv4-mapped forms and non-addresses', () => {
   ])('%s → %s', (address, expected) => {
     expect(isNonPublicAddress(address)).toBe(expected);
   });
+
+  it('treats a dotted tail after ::ffff: that is not four numbers as a non-address (non-public)', () => {
+    for (const address of ['::ffff:a.0.0.1', '::ffff:0.a.0.1', '::ffff:0.0.a.1', '::ffff:0.0.1.a', '::ffff:x.y.z.w']) {
+      expect(isNonPublicAddress(address), address).toBe(true);
+    }
+  });
 });
 
 describe('httpGetText: refusals before connecting, request shape and size cap', () => {
@@ -629,6 +660,67 @@ describe('httpGetText: refusals before connecting, request shape and size cap', 
   it('refuses a host name that resolves to a loopback address', async () => {
     const error = await thrown(httpGetText(new URL('http://localhost:9/'), limits));
     expect((error as NodeJS.ErrnoException).message).toBe('localhost resolves to a non-public address');
+  });
+
+  it('checks every address of a DNS answer (one non-public address refuses the host), in both lookup forms', async () => {
+    // The lookup that httpGetText hands to node:http is taken from the request options; dns.lookup answers
+    // from a table, so no name is resolved and no connection is made.
+    const answers: Record<string, dns.LookupAddress[]> = {
+      'public.example': [
+        { address: '93.184.216.34', family: 4 },
+        { address: '2606:4700::1111', family: 6 },
+      ],
+      'mixed.example': [
+        { address: '93.184.216.34', family: 4 },
+        { address: '10.0.0.1', family: 4 },
+      ],
+      'mapped.example': [{ address: '::ffff:169.254.169.254', family: 6 }],
+      'empty.example': [],
+    };
+    const asked: Array<[string, unknown]> = [];
+    const lookupSpy = vi.spyOn(dns, 'lookup').mockImplementation(((
+      host: string,
+      options: dns.LookupAllOptions,
+      callback: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void,
+    ) => {
+      asked.push([host, options.all]);
+      const answer = answers[host];
+      if (answer === undefined) {
+        const error: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${host}`);
+        error.code = 'ENOTFOUND';
+        return callback(error, undefined as never);
+      }
+      return callback(null, answer);
+    }) as never);
+    let lookup: ((host: string, options: dns.LookupOptions, cb: (...args: unknown[]) => void) => void) | undefined;
+    const requestSpy = vi.spyOn(http, 'request').mockImplementation(((_url: URL, options: http.RequestOptions) => {
+      lookup = options.lookup as never;
+      return Object.assign(new EventEmitter(), { end: () => undefined, destroy: () => undefined });
+    }) as never);
+    try {
+      const pending = thrown(httpGetText(new URL('http://anything.example:9/'), { timeoutMs: 20, maxBytes: 64, denyPrivateAddresses: true }));
+      expect(lookup).toBeTypeOf('function');
+      const resolve = (host: string, all: boolean) =>
+        new Promise<unknown[]>((done) => lookup!(host, { all }, (...args: unknown[]) => done(args)));
+      for (const host of ['mixed.example', 'mapped.example', 'empty.example']) {
+        for (const all of [true, false]) {
+          const [error] = await resolve(host, all);
+          expect(error, host).toBeInstanceOf(Error);
+          expect((error as NodeJS.ErrnoException).code, host).toBe('ENONPUBLIC');
+          expect((error as Error).message).toBe(`${host} resolves to a non-public address`);
+        }
+      }
+      expect(await resolve('public.example', true)).toEqual([null, answers['public.example']]);
+      expect(await resolve('public.example', false)).toEqual([null, '93.184.216.34', 4]);
+      const [error] = await resolve('nowhere.example', false);
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOTFOUND');
+      // Every resolution asks for all addresses, whatever form the caller wants.
+      expect(asked.every(([, all]) => all === true)).toBe(true);
+      expect(((await pending) as Error).message).toBe('request timed out after 20 ms');
+    } finally {
+      requestSpy.mockRestore();
+      lookupSpy.mockRestore();
+    }
   });
 
   it('refuses other protocols', async () => {
@@ -895,6 +987,188 @@ describe('RemoteJwksKeySource: kid, cache age, refresh failures and discovery', 
   });
 });
 
+
+// ---------------------------------------------------------------------------
+// service.ts: service ids, cross-account status, variables, private hosts, listing (fake dependencies)
+// ---------------------------------------------------------------------------
+
+describe('JwtAuthnService with fake dependencies: decisions before and around the key source', () => {
+  /**
+   * A service whose store, secrets, authorizer and audit are tables: every webservice exists,
+   * `can` answers `allow`, and `variables` maps service id → variable → value (null: defined, no value).
+   */
+  function fakeService(opts: {
+    enabledByConfig?: string[];
+    allowPrivateHosts?: string[];
+    variables?: Record<string, Record<string, string | null>>;
+    allow?: boolean;
+    enabledWebservices?: string[];
+    configuredWebservices?: string[];
+  }) {
+    const calls: string[] = [];
+    const fetched: Array<[string, boolean | undefined]> = [];
+    const variableOf = (id: string) => /^acme:variable:conjur\/authn-jwt\/([^/]+)\/(.+)$/.exec(id);
+    const deps = {
+      config: {
+        enabledByConfig: opts.enabledByConfig ?? [],
+        allowHttpHosts: [],
+        clockToleranceSec: 0,
+        allowPrivateHosts: opts.allowPrivateHosts ?? [],
+      },
+      clock: { nowMs: fixedNow },
+      store: {
+        accounts: { exists: async (account: string) => account === 'acme' },
+        authenticators: {
+          enabled: async () => undefined,
+          setEnabled: async (id: string) => void calls.push(`store.setEnabled ${id}`),
+          enabledWebservices: async () => opts.enabledWebservices ?? [],
+          configuredJwtWebservices: async () => opts.configuredWebservices ?? [],
+        },
+        graph: {
+          getResource: async (id: string) => {
+            const v = variableOf(id);
+            if (v === null) return { id };
+            return opts.variables?.[v[1]!]?.[v[2]!] !== undefined ? { id } : undefined;
+          },
+        },
+        tx: async <T>(fn: () => Promise<T>) => fn(),
+      },
+      secrets: {
+        readInternal: async (id: string) => {
+          const v = variableOf(id)!;
+          const value = opts.variables?.[v[1]!]?.[v[2]!];
+          return value === null || value === undefined ? undefined : Buffer.from(value);
+        },
+      },
+      authorizer: {
+        can: async (role: string, privilege: string, resource: string) => {
+          calls.push(`can ${role} ${privilege} ${resource}`);
+          return opts.allow ?? true;
+        },
+        requireVisible: async (role: string, id: string) => (calls.push(`requireVisible ${role} ${id}`), { id }),
+        canOn: async () => true,
+      },
+      audit: {
+        record: async (event: { result: string; operation: string }) => void calls.push(`audit ${event.operation} ${event.result}`),
+        recordInTransaction: async () => [],
+        publish: () => undefined,
+      },
+      fetchText: async (url: URL, limits: FetchLimits) => {
+        fetched.push([url.href, limits.denyPrivateAddresses]);
+        return JSON.stringify({ keys: [(await theKey()).jwk] });
+      },
+    };
+    return { service: new JwtAuthnService(deps as unknown as JwtServiceDeps), calls, fetched };
+  }
+  const actor = (account = 'acme'): Actor => ({
+    account,
+    roleId: `${account}:user:admin`,
+    login: 'admin',
+    request: { clientIp: '127.0.0.1' } as Actor['request'],
+  });
+  const remote = (uri: string) => ({ 'jwks-uri': uri, 'token-app-property': 'host' });
+
+  it('refuses a service id outside [A-Za-z0-9._-]{1,128} even when the configuration enables it', async () => {
+    const bad = ['a b', 'a/b', 'ok:x', 'x'.repeat(129)];
+    const { service, fetched } = fakeService({
+      enabledByConfig: bad.map((id) => `authn-jwt/${id}`),
+      variables: Object.fromEntries(bad.map((id) => [id, remote('https://idp.example/keys')])),
+    });
+    for (const id of bad) {
+      expect(await service.status(actor(), 'acme', id), id).toEqual({
+        httpStatus: 500,
+        body: { status: 'error', error: `CONJ00004E Authenticator 'authn-jwt/${id}' is not enabled` },
+      });
+      expect(await reasonOf(service.authenticate({ serviceId: id, account: 'acme', jwt: 'a.b.c', request: {} as Actor['request'] })), id).toBe(
+        `CONJ00004E Authenticator 'authn-jwt/${id}' is not enabled`,
+      );
+    }
+    expect(fetched).toEqual([]);
+    // The longest and the widest valid ids pass the check.
+    const ok = ['x'.repeat(128), 'A.z_0-9'];
+    const good = fakeService({
+      enabledByConfig: ok.map((id) => `authn-jwt/${id}`),
+      variables: Object.fromEntries(ok.map((id) => [id, remote('https://idp.example/keys')])),
+    });
+    for (const id of ok) expect(await good.service.status(actor(), 'acme', id), id).toEqual({ httpStatus: 200, body: { status: 'ok' } });
+  });
+
+  it('answers an enable or disable of a malformed service id with 404 before any privilege check', async () => {
+    const { service, calls } = fakeService({});
+    for (const id of ['a b', 'a/b', 'x'.repeat(129)]) {
+      const error = await thrown(service.setEnabled(actor(), 'acme', id, true));
+      expect(error, id).toBeInstanceOf(CofferError);
+      expect((error as CofferError).code).toBe('not_found');
+      expect((error as CofferError).message).toBe(`Webservice 'conjur/authn-jwt/${id}' not found in account 'acme'`);
+    }
+    expect(calls).toEqual(['audit enable failure', 'audit enable failure', 'audit enable failure']);
+    await service.setEnabled(actor(), 'acme', 'ci', true);
+    expect(calls.slice(3)).toEqual(['requireVisible acme:user:admin acme:webservice:conjur/authn-jwt/ci', 'store.setEnabled acme:webservice:conjur/authn-jwt/ci']);
+  });
+
+  it("refuses the status of another account's service (403) without asking the authorizer", async () => {
+    const { service, calls } = fakeService({ enabledByConfig: ['authn-jwt/ci'], variables: { ci: remote('https://idp.example/keys') } });
+    expect(await service.status(actor('other'), 'acme', 'ci')).toEqual({
+      httpStatus: 403,
+      body: { status: 'error', error: "CONJ00006E 'admin' does not have 'read' privilege on acme:webservice:conjur/authn-jwt/ci/status" },
+    });
+    expect(calls).toEqual([]);
+    expect(await service.status(actor(), 'acme', 'ci')).toEqual({ httpStatus: 200, body: { status: 'ok' } });
+    expect(calls).toEqual(['can acme:user:admin read acme:webservice:conjur/authn-jwt/ci/status']);
+  });
+
+  it('reads a configuration variable that is defined without a value as missing (CONJ00037E)', async () => {
+    const { service, fetched } = fakeService({
+      enabledByConfig: ['authn-jwt/ci'],
+      variables: { ci: { ...remote('https://idp.example/keys'), issuer: null } },
+    });
+    expect(await service.status(actor(), 'acme', 'ci')).toEqual({
+      httpStatus: 500,
+      body: { status: 'error', error: 'CONJ00037E Missing value for resource: acme:variable:conjur/authn-jwt/ci/issuer' },
+    });
+    expect(fetched).toEqual([]);
+  });
+
+  it('lets only the hosts named in allowPrivateHosts reach non-public addresses (case-insensitive, IPv6 unbracketed)', async () => {
+    const services: Record<string, string> = {
+      named: 'https://IDP.Internal/keys',
+      v6: 'https://[::1]:8443/keys',
+      other: 'https://idp.example/keys',
+      otherv6: 'https://[::2]/keys',
+    };
+    const { service, fetched } = fakeService({
+      enabledByConfig: Object.keys(services).map((id) => `authn-jwt/${id}`),
+      allowPrivateHosts: ['idp.internal', '::1'],
+      variables: Object.fromEntries(Object.entries(services).map(([id, uri]) => [id, remote(uri)])),
+    });
+    for (const id of Object.keys(services)) expect(await service.status(actor(), 'acme', id), id).toEqual({ httpStatus: 200, body: { status: 'ok' } });
+    expect(fetched).toEqual([
+      ['https://idp.internal/keys', false],
+      ['https://[::1]:8443/keys', false],
+      ['https://idp.example/keys', true],
+      ['https://[::2]/keys', true],
+    ]);
+  });
+
+  it('lists configured and enabled authenticators sorted, without status-only webservices or malformed ids', async () => {
+    const { service } = fakeService({
+      enabledByConfig: ['authn-jwt/b', 'authn', 'authn-jwt/a'],
+      enabledWebservices: ['beta:webservice:conjur/authn-jwt/alpha', 'acme:webservice:conjur/authn-jwt/zed'],
+      configuredWebservices: [
+        'acme:webservice:conjur/authn-jwt/zed',
+        'acme:webservice:conjur/authn-jwt/zed/status',
+        'beta:webservice:conjur/authn-jwt/alpha',
+        'beta:webservice:conjur/authn-jwt/ghost/status',
+        'beta:webservice:conjur/authn-jwt/bad id',
+      ],
+    });
+    expect(await service.listing()).toEqual({
+      installed: ['authn', 'authn-jwt'],
+      configured: ['authn', 'authn-jwt/alpha', 'authn-jwt/zed'],
+      enabled: ['authn', 'authn-jwt/a', 'authn-jwt/alpha', 'authn-jwt/b', 'authn-jwt/zed'],
+    });
+  });
+});
 
 // ---------------------------------------------------------------------------
 // service.ts: the server's status checks and audit events (in-process server)
