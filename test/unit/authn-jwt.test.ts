@@ -902,7 +902,8 @@ describe('RemoteJwksKeySource', () => {
     ).rejects.toThrow(/non-public/);
     expect(jwksConnections()).toBe(0);
     const nonPublic = ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1'];
-    for (const address of [...nonPublic, '::ffff:10.0.0.1', '::ffff:7f00:1']) {
+    // Text that is no address is never public, whatever it looks like.
+    for (const address of [...nonPublic, '::ffff:10.0.0.1', '::ffff:7f00:1', '::ffff:999.0.0.1', '::ffff:300.1.1.1', 'not-an-address', '']) {
       expect(isNonPublicAddress(address), address).toBe(true);
     }
     for (const address of ['8.8.8.8', '2606:4700:4700::1111', '::ffff:1.1.1.1', '::ffff:808:808']) {

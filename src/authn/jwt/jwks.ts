@@ -201,7 +201,8 @@ const NON_PUBLIC = (() => {
 /** True for loopback, private, link-local, CGNAT, multicast, reserved and IPv4-mapped non-public addresses. */
 export function isNonPublicAddress(address: string): boolean {
   const mapped = embeddedIpv4(address);
-  if (mapped !== undefined) return NON_PUBLIC.check(mapped, 'ipv4');
+  // Not an address at all (`::ffff:999.0.0.1`): never called public.
+  if (mapped !== undefined) return net.isIPv4(mapped) ? NON_PUBLIC.check(mapped, 'ipv4') : true;
   const family = net.isIP(address);
   if (family === 4) return NON_PUBLIC.check(address, 'ipv4');
   if (family === 6) return NON_PUBLIC.check(address, 'ipv6');
