@@ -15,7 +15,7 @@ import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createAccountsStore } from '../../src/store/accounts.js';
-import { createAuditStore, type AuditFilter, type AuditScope } from '../../src/store/audit.js';
+import { createAuditStore, type AuditFilter, type AuditRow, type AuditScope } from '../../src/store/audit.js';
 import { createPgAuditStore } from '../../src/store/postgres/audit.js';
 import { createAuthenticatorsStore } from '../../src/store/authenticators.js';
 import { createCredentialsStore } from '../../src/store/credentials.js';
@@ -575,6 +575,32 @@ describePostgres('PostgreSQL store', () => {
       { token_hash: Buffer.from('03', 'hex'), host_factory_id: 'a:host_factory:other', token_sealed: buf('sealed-03') },
     ]);
   });
+  it('audit: batches of every size and pattern of NULLs are one prepared statement, stored exactly', async () => {
+    const sql = client(await freshDatabase(), 1); // one connection: its prepared statements are the pool's
+    await migratePostgres(sql);
+    const audit = createPgAuditStore(() => sql);
+    const before = Number((await sql`SELECT count(*) AS n FROM pg_prepared_statements`)[0]!.n);
+    let seq = 0;
+    const written: AuditRow[] = [];
+    for (let size = 1; size <= 12; size++) {
+      const rows = Array.from({ length: size }, (_, i): AuditRow => {
+        const odd = (seq + i) % 2 === 1;
+        return {
+          seq: seq + i + 1, time: `2030-01-01T00:00:${String(size).padStart(2, '0')}.000Z`, account: odd ? null : 'a', action: 'fetch', operation: 'fetch',
+          result: odd ? 'failure' : 'success', role_id: odd ? null : 'a:host:h', resource_id: 'a:variable:x', version: odd ? null : 2 ** 40 + i,
+          client_ip: odd ? '::1' : null, request_id: null, user_agent: 'ü "quoted" \\ \n tab\t 𝄞', reason: odd ? 'x' : null,
+          message: `event ${seq + i + 1} ✓`, details: odd ? '{"k":[1,"v"]}' : null, prev_hash: Buffer.alloc(32, i), hash: Buffer.alloc(32, 255 - i),
+        };
+      });
+      await audit.insertAll(rows);
+      written.push(...rows);
+      seq += size;
+    }
+    const after = Number((await sql`SELECT count(*) AS n FROM pg_prepared_statements`)[0]!.n);
+    expect(after - before).toBeLessThanOrEqual(2); // the insert (and the count itself), not one per shape
+    expect(await audit.page(0, 1000)).toEqual(written);
+  });
+
   it("audit: a scoped auditor's pages are SQLite's, read through the resource index range by range", async () => {
     const { exec, resource, role, sql, lite } = await pair();
     await role('a:user:admin');

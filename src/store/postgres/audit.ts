@@ -53,6 +53,9 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
   return { text, params };
 }
 
+/** Events per INSERT: a batch bigger than this (a policy load's change log) takes several. */
+const AUDIT_ROWS_PER_INSERT = 5_000;
+
 /** Subqueries per statement of a range plan: its text and parameters stay bounded however many scopes an auditor has. */
 const RANGES_PER_STATEMENT = 64;
 
@@ -161,24 +164,26 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
           ${row.prev_hash}, ${row.hash})`;
     },
     async insertAll(rows: AuditRow[]) {
-      // Multi-row INSERTs of at most 3,500 events (17 parameters each, under PostgreSQL's 65,535).
-      for (let i = 0; i < rows.length; i += 3500) {
-        const chunk = rows.slice(i, i + 3500);
-        const params: unknown[] = [];
-        const values = chunk
-          .map((r) => {
-            const cells = [r.seq, r.time, r.account, r.action, r.operation, r.result, r.role_id, r.resource_id, r.version,
-              r.client_ip, r.request_id, r.user_agent, r.reason, r.message, r.details, r.prev_hash, r.hash];
-            const first = params.length;
-            params.push(...cells);
-            return `(${cells.map((_, c) => `$${first + c + 1}`).join(', ')})`;
-          })
-          .join(', ');
-        await db().unsafe(
-          'INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version, ' +
-            `client_ip, request_id, user_agent, reason, message, details, prev_hash, hash) VALUES ${values}`,
-          params as never[],
-        );
+      // One statement text whatever the batch holds: the rows travel as one JSON document. A multi-row VALUES list
+      // was a new statement for every batch size and pattern of NULLs — described (a second round trip) and prepared
+      // again on each connection; a fetch-heavy node spent an eighth of its time on those extra writes.
+      for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) {
+        const chunk = rows.slice(i, i + AUDIT_ROWS_PER_INSERT).map((r) => ({
+          ...r,
+          // int8 as text (seq and version may pass 2^31), hashes as hex.
+          seq: String(r.seq),
+          version: r.version === null ? null : String(r.version),
+          prev_hash: r.prev_hash.toString('hex'),
+          hash: r.hash.toString('hex'),
+        }));
+        await db()`INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
+            client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
+          SELECT seq, time, account, action, operation, result, role_id, resource_id, version,
+            client_ip, request_id, user_agent, reason, message, details, decode(prev_hash, 'hex'), decode(hash, 'hex')
+          FROM jsonb_to_recordset(${JSON.stringify(chunk)}::text::jsonb) AS r(seq bigint, time text, account text, action text,
+            operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
+            user_agent text, reason text, message text, details text, prev_hash text, hash text)
+          ORDER BY seq`;
       }
     },
     // The trigram index is maintained by PostgreSQL on insert: nothing is left to fill.
