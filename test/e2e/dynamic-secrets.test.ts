@@ -543,7 +543,9 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       expect(await coffers()).toBe(before + 100);
       srv.clock.advance(601);
       admin = await api.login('admin', keys.get('admin')!);
-      await waitFor('every login to be dropped', async () => (await coffers()) === 0, 30_000);
+      // The sweeper drops a login, then deletes its lease row: wait for both (the row can trail the DROP by a moment).
+      await waitFor('every login to be dropped and every lease to end', async () => (await coffers()) === 0 && (await leaseCount()) === 0, 30_000);
+      expect(await coffers()).toBe(0);
       expect(await leaseCount()).toBe(0);
     });
 
