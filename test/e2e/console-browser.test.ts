@@ -257,11 +257,18 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
   it('opens an event in the drawer by keyboard, and closes it with Escape', async () => {
     await page.getByRole('button', { name: 'Clear' }).click();
     await expect.poll(async () => (await tableSeqs()).length).toBe(100);
-    const seqs = await tableSeqs();
     await page.locator('table.events tbody tr').first().focus();
     await page.keyboard.press('ArrowDown');
+    // The row the arrow moved to: the second of the table as it is now (a new event may have shifted the rows
+    // since they were read, so the seq is taken from the focused row itself).
+    const focused = (await page.evaluate(
+      `(() => { const rows = [...document.querySelectorAll('table.events tbody tr')]; const row = document.activeElement;
+        return { index: rows.indexOf(row), seq: row && row.dataset.seq }; })()`,
+    )) as { index: number; seq: string | undefined };
+    expect(focused.index).toBe(1);
+    expect(focused.seq).toMatch(/^\d+$/);
     await page.keyboard.press('Enter');
-    const drawer = page.getByRole('dialog', { name: `Event ${seqs[1]}` });
+    const drawer = page.getByRole('dialog', { name: `Event ${focused.seq}` });
     await expect.poll(() => drawer.isVisible()).toBe(true);
     await visited('audit-drawer');
     await page.keyboard.press('Escape');
@@ -424,10 +431,12 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
 
   it('switches to the dark theme and stays accessible', async () => {
     await page.getByRole('button', { name: 'Switch to dark theme' }).click();
-    expect(await page.locator('html').getAttribute('data-theme')).toBe('dark');
+    // The attribute is set when the page renders the change, not by the click itself.
+    await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('dark');
     await expect.poll(async () => (await tableSeqs()).length).toBeGreaterThan(0);
     await visited('audit-dark');
     await page.getByRole('button', { name: 'Switch to light theme' }).click();
+    await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('light');
   });
 
   it('turns the chain badge red, with the first bad sequence number, after a row is tampered with', async () => {
@@ -501,12 +510,19 @@ describe('the console in Chromium', { timeout: 60_000 }, () => {
     await expect.poll(() => p.getByRole('heading', { name: 'Audit log' }).isVisible()).toBe(true);
     expect(seen.filter((s) => s === 'authenticate').length).toBe(1);
     // At three quarters of the 60 s lifetime the console authenticates again.
+    const renewal = p.waitForResponse((r) => r.url().endsWith('/authenticate'), { timeout: 20_000 });
     await p.clock.runFor(TOKEN_TTL * 0.75 * 1000 + 1000);
+    expect((await renewal).status()).toBe(200);
     await expect.poll(() => seen.filter((s) => s === 'authenticate').length).toBe(2);
+    // The page's next requests carry the new token (under load the answer can land after the click: wait for it).
     await p.getByRole('link', { name: 'Policies' }).click();
     await expect.poll(() => p.getByRole('heading', { name: 'Policies' }).isVisible()).toBe(true);
-    const tokensUsed = [...new Set(seen.filter((s) => s.startsWith('Token ')))];
-    expect(tokensUsed.length).toBeGreaterThan(1);
+    const tokens = () => [...new Set(seen.filter((s) => s.startsWith('Token ')))];
+    await expect.poll(async () => {
+      if (tokens().length < 2) await p.getByRole('link', { name: 'Audit log' }).click();
+      return tokens().length;
+    }).toBeGreaterThan(1);
+    const tokensUsed = tokens();
     // The token a renewal replaces is revoked at once: one live token at a time.
     await expect.poll(async () => (await api.request('GET', '/whoami', { headers: { Authorization: tokensUsed[0]! } })).status).toBe(401);
     // Idle: no key or pointer activity for the configured minutes.

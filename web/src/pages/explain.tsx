@@ -1,5 +1,5 @@
 /** Explain: does a role hold a privilege on a resource, and through which memberships and grants? */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Identity } from '../api';
 import { ExplainFor } from '../components/explain-graph';
 import { href, navigate } from '../router';
@@ -16,8 +16,16 @@ export function ExplainPage({ who, params }: { who: Identity; params: URLSearchP
   const role = params.get('role') ?? '';
   const privilege = params.get('privilege') ?? 'execute';
   const resource = params.get('resource') ?? '';
-  const [form, setForm] = useState({ role, privilege, resource });
-  useEffect(() => setForm({ role: role || who.roleId, privilege, resource }), [role, privilege, resource]);
+  const [form, setForm] = useState({ role: role || who.roleId, privilege, resource });
+  // Reset the form when the address changes (a link, back/forward), not after the first render: then it would
+  // overwrite what was typed before the effect ran (seen: a role typed at once replaced by the signed-in user's).
+  const shown = useRef(`${role}\n${privilege}\n${resource}`);
+  useEffect(() => {
+    const key = `${role}\n${privilege}\n${resource}`;
+    if (key === shown.current) return;
+    shown.current = key;
+    setForm({ role: role || who.roleId, privilege, resource });
+  }, [role, privilege, resource]);
   const submit = (e: Event) => {
     e.preventDefault();
     navigate(href('explain', { role: full(who.account, form.role), privilege: form.privilege, resource: full(who.account, form.resource) }));
