@@ -75,8 +75,9 @@ try {
   console.log(`ratio (b)/(a) = ${(fetchOne.requests.average / health.requests.average).toFixed(2)} (target ≥ 0.3; (b) target ≥ 5,000 req/s, p99 ≤ 25 ms)`);
   if (database) {
     // (d) Two nodes on the same database, 32 connections each at once (round robin by halves).
+    const secondDir = mkdtempSync(join(tmpdir(), 'coffer-bench-b-'));
     const second = await startServer(
-      loadServerConfig({ 'data-dir': mkdtempSync(join(tmpdir(), 'coffer-bench-b-')), host: '127.0.0.1', port: '0', database }, { COFFER_DATA_KEY: config.dataKey }),
+      loadServerConfig({ 'data-dir': secondDir, host: '127.0.0.1', port: '0', database }, { COFFER_DATA_KEY: config.dataKey }),
       { log: () => {} },
     );
     try {
@@ -90,6 +91,7 @@ try {
       console.log(`(d) audited fetch, two nodes           ${total.toFixed(0).padStart(7)} req/s   p99 ${Math.max(r1.latency.p99, r2.latency.p99)} ms   non-2xx/errors ${bad}   vs one node (b): ${(total / fetchOne.requests.average).toFixed(2)}x`);
     } finally {
       await second.close();
+      rmSync(secondDir, { recursive: true, force: true });
     }
   }
 
