@@ -38,7 +38,8 @@ export const MODULES = {
   // Value writes and every fetch path (single, versions, both batch forms): execute vs read, 404 vs 403.
   secrets: {
     mutate: ['src/secrets/service.ts'],
-    tests: ['test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts', ...MATRIX],
+    tests: ['test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts',
+      'test/e2e/public-key-values.test.ts', 'test/e2e/dynamic-secrets.test.ts', ...MATRIX],
   },
   // The envelope encryption (barrier) and data-key rotation.
   'secrets-barrier': {
