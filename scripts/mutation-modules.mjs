@@ -39,7 +39,7 @@ export const MODULES = {
   secrets: {
     mutate: ['src/secrets/service.ts'],
     tests: ['test/e2e/secrets-audit.test.ts', 'test/e2e/cli-policy-variable.test.ts', 'test/e2e/policy-deny-revoke-delete.test.ts',
-      'test/e2e/public-key-values.test.ts', 'test/e2e/dynamic-secrets.test.ts', ...MATRIX],
+      'test/e2e/secret-writes.test.ts', 'test/e2e/dynamic-secrets.test.ts', ...MATRIX],
   },
   // The envelope encryption (barrier) and data-key rotation.
   'secrets-barrier': {

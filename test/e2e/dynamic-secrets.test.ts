@@ -364,6 +364,16 @@ describePostgres('dynamic secrets: a postgresql issuer against a real target dat
       await waitFor('every expired lease to end', async () => (await leaseCount()) === 0 && (await coffers()) === 0);
     });
 
+    it('a versioned fetch of a dynamic variable is refused (422: it has no versions); no login created, no lease', async () => {
+      const before = await coffers();
+      const leases = await leaseCount();
+      const r = await api.request('GET', `${dynamicPath('pg-ci')}?version=1`, { token: await token('host/ci') });
+      expect(r.status, r.text).toBe(422);
+      expect(r.json.error.message).toContain('is dynamic: it has no versions');
+      expect(await coffers()).toBe(before);
+      expect(await leaseCount()).toBe(leases);
+    });
+
     it('a host without execute: 404 when it cannot see the variable, 403 when it can; no login created, no lease', async () => {
       const before = await coffers();
       const leases = await leaseCount();
