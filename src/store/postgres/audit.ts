@@ -196,9 +196,10 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
       if (usesRangePlan(f)) {
         const bySeq = new Map<number, AuditRow>();
         for (const { text, params } of rangePlanSqls(f, await kindsOf(db, f.account))) {
-          for (const row of rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[])) bySeq.set(Number(row.seq), row);
+          // seq arrives as a number (client.ts parses int8).
+          for (const row of rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[])) bySeq.set(row.seq, row);
         }
-        const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? Number(b.seq) - Number(a.seq) : Number(a.seq) - Number(b.seq)));
+        const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? b.seq - a.seq : a.seq - b.seq));
         return f.limit === undefined ? rows : rows.slice(0, f.limit);
       }
       const { text, params } = querySql(f);
