@@ -65,7 +65,7 @@ export const CONFIG_OPTIONS: Record<string, ConfigOption> = {
   jwtClockSkew: { env: 'COFFER_JWT_CLOCK_SKEW', default: '30', meaning: 'Seconds of clock skew allowed when checking a JWT\'s exp, nbf and iat (0 to 60)' },
   bodyLimit: { env: 'COFFER_BODY_LIMIT', default: '1048576', meaning: 'Largest request body in bytes (413 above)' },
   policyBodyLimit: { env: 'COFFER_POLICY_BODY_LIMIT', default: '10485760', meaning: 'Largest policy body in bytes (413 above)' },
-  policyMaxNodes: { env: 'COFFER_POLICY_MAX_NODES', default: '500000', meaning: 'Most YAML nodes in one policy, counted before parsing (422 above); lines are limited to twice this' },
+  policyMaxNodes: { env: 'COFFER_POLICY_MAX_NODES', default: '750000', meaning: 'Most YAML nodes in one policy, counted before parsing (422 above); lines are limited to twice this' },
   policyMaxDepth: { env: 'COFFER_POLICY_MAX_DEPTH', default: '64', meaning: 'Deepest nesting of YAML collections in one policy (422 above)' },
   policyMaxAliases: { env: 'COFFER_POLICY_MAX_ALIASES', default: '10000', meaning: 'Most YAML aliases (`*name`) in one policy (422 above)' },
   policyParseMemory: { env: 'COFFER_POLICY_PARSE_MEMORY_MB', default: '512', meaning: 'Heap limit in MB of the worker thread that parses policies (a policy needing more: 413)' },

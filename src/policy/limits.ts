@@ -34,7 +34,7 @@ export interface PolicyLimits {
 }
 
 export const DEFAULT_POLICY_LIMITS: Readonly<PolicyLimits> = {
-  maxNodes: 500_000,
+  maxNodes: 750_000,
   maxDepth: 64,
   maxAliases: 10_000,
 };
@@ -76,18 +76,25 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
  * Counts (an upper bound of) the nodes, the lines and the aliases of a
  * policy, refusing it as soon as one exceeds its limit.
  *
- * Node weights: `[` 2 (the sequence and its first item), `{` 3 (the mapping,
- * its first key and value), `,` 2 (a flow map's next key and value), `:` 2
- * (a key and its value), `?` + blank 2, `-` + blank 1 (a block item),
- * `---`/`...` at a line start 1 (a document), plus 1 for the first document.
- * Characters that start other tokens the parser must handle — `]`, `}`,
- * `*`, `!`, `&`, quotes, `|`, `>` — weigh 1 each, wherever they are, so the
- * parser's work (tokens) is bounded by nodes plus lines, not only the nodes
- * it builds. Every `:` and `,` counts, quoted or not: over-counting prose is
- * harmless, under-counting never happens. A line with none of the
- * indicators that make items and pairs (`[ { , : - ? ---`), other than a
- * comment or blank line, weighs 2 more: YAML may read it as a key without a
- * value. The property tests check the count against what `yaml` builds.
+ * Node weights: `[` 4 (the sequence, its first item, and what error
+ * recovery makes of a `-` or `:` right after it), `{` 3 (the mapping, its
+ * first key and value), `,` 2 (a flow map's next key and value), `:` 2 (a
+ * key and its value), `?` + blank 2, `-` + blank 1 (a block item) — each 2
+ * more after a `:` on the same line (`a: - b`: error recovery makes the item
+ * a key with a null value) —, `---`/`...` at a line start 1 (a document),
+ * plus 1 for the first document. Characters that start other tokens the
+ * parser must handle weigh too, wherever they are, so the parser's work
+ * (tokens) is bounded by nodes plus lines, not only the nodes it builds:
+ * `]`, `}`, `!`, `&`, `|`, `>` 1, quotes 2 and `*` 3 (a quoted scalar or an
+ * alias after a block scalar header is recovered as a key with null values).
+ * Every `:` and `,` counts, quoted or not: over-counting prose is harmless,
+ * under-counting never happens. Every line that is not blank weighs 1
+ * (error recovery at a line start: `a: b` then `- c` at the same indent),
+ * and 2 instead if it has none of the indicators that make items and pairs
+ * (`[ { , : - ? ---`) and is not a comment: YAML may read it as a key
+ * without a value.
+ * The property tests check the count against what `yaml` builds; random
+ * token soup found each of the recovery cases above.
  */
 export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts {
   // One tight loop over local variables (no closures: captured variables would live in a context object).
@@ -102,18 +109,21 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
   /** Whether the current line has an item or pair indicator (or is a comment), and whether it has anything but blanks. */
   let counted = false;
   let content = false;
+  /** Whether a `:` came earlier on this line. */
+  let afterColon = false;
   for (let i = 0; i <= n; i++) {
     const c = i < n ? text.charCodeAt(i) : NL;
     let add = 0;
     switch (c) {
       case NL:
       case CR:
-        if (content && !counted) {
-          nodes += 2; // a bare line: YAML may read it as a key without a value
+        if (content) {
+          nodes += counted ? 1 : 2; // see the weights above: a line, or a bare line YAML may read as a key without a value
           if (nodes > maxNodes) throw nodesError(maxNodes, lines, i - lineStart + 1);
         }
         content = false;
         counted = false;
+        afterColon = false;
         if (i === n) continue;
         if (c === CR && text.charCodeAt(i + 1) === NL) i++;
         if (++lines > maxLines) throw limitError(`Policy has more than ${fmt(maxLines)} lines (limit: ${LINES_PER_NODE} per allowed node)`, lines, 1);
@@ -136,16 +146,22 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
         counted = true;
         break;
       case COMMA:
-      case COLON:
         add = 2;
         counted = true;
         break;
+      case COLON:
+        add = 2;
+        counted = true;
+        afterColon = true;
+        break;
       case RBRACKET:
       case RBRACE:
-      case BANG:
-      case AMP:
       case DQUOTE:
       case SQUOTE:
+        add = 2; // after a block scalar header (`a: > "x"`) a quoted scalar is recovered as a key with a null value
+        break;
+      case BANG:
+      case AMP:
       case PIPE:
       case GT:
         add = 1;
@@ -155,7 +171,7 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
         if (prev === SPACE || prev === TAB || prev === NL || prev === CR || prev === LBRACKET || prev === LBRACE || prev === COMMA) {
           if (++aliases > maxAliases) throw limitError(`Policy has more than ${fmt(maxAliases)} aliases (limit: ${fmt(maxAliases)})`, lines, i - lineStart + 1);
         }
-        add = 1;
+        add = 3;
         break;
       }
       case DASH:
@@ -171,7 +187,8 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
         if (c === DOT) continue;
         const next = i + 1 < n ? text.charCodeAt(i + 1) : SPACE;
         if (next === SPACE || next === TAB || next === NL || next === CR) {
-          add = c === DASH ? 1 : 2;
+          // After a `:` on its line (`a: - b`, `a: ? b`), error recovery makes the item a key with a null value.
+          add = (c === DASH ? 1 : 2) + (afterColon ? 2 : 0);
           counted = true;
         }
         break;
