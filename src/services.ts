@@ -81,7 +81,6 @@ export async function createServices(deps: ServiceDeps) {
   const authorizer = new Authorizer(store.graph, () => store.inTransaction());
   const audit = new AuditLog({
     store: store.audit,
-    tx: (fn) => store.tx(fn),
     sinks: deps.auditSinks,
     nowIso: () => nowIso(clock),
     onSinkError: deps.onSinkError,

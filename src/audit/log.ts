@@ -7,7 +7,7 @@
  * without releasing anything.
  */
 import { SEARCH_INDEX_STEP, type AuditRow } from '../store/audit.js';
-import type { AuditStore } from '../store/index.js';
+import type { AuditHead, AuditStore } from '../store/index.js';
 import { CofferError } from '../errors.js';
 import { GENESIS_HASH, canonicalText, chainHash, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
@@ -83,8 +83,6 @@ interface Pending {
 
 export interface AuditLogDeps {
   store: AuditStore;
-  /** Runs a function in one database transaction. */
-  tx: <T>(fn: () => Promise<T>) => Promise<T>;
   sinks?: AuditSink[];
   nowIso?: () => string;
   /** Called when a sink throws; sinks run after commit and never block the request. */
@@ -109,6 +107,8 @@ export class AuditLog {
   private searchIndexTimer?: NodeJS.Timeout;
   /** Batches written so far; the idle-time indexer stops when it changes. */
   private writesSeen = 0;
+  /** The last event this log committed: the head the next batch expects (see AuditStore.appendChained). */
+  private lastWritten?: AuditHead;
   private readonly nowIso: () => string;
 
   constructor(private readonly deps: AuditLogDeps) {
@@ -173,9 +173,11 @@ export class AuditLog {
     this.drainWaiters = [];
     let rows: AuditRow[] = [];
     try {
-      rows = await this.deps.tx(() => this.append(batch.map((p) => p.event)));
+      const events = batch.map((p) => p.event);
+      rows = await this.deps.store.appendChained((head) => this.chain(events, head), this.lastWritten);
     } catch (cause) {
       this.flushing = false;
+      this.lastWritten = undefined;
       const err = new CofferError(
         'service_unavailable',
         'The audit log cannot be written, so the request was refused (fail closed). Check the server log and disk.',
@@ -186,6 +188,8 @@ export class AuditLog {
       return;
     }
     this.flushing = false;
+    const last = rows[rows.length - 1];
+    if (last) this.lastWritten = { seq: last.seq, hash: last.hash };
     for (const p of batch) p.resolve();
     this.settled(drains);
     this.publish(rows);
@@ -226,7 +230,14 @@ export class AuditLog {
 
   private async append(events: AuditEvent[]): Promise<AuditRow[]> {
     if (events.length === 0) return [];
-    const head = await this.deps.store.head();
+    const rows = this.chain(events, await this.deps.store.head());
+    // One statement for the batch where the backend can (a round trip per event on PostgreSQL otherwise).
+    await this.deps.store.insertAll(rows);
+    return rows;
+  }
+
+  /** The events as rows linked to `head` (a pure function of them, the head and the clock). */
+  private chain(events: AuditEvent[], head: AuditHead | undefined): AuditRow[] {
     let seq = head?.seq ?? 0;
     let prev: Buffer = head?.hash ?? GENESIS_HASH;
     const time = this.nowIso();
@@ -256,8 +267,6 @@ export class AuditLog {
       rows.push(row);
       prev = hash;
     }
-    // One statement for the batch where the backend can (a round trip per event on PostgreSQL otherwise).
-    await this.deps.store.insertAll(rows);
     return rows;
   }
 }

@@ -8,6 +8,7 @@ import { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sq
 
 export type {
   AccountsStore,
+  AuditHead,
   AuditStore,
   AuthenticatorsStore,
   CredentialsStore,

@@ -136,6 +136,15 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
   const auditSync = createAuditStore(db, opts.audit);
   const audit: AuditStore = {
     head: () => run(() => auditSync.head()),
+    // In-process: reading the head costs nothing, so `expected` is not needed.
+    appendChained: (chain) =>
+      tx(() =>
+        run(() => {
+          const rows = chain(auditSync.head());
+          for (const row of rows) auditSync.insert(row);
+          return rows;
+        }),
+      ),
     insert: (row) => run(() => auditSync.insert(row)),
     insertAll: (rows) =>
       run(() => {

@@ -37,9 +37,25 @@ export type PolicyVersionsStore = Async<SqlitePolicyVersions>;
 export type SecretsStore = Async<SqliteSecrets>;
 export type TokensStore = Async<SqliteTokens>;
 
+/** The chain's last event, as the next one links to it. */
+export interface AuditHead {
+  seq: number;
+  hash: Buffer;
+}
+
 export interface AuditStore {
   /** The chain's last event (inside a transaction: the head this transaction extends). */
-  head(): Promise<{ seq: number; hash: Buffer } | undefined>;
+  head(): Promise<AuditHead | undefined>;
+  /**
+   * The group commit: in a write transaction of its own, appends the rows
+   * `chain` builds on the chain's head and answers them once committed.
+   * `expected` is the head the caller wrote last: a backend may send rows
+   * built on it without reading the head first (one round trip for the
+   * whole transaction), provided it writes nothing unless `expected` is
+   * still the head, and then builds again on the real one — so `chain` may
+   * be called twice. Never called inside a transaction.
+   */
+  appendChained(chain: (head: AuditHead | undefined) => AuditRow[], expected?: AuditHead): Promise<AuditRow[]>;
   insert(row: AuditRow): Promise<void>;
   /** Appends consecutive events in order (a group commit's batch). */
   insertAll(rows: AuditRow[]): Promise<void>;

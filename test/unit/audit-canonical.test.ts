@@ -16,7 +16,7 @@ import { canonicalText, verifyChain } from '../../src/audit/chain.js';
 function setup() {
   const dir = tempDir('coffer-test-canonical-');
   const store = openStore(join(dir, 'c.db'));
-  return { store, log: new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) }) };
+  return { store, log: new AuditLog({ store: store.audit }) };
 }
 
 /** Any UTF-16 code units: lone high and low surrogates, NUL, controls, pairs, BMP and astral text. */

@@ -9,7 +9,7 @@ import { formatRfc5424 } from '../../src/audit/rfc5424.js';
 
 function setup() {
   const store = openStore(join(tempDir('coffer-audit-'), 'c.db'));
-  const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+  const log = new AuditLog({ store: store.audit });
   return { store, log };
 }
 const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', result: 'success' as const, roleId: 'a:user:u', resourceId: `a:variable:v${i}`, message: `u fetched v${i}` });

@@ -26,7 +26,7 @@ describe('audit search index', () => {
   it('is filled in steps once the log is idle, and every write pushes it back', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const store = openStore(join(tempDir('coffer-test-search-'), 'c.db'));
-    const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+    const log = new AuditLog({ store: store.audit });
     const indexed = () => (store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n;
     const total = SEARCH_INDEX_STEP * 2 + 10;
     await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
@@ -68,7 +68,7 @@ describe('audit search index while writes land', () => {
         return added;
       },
     };
-    const log = new AuditLog({ store: audit, tx: (fn) => store.tx(fn) });
+    const log = new AuditLog({ store: audit });
     const indexed = () => (store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n;
     await Promise.all(Array.from({ length: SEARCH_INDEX_STEP * 3 }, (_, i) => log.record(ev(i))));
     await advance(250);
@@ -95,7 +95,7 @@ describe('audit search index while writes land', () => {
 describe('audit search on a full disk', () => {
   it('a q query still answers, through the account index, when the search index cannot be caught up', async () => {
     const store = openStore(join(tempDir('coffer-test-search-full-'), 'c.db'));
-    const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+    const log = new AuditLog({ store: store.audit });
     const total = SEARCH_INDEX_STEP * 3;
     await Promise.all(Array.from({ length: total }, (_, i) => log.record(ev(i))));
     // The database may not grow by a page more: every write that needs one fails with SQLITE_FULL.

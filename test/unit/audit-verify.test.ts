@@ -16,7 +16,7 @@ const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', 
 
 async function chain(n: number): Promise<AuditRow[]> {
   const store = openStore(join(tempDir('coffer-test-verify-'), 'c.db'));
-  const log = new AuditLog({ store: store.audit, tx: (fn) => store.tx(fn) });
+  const log = new AuditLog({ store: store.audit });
   for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, k) => log.record(ev(i + k))));
   const rows = [...syncAudit(store).iterate()];
   store.close();

@@ -10,8 +10,8 @@
  */
 import { KNOWN_KINDS } from '../../ids.js';
 import { isExactRange, rangeCountSql, rollupSql, scopeRanges, type AuditFilter, type AuditRow, type AuditScope } from '../audit.js';
-import type { AuditStore } from '../types.js';
-import { rowsOf, type PgConnection } from './client.js';
+import type { AuditHead, AuditStore } from '../types.js';
+import { rowsOf, type PgConnection, type PgQueryable } from './client.js';
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -54,7 +54,58 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
 }
 
 /** Events per INSERT: a batch bigger than this (a policy load's change log) takes several. */
-const AUDIT_ROWS_PER_INSERT = 5_000;
+export const AUDIT_ROWS_PER_INSERT = 5_000;
+
+/*
+ * One statement text whatever the batch holds (the rows travel as one JSON document), so it is prepared once per
+ * connection. A multi-row VALUES list changed with every batch size: sent unprepared, each one was parsed and
+ * described in a round trip of its own before it could run (an eighth of a fetch-heavy node's time went to writing
+ * those second messages).
+ */
+const INSERT_ROWS = `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
+    client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
+  SELECT seq, time, account, action, operation, result, role_id, resource_id, version,
+    client_ip, request_id, user_agent, reason, message, details, decode(prev_hash, 'hex'), decode(hash, 'hex')
+  FROM jsonb_to_recordset($1::text::jsonb) AS r(seq bigint, time text, account text, action text,
+    operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
+    user_agent text, reason text, message text, details text, prev_hash text, hash text)`;
+
+/**
+ * The same, only if ($2, $3) is the chain's last event; else nothing (0 rows). Run after the write lock is taken,
+ * in a statement of its own (READ COMMITTED: its snapshot is taken after the lock), it sees the true head.
+ */
+const INSERT_ROWS_ON_HEAD = `${INSERT_ROWS}
+  WHERE EXISTS (SELECT 1 FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) head
+    WHERE head.seq = $2::int8 AND head.hash = $3::bytea)`;
+
+/** The rows as INSERT_ROWS reads them: int8 as text (seq and version may pass 2^31), hashes as hex. */
+function rowsDocument(rows: AuditRow[]): string {
+  return JSON.stringify(
+    rows.map((r) => ({
+      ...r,
+      seq: String(r.seq),
+      version: r.version === null ? null : String(r.version),
+      prev_hash: r.prev_hash.toString('hex'),
+      hash: r.hash.toString('hex'),
+    })),
+  );
+}
+
+/** Inserts up to AUDIT_ROWS_PER_INSERT rows in one prepared statement (sent when awaited or executed). */
+export function insertRows(q: PgQueryable, rows: AuditRow[]) {
+  return q.unsafe(`${INSERT_ROWS} ORDER BY seq`, [rowsDocument(rows)], { prepare: true });
+}
+
+/** insertRows, if `head` is still the chain's last event: the result's count says whether they were written. */
+export function insertRowsOnHead(q: PgQueryable, rows: AuditRow[], head: AuditHead) {
+  return q.unsafe(`${INSERT_ROWS_ON_HEAD} ORDER BY seq`, [rowsDocument(rows), head.seq, head.hash] as never[], { prepare: true });
+}
+
+/** The chain's last event (on `q`: the pool, a transaction or a reserved connection). */
+export async function auditHead(q: PgQueryable): Promise<AuditHead | undefined> {
+  const [row] = await q<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
+  return row;
+}
 
 /** Subqueries per statement of a range plan: its text and parameters stay bounded however many scopes an auditor has. */
 const RANGES_PER_STATEMENT = 64;
@@ -150,12 +201,10 @@ function numbered(q: { sql: string; params: unknown[] }): { sql: string; params:
   return { sql: q.sql.replace(/\?/g, () => `$${++i}`), params: q.params };
 }
 
-export function createPgAuditStore(db: PgConnection): AuditStore {
+/** Everything but the group commit, which needs the pool and the write lock (see ./index.ts). */
+export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained'> {
   return {
-    async head() {
-      const [row] = await db()<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
-      return row;
-    },
+    head: () => auditHead(db()),
     async insert(row: AuditRow) {
       await db()`INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
           client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
@@ -164,28 +213,7 @@ export function createPgAuditStore(db: PgConnection): AuditStore {
           ${row.prev_hash}, ${row.hash})`;
     },
     async insertAll(rows: AuditRow[]) {
-      // One statement text whatever the batch holds (the rows travel as one JSON document), so it is prepared once
-      // per connection. A multi-row VALUES list changed with every batch size: sent unprepared, each one was parsed
-      // and described in a round trip of its own before it could run (an eighth of a fetch-heavy node's time went
-      // to writing those second messages).
-      for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) {
-        const chunk = rows.slice(i, i + AUDIT_ROWS_PER_INSERT).map((r) => ({
-          ...r,
-          // int8 as text (seq and version may pass 2^31), hashes as hex.
-          seq: String(r.seq),
-          version: r.version === null ? null : String(r.version),
-          prev_hash: r.prev_hash.toString('hex'),
-          hash: r.hash.toString('hex'),
-        }));
-        await db()`INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
-            client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
-          SELECT seq, time, account, action, operation, result, role_id, resource_id, version,
-            client_ip, request_id, user_agent, reason, message, details, decode(prev_hash, 'hex'), decode(hash, 'hex')
-          FROM jsonb_to_recordset(${JSON.stringify(chunk)}::text::jsonb) AS r(seq bigint, time text, account text, action text,
-            operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
-            user_agent text, reason text, message text, details text, prev_hash text, hash text)
-          ORDER BY seq`;
-      }
+      for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) await insertRows(db(), rows.slice(i, i + AUDIT_ROWS_PER_INSERT));
     },
     // The trigram index is maintained by PostgreSQL on insert: nothing is left to fill.
     indexSearchBatch: async () => 0,

@@ -15,12 +15,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type postgres from 'postgres';
 import type { WritableReport } from '../health.js';
-import type { Store } from '../types.js';
+import type { AuditHead, AuditStore, Store } from '../types.js';
+import type { AuditRow } from '../audit.js';
 import { storageFailureOf } from '../../errors.js';
 import { createPostgresClient, type PgClientOptions, type PgQueryable, type PgSql, type PgTypes } from './client.js';
 import { createPgFamilies } from './families.js';
 import { createPgGraphStore } from './graph.js';
-import { createPgAuditStore } from './audit.js';
+import { AUDIT_ROWS_PER_INSERT, auditHead, createPgAuditStore, insertRows, insertRowsOnHead } from './audit.js';
 import { createPgChangeFeed } from './changes.js';
 import { migratePostgres } from './migrate.js';
 import { guardDriverWriteRace } from './driver-guard.js';
@@ -182,14 +183,14 @@ export function createPostgresStore(
     }
   };
 
-  async function tx<T>(fn: () => Promise<T>): Promise<T> {
-    const outer = context.getStore();
-    if (outer?.open) return (await outer.sql.savepoint((sp) => context.run({ sql: sp, open: true }, fn))) as T;
+  /**
+   * Runs a write transaction `begin` opens on a connection of its own. The deadline covers getting the connection
+   * (a database that does not answer), not the body: a long policy load, or a wait for the write lock another node
+   * holds, is not an outage. A transaction the caller gave up on must not run later (it would commit work already
+   * answered 503): when it finally gets a connection, `start()` throws and it rolls back at once.
+   */
+  async function boundedStart<T>(begin: (start: () => void) => Promise<T>): Promise<T> {
     if (down) throw down;
-    // The deadline covers getting a connection (a database that does not answer), not the body: a long policy
-    // load, or a wait for the write lock another node holds, is not an outage. A transaction the caller gave up
-    // on must not run later (it would commit work already answered 503): when it finally gets a connection, it
-    // rolls back at once.
     let abandoned = false;
     let started!: () => void;
     const startedOrTimedOut = withDeadline(
@@ -201,17 +202,10 @@ export function createPostgresStore(
         abandoned = true;
       },
     );
-    const run = sql.begin(async (t) => {
+    const run = begin(() => {
       if (abandoned) throw new DatabaseUnavailableError('the transaction was abandoned: the database did not answer in time');
       started();
-      const ctx: TxContext = { sql: t, open: true };
-      try {
-        await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
-        return await context.run(ctx, fn);
-      } finally {
-        ctx.open = false;
-      }
-    }) as Promise<T>;
+    });
     // Settled before it started (an error at connect): stop the deadline's timer.
     void run.then(started, started);
     try {
@@ -226,6 +220,89 @@ export function createPostgresStore(
     }
   }
 
+  async function tx<T>(fn: () => Promise<T>): Promise<T> {
+    const outer = context.getStore();
+    if (outer?.open) return (await outer.sql.savepoint((sp) => context.run({ sql: sp, open: true }, fn))) as T;
+    return boundedStart((start) => sql.begin(async (t) => {
+      start();
+      const ctx: TxContext = { sql: t, open: true };
+      try {
+        // Sent, not awaited: the body's first statement follows it on the same connection (the driver pipelines
+        // them), and PostgreSQL runs them in order, so everything the body reads or writes still happens under the
+        // lock, a round trip sooner. A failed lock aborts the transaction; the driver rethrows the lock's error
+        // (its first) when the body ends, so the body's own error for the aborted transaction never hides it.
+        const lock = t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`).execute();
+        const result = await context.run(ctx, fn);
+        await lock;
+        return result;
+      } finally {
+        ctx.open = false;
+      }
+    }) as Promise<T>);
+  }
+
+  /**
+   * The group commit (AuditStore.appendChained) in as few round trips as the chain allows. On a reserved
+   * connection, BEGIN, the write lock, the rows built on the head this node wrote last — inserted only if that is
+   * still the head — and COMMIT go out together: one round trip. Under load a node's event loop is busy, so each
+   * round trip also waits for its turn: the batch (and every request in it) waited for five of them before.
+   * When another writer (another node, a policy load) moved the head, that insert wrote nothing and the batch is
+   * built again on the head read under the lock, in two round trips ([BEGIN, lock, head], then [insert, COMMIT]);
+   * while other writers keep moving the head the node starts there (`contended`) instead of trying first.
+   */
+  let contended = false;
+  const LOCK = `SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`;
+  async function appendOn(conn: postgres.ReservedSql<PgTypes>, chain: (head: AuditHead | undefined) => AuditRow[], expected: AuditHead | undefined): Promise<AuditRow[]> {
+    const committed = (commit: { command: string }) => {
+      // A COMMIT in a failed transaction answers ROLLBACK (the failing statement already rejected: belt and braces).
+      if (commit.command !== 'COMMIT') throw new Error(`the audit batch was not committed (${commit.command})`);
+    };
+    if (expected && !contended) {
+      const rows = chain(expected);
+      if (rows.length === 0) return rows;
+      if (rows.length <= AUDIT_ROWS_PER_INSERT) {
+        const [, , inserted, commit] = await Promise.all([
+          conn.unsafe('BEGIN').execute(),
+          conn.unsafe(LOCK).execute(),
+          insertRowsOnHead(conn, rows, expected).execute(),
+          conn.unsafe('COMMIT').execute(),
+        ]);
+        committed(commit);
+        if (inserted.count === rows.length) return rows;
+        if (inserted.count !== 0) throw new Error(`the audit batch wrote ${inserted.count} of ${rows.length} events`);
+      }
+    }
+    const [, , head] = await Promise.all([conn.unsafe('BEGIN').execute(), conn.unsafe(LOCK).execute(), auditHead(conn)]);
+    if (expected) contended = !(head && head.seq === expected.seq && head.hash.equals(expected.hash));
+    const rows = chain(head);
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) writes.push(insertRows(conn, rows.slice(i, i + AUDIT_ROWS_PER_INSERT)).execute());
+    const commit = conn.unsafe('COMMIT').execute();
+    await Promise.all(writes);
+    committed(await commit);
+    return rows;
+  }
+  const appendChained: AuditStore['appendChained'] = async (chain, expected) => {
+    if (context.getStore()?.open) throw new Error('appendChained runs in a transaction of its own');
+    return boundedStart(async (start) => {
+      const conn = await sql.reserve();
+      let rows: AuditRow[];
+      try {
+        start();
+        rows = await appendOn(conn, chain, expected);
+      } catch (err) {
+        // Never hand the pool a connection left inside a transaction; the batch's answer does not wait for it.
+        void conn
+          .unsafe('ROLLBACK')
+          .catch(() => undefined)
+          .finally(() => conn.release());
+        throw err;
+      }
+      conn.release();
+      return rows;
+    });
+  };
+
   const families = Object.fromEntries(
     Object.entries(createPgFamilies(current)).map(([name, family]) => [name, guardFamily(family, guard)]),
   ) as ReturnType<typeof createPgFamilies>;
@@ -235,7 +312,7 @@ export function createPostgresStore(
     sql,
     ...families,
     graph: guardFamily(createPgGraphStore(current), guard),
-    audit: guardFamily(createPgAuditStore(current), guard),
+    audit: { ...guardFamily(createPgAuditStore(current), guard), appendChained },
     health: {
       async check(nowMs) {
         // The disk is the database server's: free space is its business; a write that commits is the answer.
