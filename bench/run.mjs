@@ -6,10 +6,12 @@
 // times a 20,000-variable / 2,000-host policy load and a filtered audit query
 // over one million events. Prints each figure with its same-run baseline.
 import autocannon from 'autocannon';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { loadServerConfig } from '../dist/config.js';
 import { startServer, createAccountIn } from '../dist/server.js';
 
@@ -32,6 +34,38 @@ async function call(method, path, { token, body, headers = {} } = {}) {
   const text = await res.text();
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
   return text;
+}
+/** The machine's busy CPU time since `from` (all cores, from /proc/stat), as a share of its capacity. */
+function machineBusy(from) {
+  let now;
+  try {
+    const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+    now = { idle: ticks[3] + ticks[4], total: ticks.reduce((a, b) => a + b, 0) };
+  } catch {
+    return { now: undefined, share: undefined };
+  }
+  if (!from) return { now, share: undefined };
+  return { now, share: 1 - (now.idle - from.idle) / (now.total - from.total) };
+}
+const busyText = (b) => (b.share === undefined ? '' : `   machine CPU busy ${(b.share * 100).toFixed(0)} %`);
+
+/** A Coffer server in a process of its own on the same database and data key (`coffer server`), with its URL. */
+function startNodeProcess() {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-bench-node-'));
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/coffer.js', import.meta.url)), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, '--database', database], {
+    env: { ...process.env, COFFER_DATA_KEY: config.dataKey },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.on('close', resolve));
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk) => {
+      stderr += chunk;
+      const m = /listening on (\S+)/.exec(stderr);
+      if (m) resolve({ url: m[1], stop: async () => (child.kill('SIGTERM'), await exited, rmSync(dir, { recursive: true, force: true })) });
+    });
+    void exited.then((code) => reject(new Error(`coffer server exited (${code}) before listening:\n${stderr}`)));
+  });
 }
 const login = (l, key) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key });
 
@@ -69,29 +103,46 @@ try {
   const auth = { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
 
   const health = await run('(a) GET /health', { path: '/health' });
+  // On PostgreSQL, the database's committed transactions during (b): every statement outside a transaction is one,
+  // as is each group commit (one statement), so this counts the round trips a fetch costs.
+  const pgSql = database ? server.vault.services.store.sql : undefined;
+  const commits = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // PostgreSQL publishes its counters within a second
+    const [row] = await pgSql`SELECT xact_commit::int8 AS n FROM pg_stat_database WHERE datname = current_database()`;
+    return Number(row.n);
+  };
+  const commitsBefore = pgSql ? await commits() : 0;
   const fetchOne = await run('(b) audited single fetch', { path: `/secrets/${account}/variable/s%2Fv42`, headers: auth });
+  if (pgSql) {
+    const perFetch = (await commits() - commitsBefore) / fetchOne.requests.total;
+    console.log(`database round trips per fetch (b): ${perFetch.toFixed(3)} (the value read, plus a share of one group commit)`);
+  }
   const ids = Array.from({ length: 10 }, (_, i) => `${account}:variable:s/v${i * 7}`).join(',');
   await run('(c) batch fetch of 10', { path: `/secrets?variable_ids=${encodeURIComponent(ids)}`, headers: auth });
   console.log(`ratio (b)/(a) = ${(fetchOne.requests.average / health.requests.average).toFixed(2)} (target ≥ 0.3; (b) target ≥ 5,000 req/s, p99 ≤ 25 ms)`);
   if (database) {
-    // (d) Two nodes on the same database, 32 connections each at once (round robin by halves).
-    const secondDir = mkdtempSync(join(tmpdir(), 'coffer-bench-b-'));
-    const second = await startServer(
-      loadServerConfig({ 'data-dir': secondDir, host: '127.0.0.1', port: '0', database }, { COFFER_DATA_KEY: config.dataKey }),
-      { log: () => {} },
-    );
+    // (d) Nodes in processes of their own on the same database (a node per process is how they are run; two nodes
+    // in this process would share its one event loop), driven by this process's load generator: one node with 64
+    // connections, then two with 32 each at once. The same-run comparison for two nodes is one node in a process.
+    const nodes = [await startNodeProcess(), await startNodeProcess()];
     try {
-      const half = (base) =>
+      const drive = (base, connections) =>
         new Promise((resolve, reject) =>
-          autocannon({ url: base + `/secrets/${account}/variable/s%2Fv42`, connections: 32, duration: DURATION, headers: auth }, (err, r) => (err ? reject(err) : resolve(r))),
+          autocannon({ url: base + `/secrets/${account}/variable/s%2Fv42`, connections, duration: DURATION, headers: auth }, (err, r) => (err ? reject(err) : resolve(r))),
         );
-      const [r1, r2] = await Promise.all([half(url), half(second.url)]);
+      let cpu = machineBusy().now;
+      const one = await drive(nodes[0].url, 64);
+      console.log(`(d1) audited fetch, one node process   ${one.requests.average.toFixed(0).padStart(7)} req/s   p50 ${one.latency.p50} ms   p99 ${one.latency.p99} ms   non-2xx/errors ${one.non2xx + one.errors}${busyText(machineBusy(cpu))}`);
+      cpu = machineBusy().now;
+      const [r1, r2] = await Promise.all([drive(nodes[0].url, 32), drive(nodes[1].url, 32)]);
+      const twoBusy = machineBusy(cpu);
       const total = r1.requests.average + r2.requests.average;
       const bad = r1.non2xx + r1.errors + r2.non2xx + r2.errors;
-      console.log(`(d) audited fetch, two nodes           ${total.toFixed(0).padStart(7)} req/s   p99 ${Math.max(r1.latency.p99, r2.latency.p99)} ms   non-2xx/errors ${bad}   vs one node (b): ${(total / fetchOne.requests.average).toFixed(2)}x`);
+      console.log(
+        `(d2) audited fetch, two node processes ${total.toFixed(0).padStart(7)} req/s   p99 ${Math.max(r1.latency.p99, r2.latency.p99)} ms   non-2xx/errors ${bad}   vs one node process (d1): ${(total / one.requests.average).toFixed(2)}x, vs (b): ${(total / fetchOne.requests.average).toFixed(2)}x${busyText(twoBusy)}`,
+      );
     } finally {
-      await second.close();
-      rmSync(secondDir, { recursive: true, force: true });
+      for (const node of nodes) await node.stop();
     }
   }
 

@@ -9,7 +9,7 @@
 import { SEARCH_INDEX_STEP, type AuditRow } from '../store/audit.js';
 import type { AuditHead, AuditStore } from '../store/index.js';
 import { CofferError } from '../errors.js';
-import { GENESIS_HASH, canonicalText, chainHash, type UnhashedRow } from './chain.js';
+import { GENESIS_HASH, canonicalEncoding, canonicalText, chainHash, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
 
 /** Who made the request, as the HTTP layer saw it. */
@@ -174,7 +174,9 @@ export class AuditLog {
     let rows: AuditRow[] = [];
     try {
       const events = batch.map((p) => p.event);
-      rows = await this.deps.store.appendChained((head) => this.chain(events, head), this.lastWritten);
+      // One time for the batch, however many times it is linked (the store may link it again to another head).
+      const time = this.nowIso();
+      rows = await this.deps.store.appendChained({ chain: (head) => this.chain(events, head, time), encode: canonicalEncoding }, this.lastWritten);
     } catch (cause) {
       this.flushing = false;
       this.lastWritten = undefined;
@@ -230,17 +232,16 @@ export class AuditLog {
 
   private async append(events: AuditEvent[]): Promise<AuditRow[]> {
     if (events.length === 0) return [];
-    const rows = this.chain(events, await this.deps.store.head());
+    const rows = this.chain(events, await this.deps.store.head(), this.nowIso());
     // One statement for the batch where the backend can (a round trip per event on PostgreSQL otherwise).
     await this.deps.store.insertAll(rows);
     return rows;
   }
 
-  /** The events as rows linked to `head` (a pure function of them, the head and the clock). */
-  private chain(events: AuditEvent[], head: AuditHead | undefined): AuditRow[] {
+  /** The events as rows linked to `head` (a pure function of its arguments). */
+  private chain(events: AuditEvent[], head: AuditHead | undefined, time: string): AuditRow[] {
     let seq = head?.seq ?? 0;
     let prev: Buffer = head?.hash ?? GENESIS_HASH;
-    const time = this.nowIso();
     const rows: AuditRow[] = [];
     for (const e of events) {
       seq++;

@@ -10,6 +10,7 @@ export type {
   AccountsStore,
   AuditHead,
   AuditStore,
+  ChainBatch,
   AuthenticatorsStore,
   CredentialsStore,
   DynamicStore,

@@ -137,10 +137,10 @@ export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): Sqlite
   const audit: AuditStore = {
     head: () => run(() => auditSync.head()),
     // In-process: reading the head costs nothing, so `expected` is not needed.
-    appendChained: (chain) =>
+    appendChained: (batch) =>
       tx(() =>
         run(() => {
-          const rows = chain(auditSync.head());
+          const rows = batch.chain(auditSync.head());
           for (const row of rows) auditSync.insert(row);
           return rows;
         }),

@@ -43,19 +43,26 @@ export interface AuditHead {
   hash: Buffer;
 }
 
+/** A batch of events as the audit log links them into its chain. */
+export interface ChainBatch {
+  /** The events as rows linked to `head`, hashes included. */
+  chain(head: AuditHead | undefined): AuditRow[];
+  /** A row's hash input after the previous hash: the chain's canonical encoding, a JSON array `[seq, …]`. */
+  encode(row: AuditRow): string;
+}
+
 export interface AuditStore {
   /** The chain's last event (inside a transaction: the head this transaction extends). */
   head(): Promise<AuditHead | undefined>;
   /**
-   * The group commit: in a write transaction of its own, appends the rows
-   * `chain` builds on the chain's head and answers them once committed.
-   * `expected` is the head the caller wrote last: a backend may send rows
-   * built on it without reading the head first (one round trip for the
-   * whole transaction), provided it writes nothing unless `expected` is
-   * still the head, and then builds again on the real one — so `chain` may
-   * be called twice. Never called inside a transaction.
+   * The group commit: in a write transaction of its own, appends the batch
+   * linked to the chain's head and answers its rows once committed. The
+   * backend may link the rows itself where the head is (PostgreSQL does, in
+   * one statement); it answers rows equal to `batch.chain(head)` for the
+   * head they were linked to, or fails. `expected` is the head the caller
+   * wrote last, the likeliest head. Never called inside a transaction.
    */
-  appendChained(chain: (head: AuditHead | undefined) => AuditRow[], expected?: AuditHead): Promise<AuditRow[]>;
+  appendChained(batch: ChainBatch, expected?: AuditHead): Promise<AuditRow[]>;
   insert(row: AuditRow): Promise<void>;
   /** Appends consecutive events in order (a group commit's batch). */
   insertAll(rows: AuditRow[]): Promise<void>;

@@ -2,18 +2,18 @@
  * The PostgreSQL group commit (AuditStore.appendChained, src/store/postgres/index.ts), measured on the wire: a TCP
  * proxy between the store and PostgreSQL reads the protocol and counts round trips (a request sent when nothing
  * was left to answer).
- * A batch on the head this node wrote last is one round trip; when another writer moved the head nothing is written
- * on the stale one and the batch is built again on the real head; a failed batch hands back no connection left
- * inside a transaction. The chain verifies throughout.
+ * A batch is one round trip (one statement: migration 0005's audit_append links it to the head under the write lock),
+ * whichever writer moved the head; the database's hashes are checked against the node's, and a disagreement refuses
+ * the batch before anything is committed. The chain verifies throughout.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { chainHash, GENESIS_HASH, verifyChain, type UnhashedRow } from '../../src/audit/chain.js';
+import { canonicalEncoding, chainHash, GENESIS_HASH, verifyChain, type UnhashedRow } from '../../src/audit/chain.js';
 import type { AuditRow } from '../../src/store/audit.js';
 import { createPostgresClient, type PgSql } from '../../src/store/postgres/client.js';
 import { createPostgresStore, type PostgresStore } from '../../src/store/postgres/index.js';
 import { migratePostgres } from '../../src/store/postgres/migrate.js';
-import type { AuditHead } from '../../src/store/types.js';
+import type { AuditHead, ChainBatch } from '../../src/store/types.js';
 import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
 
 /**
@@ -118,22 +118,25 @@ const event = (n: number): Omit<UnhashedRow, 'seq'> => ({
   resource_id: `a:variable:v${n}`, version: null, client_ip: '::1', request_id: null, user_agent: null, reason: null, message: `event ${n}`, details: null,
 });
 
-/** A chain builder as the audit log's, counting its calls and the heads it was given. */
+/** A batch as the audit log's, counting the heads it was linked to. */
 function builder(events: number[]) {
   const heads: (AuditHead | undefined)[] = [];
-  const chain = (head: AuditHead | undefined): AuditRow[] => {
-    heads.push(head);
-    let seq = head?.seq ?? 0;
-    let prev = head?.hash ?? GENESIS_HASH;
-    return events.map((n) => {
-      const base: UnhashedRow = { seq: ++seq, ...event(n) };
-      const hash = chainHash(prev, base);
-      const row = { ...base, prev_hash: prev, hash };
-      prev = hash;
-      return row;
-    });
+  const batch: ChainBatch = {
+    chain: (head) => {
+      heads.push(head);
+      let seq = head?.seq ?? 0;
+      let prev = head?.hash ?? GENESIS_HASH;
+      return events.map((n) => {
+        const base: UnhashedRow = { seq: ++seq, ...event(n) };
+        const hash = chainHash(prev, base);
+        const row = { ...base, prev_hash: prev, hash };
+        prev = hash;
+        return row;
+      });
+    },
+    encode: canonicalEncoding,
   };
-  return { chain, heads };
+  return { batch, heads };
 }
 
 const headOf = (rows: AuditRow[]): AuditHead => ({ seq: rows.at(-1)!.seq, hash: rows.at(-1)!.hash });
@@ -167,56 +170,52 @@ describePostgres('PostgreSQL group commit', () => {
 
   const all = async () => node.audit.page(0, 10_000);
 
-  it('is one round trip on the head this node wrote last, two without one, and the chain links', async () => {
-    // Warm up: the connection is opened, and each statement is prepared (described) once per connection.
-    let written = await node.audit.appendChained(builder([1, 2]).chain);
+  it('is one round trip, on the head this node wrote last or without one, and the chain links', async () => {
+    // Warm up: the connection is opened and the statement prepared (described) once per connection.
+    let written = await node.audit.appendChained(builder([1, 2]).batch);
+    expect(written.map((r) => r.seq)).toEqual([1, 2]);
     let head = headOf(written);
-    written = await node.audit.appendChained(builder([3]).chain, head);
-    head = headOf(written);
 
-    const b = builder([4, 5, 6]);
-    expect(await proxy.count(async () => (written = await node.audit.appendChained(b.chain, head)))).toBe(1);
-    expect(b.heads).toEqual([head]); // built once, on the expected head, which was not read
+    const b = builder([3, 4, 5]);
+    expect(await proxy.count(async () => (written = await node.audit.appendChained(b.batch, head)))).toBe(1);
+    expect(b.heads).toEqual([head]); // linked once, on the expected head, which was not read first
     expect(written.map((r) => r.seq)).toEqual([head.seq + 1, head.seq + 2, head.seq + 3]);
     head = headOf(written);
 
-    const c = builder([7]);
-    expect(await proxy.count(() => node.audit.appendChained(c.chain))).toBe(2); // no expected head: [BEGIN, lock, head], [insert, COMMIT]
-    expect(c.heads).toEqual([head]);
+    const c = builder([6]);
+    expect(await proxy.count(async () => (written = await node.audit.appendChained(c.batch)))).toBe(1);
+    expect(c.heads).toEqual([undefined, head]); // built on nothing, then checked on the head the database linked it to
+    expect(written[0]!.prev_hash).toEqual(head.hash);
     const rows = await all();
-    expect(rows).toHaveLength(7);
+    expect(rows).toHaveLength(6);
+    expect(rows.slice(-1)).toEqual(written);
     expect(verifyChain(rows)).toMatchObject({ ok: true });
   });
 
-  it('writes nothing on a head another writer moved: builds again on the real one, then stays at two round trips until the head is its own again', async () => {
+  it('links to the real head when another writer moved it, in the same one round trip', async () => {
     let mine = headOf(await all());
-    // Another node appends.
-    const theirs = await other.audit.appendChained(builder([100, 101]).chain, mine);
+    const theirs = await other.audit.appendChained(builder([100, 101]).batch, mine);
     const realHead = headOf(theirs);
 
-    const b = builder([8, 9]);
+    const b = builder([7, 8]);
     let written: AuditRow[] = [];
-    expect(await proxy.count(async () => (written = await node.audit.appendChained(b.chain, mine)))).toBe(3); // the try, then two
+    expect(await proxy.count(async () => (written = await node.audit.appendChained(b.batch, mine)))).toBe(1);
     expect(b.heads).toEqual([mine, realHead]);
     expect(written[0]!.seq).toBe(realHead.seq + 1);
     expect(written[0]!.prev_hash).toEqual(realHead.hash);
     mine = headOf(written);
 
-    // Contended: the next batch reads the head first (two round trips), finds its own, and goes back to one.
-    expect(await proxy.count(async () => (written = await node.audit.appendChained(builder([10]).chain, mine)))).toBe(2);
-    mine = headOf(written);
-    expect(await proxy.count(async () => (written = await node.audit.appendChained(builder([11]).chain, mine)))).toBe(1);
-
     const rows = await all();
-    expect(rows.map((r) => r.message).slice(-6)).toEqual(['event 100', 'event 101', 'event 8', 'event 9', 'event 10', 'event 11']);
+    expect(rows.map((r) => r.message).slice(-4)).toEqual(['event 100', 'event 101', 'event 7', 'event 8']);
+    expect(rows.slice(-2)).toEqual(written);
     expect(verifyChain(rows)).toMatchObject({ ok: true });
   });
 
-  it('a head with the right sequence number but another hash is not the head: nothing is written on it', async () => {
+  it('a head with the right sequence number but another hash is not the head: the batch links to the real one', async () => {
     const real = headOf(await all());
     const forged: AuditHead = { seq: real.seq, hash: Buffer.alloc(32, 7) };
-    const b = builder([12]);
-    const written = await node.audit.appendChained(b.chain, forged);
+    const b = builder([9]);
+    const written = await node.audit.appendChained(b.batch, forged);
     expect(b.heads).toEqual([forged, real]);
     expect(written[0]!.prev_hash).toEqual(real.hash);
     const rows = await all();
@@ -224,34 +223,43 @@ describePostgres('PostgreSQL group commit', () => {
     expect(verifyChain(rows)).toMatchObject({ ok: true });
   });
 
-  it('a failed batch is refused whole and leaves no connection inside a transaction', async () => {
-    const before = await all();
-    const head = headOf(before);
-    // Rows that collide with stored ones (seq 1 again) on both paths: the optimistic one and the one that reads the head.
-    const bad = () => builder([13, 14]).chain(undefined);
-    await expect(node.audit.appendChained(() => bad(), head)).rejects.toThrow(/duplicate key|audit_events/);
-    await expect(node.audit.appendChained(() => bad())).rejects.toThrow(/duplicate key|audit_events/);
-    // The pool's one connection is back outside any transaction: a statement on it commits on its own.
-    await node.audit.head();
-    const stuck = await direct<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'`;
-    expect(stuck[0]!.n).toBe(0);
-    expect(await all()).toEqual(before);
-    // And the next batch is written.
-    const ok = await node.audit.appendChained(builder([15]).chain, head);
-    expect(ok[0]!.seq).toBe(head.seq + 1);
-    expect(verifyChain(await all())).toMatchObject({ ok: true });
+  it('a batch of any size is one statement', async () => {
+    const head = headOf(await all());
+    const big = builder(Array.from({ length: 5_001 }, (_, i) => 10_000 + i));
+    let written: AuditRow[] = [];
+    expect(await proxy.count(async () => (written = await node.audit.appendChained(big.batch, head)))).toBe(1);
+    expect(written).toHaveLength(5_001);
+    const rows = await all();
+    expect(rows.slice(-5_001)).toEqual(written);
+    expect(verifyChain(rows)).toMatchObject({ ok: true });
+  });
+
+  it('stores text exactly as the node hashed it: unicode, quotes, JSON in details, NULLs, a version past 2^32', async () => {
+    const head = headOf(await all());
+    const odd: ChainBatch = {
+      chain: (h) => {
+        const base: UnhashedRow = {
+          ...event(0), seq: (h?.seq ?? 0) + 1, account: null, role_id: null, version: 2 ** 40 + 3, user_agent: 'ü "quoted" \\ \n tab\t 𝄞 \u2028',
+          reason: "it's", message: '[1,"x"],', details: JSON.stringify({ k: ['v', 1, null], s: '\\"' }),
+        };
+        const hash = chainHash(h?.hash ?? GENESIS_HASH, base);
+        return [{ ...base, prev_hash: h?.hash ?? GENESIS_HASH, hash }];
+      },
+      encode: canonicalEncoding,
+    };
+    const written = await node.audit.appendChained(odd, head);
+    const rows = await all();
+    expect(rows.at(-1)).toEqual(written[0]);
+    expect(verifyChain(rows)).toMatchObject({ ok: true });
   });
 
   it('two stores appending at once keep one chain, every batch written once', async () => {
-    const heads = { a: headOf(await all()), b: headOf(await all()) };
+    const heads: Record<'a' | 'b', AuditHead | undefined> = { a: headOf(await all()), b: undefined };
     const batches = 40;
     await Promise.all(
       (['a', 'b'] as const).map(async (who) => {
         const store = who === 'a' ? node : other;
-        for (let i = 0; i < batches; i++) {
-          const written = await store.audit.appendChained(builder([1000 * (who === 'a' ? 1 : 2) + i]).chain, heads[who]);
-          heads[who] = headOf(written);
-        }
+        for (let i = 0; i < batches; i++) heads[who] = headOf(await store.audit.appendChained(builder([1000 * (who === 'a' ? 1 : 2) + i]).batch, heads[who]));
       }),
     );
     const rows = await all();
@@ -261,5 +269,22 @@ describePostgres('PostgreSQL group commit', () => {
       expect(messages.filter((m) => m === `event ${2000 + i}`)).toHaveLength(1);
     }
     expect(verifyChain(rows)).toMatchObject({ ok: true });
+  });
+
+  it('a batch PostgreSQL would hash differently than the node is refused whole, before anything is committed', async () => {
+    const before = await all();
+    const head = headOf(before);
+    // An encoding that is not the one the hashes were computed over: the two implementations disagree.
+    const { batch } = builder([20, 21]);
+    const skewed: ChainBatch = { chain: batch.chain, encode: (row) => canonicalEncoding({ ...row, message: `${row.message}!` }) };
+    await expect(node.audit.appendChained(skewed, head)).rejects.toThrow(/hashes differently here than on the node/);
+    await expect(node.audit.appendChained({ chain: batch.chain, encode: () => 'not an encoding' }, head)).rejects.toThrow(/must begin with its sequence number/);
+    expect(await all()).toEqual(before);
+    // The pool's one connection is usable, outside any transaction.
+    const stuck = await direct<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'`;
+    expect(stuck[0]!.n).toBe(0);
+    const ok = await node.audit.appendChained(builder([22]).batch, head);
+    expect(ok[0]!.seq).toBe(head.seq + 1);
+    expect(verifyChain(await all())).toMatchObject({ ok: true });
   });
 });

@@ -54,7 +54,7 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
 }
 
 /** Events per INSERT: a batch bigger than this (a policy load's change log) takes several. */
-export const AUDIT_ROWS_PER_INSERT = 5_000;
+const AUDIT_ROWS_PER_INSERT = 5_000;
 
 /*
  * One statement text whatever the batch holds (the rows travel as one JSON document), so it is prepared once per
@@ -70,14 +70,6 @@ const INSERT_ROWS = `INSERT INTO audit_events (seq, time, account, action, opera
     operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
     user_agent text, reason text, message text, details text, prev_hash text, hash text)`;
 
-/**
- * The same, only if ($2, $3) is the chain's last event; else nothing (0 rows). Run after the write lock is taken,
- * in a statement of its own (READ COMMITTED: its snapshot is taken after the lock), it sees the true head.
- */
-const INSERT_ROWS_ON_HEAD = `${INSERT_ROWS}
-  WHERE EXISTS (SELECT 1 FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) head
-    WHERE head.seq = $2::int8 AND head.hash = $3::bytea)`;
-
 /** The rows as INSERT_ROWS reads them: int8 as text (seq and version may pass 2^31), hashes as hex. */
 function rowsDocument(rows: AuditRow[]): string {
   return JSON.stringify(
@@ -91,18 +83,12 @@ function rowsDocument(rows: AuditRow[]): string {
   );
 }
 
-/** Inserts up to AUDIT_ROWS_PER_INSERT rows in one prepared statement (sent when awaited or executed). */
-export function insertRows(q: PgQueryable, rows: AuditRow[]) {
+/** Inserts up to AUDIT_ROWS_PER_INSERT rows in one prepared statement. */
+function insertRows(q: PgQueryable, rows: AuditRow[]) {
   return q.unsafe(`${INSERT_ROWS} ORDER BY seq`, [rowsDocument(rows)], { prepare: true });
 }
 
-/** insertRows, if `head` is still the chain's last event: the result's count says whether they were written. */
-export function insertRowsOnHead(q: PgQueryable, rows: AuditRow[], head: AuditHead) {
-  return q.unsafe(`${INSERT_ROWS_ON_HEAD} ORDER BY seq`, [rowsDocument(rows), head.seq, head.hash] as never[], { prepare: true });
-}
-
-/** The chain's last event (on `q`: the pool, a transaction or a reserved connection). */
-export async function auditHead(q: PgQueryable): Promise<AuditHead | undefined> {
+async function auditHead(q: PgQueryable): Promise<AuditHead | undefined> {
   const [row] = await q<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
   return row;
 }
@@ -201,7 +187,7 @@ function numbered(q: { sql: string; params: unknown[] }): { sql: string; params:
   return { sql: q.sql.replace(/\?/g, () => `$${++i}`), params: q.params };
 }
 
-/** Everything but the group commit, which needs the pool and the write lock (see ./index.ts). */
+/** Everything but the group commit, which needs a connection of its own (see ./index.ts, migration 0005). */
 export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained'> {
   return {
     head: () => auditHead(db()),

@@ -15,13 +15,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type postgres from 'postgres';
 import type { WritableReport } from '../health.js';
-import type { AuditHead, AuditStore, Store } from '../types.js';
-import type { AuditRow } from '../audit.js';
+import type { AuditStore, Store } from '../types.js';
 import { storageFailureOf } from '../../errors.js';
 import { createPostgresClient, type PgClientOptions, type PgQueryable, type PgSql, type PgTypes } from './client.js';
 import { createPgFamilies } from './families.js';
 import { createPgGraphStore } from './graph.js';
-import { AUDIT_ROWS_PER_INSERT, auditHead, createPgAuditStore, insertRows, insertRowsOnHead } from './audit.js';
+import { createPgAuditStore } from './audit.js';
 import { createPgChangeFeed } from './changes.js';
 import { migratePostgres } from './migrate.js';
 import { guardDriverWriteRace } from './driver-guard.js';
@@ -242,63 +241,46 @@ export function createPostgresStore(
   }
 
   /**
-   * The group commit (AuditStore.appendChained) in as few round trips as the chain allows. On a reserved
-   * connection, BEGIN, the write lock, the rows built on the head this node wrote last — inserted only if that is
-   * still the head — and COMMIT go out together: one round trip. Under load a node's event loop is busy, so each
-   * round trip also waits for its turn: the batch (and every request in it) waited for five of them before.
-   * When another writer (another node, a policy load) moved the head, that insert wrote nothing and the batch is
-   * built again on the head read under the lock, in two round trips ([BEGIN, lock, head], then [insert, COMMIT]);
-   * while other writers keep moving the head the node starts there (`contended`) instead of trying first.
+   * The group commit (AuditStore.appendChained): one statement, `audit_append` (migration 0005), takes the write
+   * lock, reads the head, links the batch to it and inserts it. One round trip whichever node wrote last, and the
+   * lock is held only while PostgreSQL works: under load each round trip also waits for its turn on the node's
+   * event loop, and a batch used to wait for five (BEGIN, lock, head, insert, COMMIT) — holding the lock, so every
+   * other node waited too. The node sends each event's encoding after its sequence number, so the text hashed is
+   * the node's own; the answer is checked against the node's chain on the head it was linked to (on `expected`,
+   * PostgreSQL checks each hash before anything is committed), and a difference is a failure: the batch's requests
+   * are refused, never answered with an event the chain would not verify.
    */
-  let contended = false;
-  const LOCK = `SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`;
-  async function appendOn(conn: postgres.ReservedSql<PgTypes>, chain: (head: AuditHead | undefined) => AuditRow[], expected: AuditHead | undefined): Promise<AuditRow[]> {
-    const committed = (commit: { command: string }) => {
-      // A COMMIT in a failed transaction answers ROLLBACK (the failing statement already rejected: belt and braces).
-      if (commit.command !== 'COMMIT') throw new Error(`the audit batch was not committed (${commit.command})`);
-    };
-    if (expected && !contended) {
-      const rows = chain(expected);
-      if (rows.length === 0) return rows;
-      if (rows.length <= AUDIT_ROWS_PER_INSERT) {
-        const [, , inserted, commit] = await Promise.all([
-          conn.unsafe('BEGIN').execute(),
-          conn.unsafe(LOCK).execute(),
-          insertRowsOnHead(conn, rows, expected).execute(),
-          conn.unsafe('COMMIT').execute(),
-        ]);
-        committed(commit);
-        if (inserted.count === rows.length) return rows;
-        if (inserted.count !== 0) throw new Error(`the audit batch wrote ${inserted.count} of ${rows.length} events`);
-      }
-    }
-    const [, , head] = await Promise.all([conn.unsafe('BEGIN').execute(), conn.unsafe(LOCK).execute(), auditHead(conn)]);
-    if (expected) contended = !(head && head.seq === expected.seq && head.hash.equals(expected.hash));
-    const rows = chain(head);
-    const writes: Promise<unknown>[] = [];
-    for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) writes.push(insertRows(conn, rows.slice(i, i + AUDIT_ROWS_PER_INSERT)).execute());
-    const commit = conn.unsafe('COMMIT').execute();
-    await Promise.all(writes);
-    committed(await commit);
-    return rows;
-  }
-  const appendChained: AuditStore['appendChained'] = async (chain, expected) => {
+  const appendChained: AuditStore['appendChained'] = (batch, expected) => {
     if (context.getStore()?.open) throw new Error('appendChained runs in a transaction of its own');
+    // As a transaction's: the deadline covers getting a connection, not the wait for the lock (a long policy load).
     return boundedStart(async (start) => {
+      const built = batch.chain(expected);
+      if (built.length === 0) return built;
+      const doc = JSON.stringify(
+        built.map((row) => {
+          const encoding = batch.encode(row);
+          const lead = `[${row.seq},`;
+          if (!encoding.startsWith(lead)) throw new Error('an audit event encoding must begin with its sequence number');
+          return { tail: encoding.slice(lead.length - 1), hash: row.hash.toString('hex') };
+        }),
+      );
       const conn = await sql.reserve();
-      let rows: AuditRow[];
+      let linked: { seq: number; prev_hash: Buffer; hash: Buffer }[];
       try {
         start();
-        rows = await appendOn(conn, chain, expected);
-      } catch (err) {
-        // Never hand the pool a connection left inside a transaction; the batch's answer does not wait for it.
-        void conn
-          .unsafe('ROLLBACK')
-          .catch(() => undefined)
-          .finally(() => conn.release());
-        throw err;
+        linked = await conn<{ seq: number; prev_hash: Buffer; hash: Buffer }[]>`SELECT * FROM audit_append(${doc}, ${expected?.seq ?? -1}::int8, ${expected?.hash ?? Buffer.alloc(0)}::bytea)`;
+      } finally {
+        conn.release();
       }
-      conn.release();
+      const first = linked[0];
+      if (!first || linked.length !== built.length) throw new Error(`audit_append linked ${linked.length} of ${built.length} events`);
+      const rows = first.prev_hash.equals(built[0]!.prev_hash) && first.seq === built[0]!.seq ? built : batch.chain({ seq: first.seq - 1, hash: first.prev_hash });
+      rows.forEach((row, i) => {
+        const got = linked[i]!;
+        if (got.seq !== row.seq || !got.hash.equals(row.hash) || !got.prev_hash.equals(row.prev_hash)) {
+          throw new Error(`the database linked audit event ${got.seq} differently than this node: check both run this Coffer version`);
+        }
+      });
       return rows;
     });
   };
