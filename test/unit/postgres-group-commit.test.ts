@@ -287,4 +287,21 @@ describePostgres('PostgreSQL group commit', () => {
     expect(ok[0]!.seq).toBe(head.seq + 1);
     expect(verifyChain(await all())).toMatchObject({ ok: true });
   });
+
+  it('without a head to compare before committing, a disagreement found after the commit still refuses the batch', async () => {
+    // Its own database: the committed batch breaks that chain, as the verifier then reports.
+    const url = await cluster.createDatabase('gc_skew');
+    const sql = createPostgresClient(url, { max: 1 });
+    await migratePostgres(sql);
+    const store = createPostgresStore(sql);
+    try {
+      await store.audit.appendChained(builder([1]).batch);
+      const { batch } = builder([2, 3]);
+      const skewed: ChainBatch = { chain: batch.chain, encode: (row) => canonicalEncoding({ ...row, message: `${row.message}!` }) };
+      await expect(store.audit.appendChained(skewed)).rejects.toThrow(/linked audit event 2 differently than this node/);
+      expect(verifyChain(await store.audit.page(0, 100))).toMatchObject({ ok: false, firstBadSeq: 2 });
+    } finally {
+      await store.close();
+    }
+  });
 });
