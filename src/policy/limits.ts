@@ -69,6 +69,8 @@ const SQUOTE = 39;
 const PIPE = 124;
 const GT = 62;
 const HASH = 35;
+/** Stands for a CR not followed by LF: a character without a case of its own. */
+const LONE_CR = -1;
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 
@@ -79,22 +81,24 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
  * Node weights: `[` 4 (the sequence, its first item, and what error
  * recovery makes of a `-` or `:` right after it), `{` 3 (the mapping, its
  * first key and value), `,` 2 (a flow map's next key and value), `:` 2 (a
- * key and its value), `?` + blank 2, `-` + blank 1 (a block item) — each 2
- * more after a `:` on the same line (`a: - b`: error recovery makes the item
- * a key with a null value) —, `---`/`...` at a line start 1 (a document),
- * plus 1 for the first document. Characters that start other tokens the
- * parser must handle weigh too, wherever they are, so the parser's work
- * (tokens) is bounded by nodes plus lines, not only the nodes it builds:
- * `]`, `}`, `!`, `&`, `|`, `>` 1, quotes 2 and `*` 3 (a quoted scalar or an
- * alias after a block scalar header is recovered as a key with null values).
- * Every `:` and `,` counts, quoted or not: over-counting prose is harmless,
- * under-counting never happens. Every line that is not blank weighs 1
- * (error recovery at a line start: `a: b` then `- c` at the same indent),
- * and 2 instead if it has none of the indicators that make items and pairs
- * (`[ { , : - ? ---`) and is not a comment: YAML may read it as a key
- * without a value.
+ * key and its value), `?` + blank 3 (a key, its null value, and the mapping
+ * a compact `- ? - ?` opens), `-` + blank 1 (a block item) — each 2 more
+ * after a `:` on the same line (`a: - b`: error recovery makes the item a key
+ * with a null value) —, a `-` inside a flow collection at least 2 and a `?`
+ * there at least 1 (`[-,-,…` builds 4 nodes an item), `---`/`...` at a line
+ * start 1 (a document), plus 1 for the first document. Characters that start
+ * other tokens the parser must handle weigh too, wherever they are, so the
+ * parser's work (tokens) is bounded by nodes plus lines, not only the nodes
+ * it builds: `]`, `}`, `!`, `&`, `|`, `>` 1, quotes 2 and `*` 3 (a quoted
+ * scalar or an alias after a block scalar header is recovered as a key with
+ * null values). Every `:` and `,` counts, quoted or not: over-counting prose
+ * is harmless, under-counting never happens. Every line that is not blank
+ * weighs 1 (error recovery at a line start: `a: b` then `- c` at the same
+ * indent), and 2 instead if it has none of the indicators that make items and
+ * pairs (`[ { , : - ? ---`) and is not a comment: YAML may read it as a key
+ * without a value. Lines end at LF and CRLF, as YAML's do: a lone CR is text.
  * The property tests check the count against what `yaml` builds; random
- * token soup found each of the recovery cases above.
+ * token soup and repeated fragments found each of the recovery cases above.
  */
 export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts {
   // One tight loop over local variables (no closures: captured variables would live in a context object).
@@ -109,11 +113,20 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
   /** Whether the current line has an item or pair indicator (or is a comment), and whether it has anything but blanks. */
   let counted = false;
   let content = false;
-  /** Whether a `:` came earlier on this line. */
+  /** Whether a `:` came earlier on this line; whether the last character other than a blank was `[`, `{` or `,`. */
   let afterColon = false;
+  let afterFlowIndicator = false;
+  /** Open `[` and `{` (quoted ones too: an over-count is harmless). */
+  let flowDepth = 0;
   for (let i = 0; i <= n; i++) {
-    const c = i < n ? text.charCodeAt(i) : NL;
+    let c = i < n ? text.charCodeAt(i) : NL;
+    // YAML breaks lines at LF and CRLF only: a lone CR is text (lines of it are keys without values).
+    if (c === CR && text.charCodeAt(i + 1) !== NL) c = LONE_CR;
     let add = 0;
+    const flowBefore = afterFlowIndicator;
+    if (c !== SPACE && c !== TAB && c !== NL && c !== CR) afterFlowIndicator = c === LBRACKET || c === LBRACE || c === COMMA;
+    if (c === LBRACKET || c === LBRACE) flowDepth++;
+    else if ((c === RBRACKET || c === RBRACE) && flowDepth > 0) flowDepth--;
     switch (c) {
       case NL:
       case CR:
@@ -185,12 +198,15 @@ export function prescanPolicy(text: string, limits: PolicyLimits): PrescanCounts
         }
         content = true;
         if (c === DOT) continue;
+        // After an indicator even a lone CR separates (it does not end the line).
         const next = i + 1 < n ? text.charCodeAt(i + 1) : SPACE;
         if (next === SPACE || next === TAB || next === NL || next === CR) {
           // After a `:` on its line (`a: - b`, `a: ? b`), error recovery makes the item a key with a null value.
-          add = (c === DASH ? 1 : 2) + (afterColon ? 2 : 0);
+          add = (c === DASH ? 1 : 3) + (afterColon ? 2 : 0);
           counted = true;
         }
+        // Inside a flow collection, error recovery makes a `-` a pair of its own (`[-,-,…` builds 4 nodes an item).
+        if (flowBefore || flowDepth > 0) add = Math.max(add, c === DASH ? 2 : 1);
         break;
       }
       default:

@@ -70,11 +70,16 @@ const soup = fc
   .array(
     fc.constantFrom(
       '[', ']', '{', '}', ',', ':', ': ', '- ', '-', '? ', '"', "'", '#', ' #', '|', '>', '\n', '\r\n', '  ', ' ', '\t',
-      'a', 'b1', '*a', '&a ', '!t ', '!user ', '!!set ', '!!binary ', '---\n', '...\n', '\\', '%YAML 1.1\n', '<<: ', "''", '""', '~',
+      'a', 'b1', '*a', '&a ', '!t ', '!user ', '!!set ', '!!binary ', '---\n', '...\n', '\\', '%YAML 1.1\n', '<<: ', "''", '""', '~', '\r', '?',
     ),
     { maxLength: 250 },
   )
   .map((parts) => parts.join(''));
+/** A few fragments, then a short run of them repeated: what a hostile body does at scale. */
+const fragment = fc.constantFrom('[', ']', '{', '}', ',', ':', ': ', '- ', '-', '? ', '?', '"', "'", '#', '|', '>', '\n', '\r\n', '\r', ' ', '\t', 'a', '*a', '&a ', '!user ', '---\n', '<<: ', '~');
+const repeated = fc
+  .tuple(fc.array(fragment, { maxLength: 8 }), fc.array(fragment, { minLength: 1, maxLength: 5 }), fc.integer({ min: 2, max: 300 }))
+  .map(([lead, unit, times]) => lead.join('') + unit.join('').repeat(times));
 
 const scalar = fc.oneof(fc.string({ maxLength: 12 }), fc.integer(), fc.boolean(), fc.constant(null));
 const jsonish = fc.letrec((tie) => ({
@@ -123,6 +128,12 @@ describe('prescanPolicy never under-counts what the yaml package builds', () => 
     // The examples are error-recovery cases random soup found (CI, then 5M samples with FC_RUNS).
     const found = ['<<: - -', 'a: - - - - -', ': ...\n- b1', '<<: a\n- ', '? <<: > *a#\n', "<<: >\t'a...\n", 'a: ? ? - ...\n', ': \na-', '&a ? - ~'];
     fc.assert(fc.property(soup, property), { numRuns: Number(process.env.FC_RUNS ?? 400), examples: found.map((t) => [t]) });
+  });
+
+  it('for short runs of fragments repeated', () => {
+    // Found by a reviewer and by this property at 100,000 runs: a `-` in flow context, lone CRs, nested `- ?`.
+    const found = ['[' + '-,'.repeat(300), 'a: ' + '\r\n\r'.repeat(200), '][' + '- ? '.repeat(50), ' [|\t- \\,' + '- !user '.repeat(80), '~  ' + '?\r: '.repeat(100)];
+    fc.assert(fc.property(repeated, property), { numRuns: Number(process.env.FC_RUNS ?? 300), examples: found.map((t) => [t]) });
   });
 
   it('for random data written as YAML in any style', () => {
