@@ -9,12 +9,16 @@
 -- sends each event's array after its first element (`tail`, beginning with
 -- the comma), so the text hashed is exactly the node's own encoding; only the
 -- sequence number is written here, and the columns stored are read back from
--- that text. A node that built the batch on the head it
--- wrote last sends its hashes too (`expect_seq`, `expect_hash`, each event's
--- `hash`): when that is still the head, every hash computed here must equal the node's, or the batch is
--- refused whole — a difference between the two implementations cannot enter
--- the chain unnoticed.
-CREATE FUNCTION audit_append(batch text, expect_seq bigint, expect_hash bytea) RETURNS TABLE (seq bigint, prev_hash bytea, hash bytea)
+-- that text. A node that built the batch on the head it wrote last sends its
+-- hashes too (`expect_seq`, `expect_hash`, each event's `hash`): when that is
+-- still the head, every hash computed here must equal the node's, or the batch
+-- is refused whole — a difference between the two implementations cannot
+-- enter the chain unnoticed. `lock_key` is the store's write lock
+-- (WRITE_LOCK_KEY: one definition). `not_after`: a batch its node gave up on
+-- (the database did not answer in time) must not be committed when it finally
+-- arrives.
+CREATE FUNCTION audit_append(batch text, expect_seq bigint, expect_hash bytea, lock_key bigint, not_after timestamptz)
+  RETURNS TABLE (seq bigint, prev_hash bytea, hash bytea)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -27,7 +31,10 @@ DECLARE
   hashes bytea[] := '{}';
   e jsonb;
 BEGIN
-  PERFORM pg_advisory_xact_lock(73735413855602);
+  IF clock_timestamp() > not_after THEN
+    RAISE EXCEPTION 'audit_append: the batch arrived after its node gave up on it (%)', not_after;
+  END IF;
+  PERFORM pg_advisory_xact_lock(lock_key);
   SELECT a.seq, a.hash INTO head_seq, head_hash FROM audit_events a ORDER BY a.seq DESC LIMIT 1;
   IF NOT FOUND THEN
     head_seq := 0;
@@ -53,6 +60,9 @@ BEGIN
     FROM unnest(seqs, tails, prevs, hashes) AS h(seq, tail, prev_hash, hash),
       LATERAL (SELECT ('[0' || h.tail)::jsonb AS a) parsed
     ORDER BY h.seq;
+  IF EXISTS (SELECT 1 FROM unnest(tails) AS t(tail) WHERE jsonb_array_length(('[0' || t.tail)::jsonb) <> 15) THEN
+    RAISE EXCEPTION 'audit_append: an event is not the 15 fields of the chain''s encoding';
+  END IF;
   RETURN QUERY SELECT * FROM unnest(seqs, prevs, hashes);
 END
 $$;

@@ -6,12 +6,13 @@
  * whichever writer moved the head; the database's hashes are checked against the node's, and a disagreement refuses
  * the batch before anything is committed. The chain verifies throughout.
  */
+import { createHash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { canonicalEncoding, chainHash, GENESIS_HASH, verifyChain, type UnhashedRow } from '../../src/audit/chain.js';
 import type { AuditRow } from '../../src/store/audit.js';
 import { createPostgresClient, type PgSql } from '../../src/store/postgres/client.js';
-import { createPostgresStore, type PostgresStore } from '../../src/store/postgres/index.js';
+import { createPostgresStore, WRITE_LOCK_KEY, type PostgresStore } from '../../src/store/postgres/index.js';
 import { migratePostgres } from '../../src/store/postgres/migrate.js';
 import type { AuditHead, ChainBatch } from '../../src/store/types.js';
 import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
@@ -53,6 +54,15 @@ const ANSWER_DELAY_MS = 40;
 class CountingProxy {
   flights = 0;
   private outstanding = 0;
+  private holding = false;
+  private readonly onRelease: (() => void)[] = [];
+
+  /** While true, what the client sends is held back (the database seems not to answer); false sends it on. */
+  set hold(on: boolean) {
+    this.holding = on;
+    if (!on) for (const release of this.onRelease) release();
+  }
+
   private readonly sockets = new Set<Socket>();
   private constructor(private readonly server: Server) {}
 
@@ -79,9 +89,14 @@ class CountingProxy {
         sending = false;
         if (type === 'Z') proxy.outstanding = Math.max(0, proxy.outstanding - 1);
       }, false);
+      const held: Buffer[] = [];
+      proxy.onRelease.push(() => {
+        for (const d of held.splice(0)) upstream.write(d);
+      });
       client.on('data', (d) => {
         fromClient(d);
-        upstream.write(d);
+        if (proxy.holding) held.push(d);
+        else upstream.write(d);
       });
       // Answers reach the client ANSWER_DELAY_MS late: a request that waits for one is sent after it arrives, while
       // one the driver merely writes in a later turn of the event loop (it is not waiting) is sent long before.
@@ -271,40 +286,88 @@ describePostgres('PostgreSQL group commit', () => {
     expect(verifyChain(rows)).toMatchObject({ ok: true });
   });
 
-  it('a batch PostgreSQL would hash differently than the node is refused whole, before anything is committed', async () => {
+  it('an encoding that is not what its hash covers is refused before anything is sent', async () => {
     const before = await all();
     const head = headOf(before);
-    // An encoding that is not the one the hashes were computed over: the two implementations disagree.
     const { batch } = builder([20, 21]);
     const skewed: ChainBatch = { chain: batch.chain, encode: (row) => canonicalEncoding({ ...row, message: `${row.message}!` }) };
-    await expect(node.audit.appendChained(skewed, head)).rejects.toThrow(/hashes differently here than on the node/);
-    await expect(node.audit.appendChained({ chain: batch.chain, encode: () => 'not an encoding' }, head)).rejects.toThrow(/must begin with its sequence number/);
+    const sent = proxy.flights;
+    await expect(node.audit.appendChained(skewed, head)).rejects.toThrow(/audit event \d+: its encoding is not what its hash covers/);
+    await expect(node.audit.appendChained({ chain: batch.chain, encode: () => 'not an encoding' })).rejects.toThrow(/its encoding is not what its hash covers/);
+    expect(proxy.flights).toBe(sent);
     expect(await all()).toEqual(before);
-    // The pool's one connection is usable, outside any transaction.
-    const stuck = await direct<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'`;
-    expect(stuck[0]!.n).toBe(0);
-    const ok = await node.audit.appendChained(builder([22]).batch, head);
-    expect(ok[0]!.seq).toBe(head.seq + 1);
+  });
+
+  it('PostgreSQL refuses, committing nothing: a hash it computes differently, an event that is not 15 fields, a batch past its time', async () => {
+    const before = await all();
+    const head = headOf(before);
+    const [row] = builder([30]).batch.chain(head);
+    const tail = canonicalEncoding(row!).slice(`[${row!.seq}`.length);
+    const call = (doc: unknown, notAfter = new Date(Date.now() + 60_000)) =>
+      direct`SELECT * FROM audit_append(${JSON.stringify(doc)}, ${head.seq}::int8, ${head.hash}::bytea, ${WRITE_LOCK_KEY}::int8, ${notAfter.toISOString()}::timestamptz)`;
+    await expect(call([{ tail, hash: Buffer.alloc(32, 1).toString('hex') }])).rejects.toThrow(/hashes differently here than on the node/);
+    const sixteen = canonicalEncoding(row!).slice(0, -1) + ',"extra"]';
+    const extra = sixteen.slice(`[${row!.seq}`.length);
+    const extraHash = createHash('sha256').update(head.hash).update(sixteen, 'utf8').digest().toString('hex');
+    await expect(call([{ tail: extra, hash: extraHash }])).rejects.toThrow(/not the 15 fields/);
+    await expect(call([{ tail, hash: row!.hash.toString('hex') }], new Date(Date.now() - 1000))).rejects.toThrow(/after its node gave up on it/);
+    expect(await all()).toEqual(before);
+    // The same call in time is written.
+    const [linked] = await call([{ tail, hash: row!.hash.toString('hex') }]);
+    expect(linked).toMatchObject({ seq: row!.seq, hash: row!.hash });
     expect(verifyChain(await all())).toMatchObject({ ok: true });
   });
 
-  it('without a head to compare before committing, a disagreement found after the commit still refuses the batch; what was committed is what was hashed', async () => {
-    // Its own database: the committed batch is not the one the node meant.
-    const url = await cluster.createDatabase('gc_skew');
-    const sql = createPostgresClient(url, { max: 1 });
+  it('takes the write lock transactions take: it waits while another transaction holds it', async () => {
+    const head = headOf(await all());
+    let release!: () => void;
+    let locked!: () => void;
+    const held = new Promise<void>((resolve) => (locked = resolve));
+    const holder = direct.begin(async (t) => {
+      await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await held;
+    let settled = false;
+    const append = node.audit.appendChained(builder([31]).batch, head).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(settled).toBe(false);
+    release();
+    await holder;
+    expect((await append)[0]!.seq).toBe(head.seq + 1);
+  });
+
+  it('a database that does not answer: 503 at the deadline, and the batch is never committed when it answers again', async () => {
+    const viaProxy = new URL(await cluster.createDatabase('gc_deadline'));
+    const target = Number(viaProxy.port);
+    const sql = createPostgresClient(viaProxy.toString(), { max: 1 });
     await migratePostgres(sql);
-    const store = createPostgresStore(sql);
+    await sql.end({ timeout: 1 });
+    const silent = await CountingProxy.start(target);
+    viaProxy.port = String(silent.port);
+    const store = createPostgresStore(createPostgresClient(viaProxy.toString(), { max: 1 }), { deadlineMs: 600 });
     try {
-      await store.audit.appendChained(builder([1]).batch);
-      const { batch } = builder([2, 3]);
-      const skewed: ChainBatch = { chain: batch.chain, encode: (row) => canonicalEncoding({ ...row, message: `${row.message}!` }) };
-      await expect(store.audit.appendChained(skewed)).rejects.toThrow(/linked audit event 2 differently than this node/);
-      // The columns were read back from the text PostgreSQL hashed: the chain verifies, holding the encoding's text.
-      const rows = await store.audit.page(0, 100);
-      expect(rows.map((r) => r.message)).toEqual(['event 1', 'event 2!', 'event 3!']);
-      expect(verifyChain(rows)).toMatchObject({ ok: true });
+      const first = await store.audit.appendChained(builder([1]).batch);
+      silent.hold = true; // the connection stays open; nothing reaches the database
+      const started = Date.now();
+      await expect(store.audit.appendChained(builder([2]).batch, headOf(first))).rejects.toThrow(/did not answer within 600 ms/);
+      expect(Date.now() - started).toBeLessThan(3000);
+      await new Promise((resolve) => setTimeout(resolve, 700)); // past the batch's time
+      silent.hold = false; // what was held now arrives: the batch is refused there
+      const check = createPostgresClient(`${viaProxy.protocol}//${viaProxy.username}@127.0.0.1:${target}${viaProxy.pathname}`, { max: 1 });
+      try {
+        for (let i = 0; i < 20; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          const [row] = await check<{ n: number }[]>`SELECT count(*)::int AS n FROM audit_events`;
+          expect(row!.n).toBe(1);
+        }
+      } finally {
+        await check.end({ timeout: 1 });
+      }
     } finally {
-      await store.close();
+      await store.close().catch(() => undefined);
+      await silent.close();
     }
   });
 });

@@ -13,6 +13,7 @@
  * see committed rows only.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
 import type { WritableReport } from '../health.js';
 import type { AuditStore, Store } from '../types.js';
@@ -252,7 +253,9 @@ export function createPostgresStore(
    */
   const appendChained: AuditStore['appendChained'] = (batch, expected) => {
     if (context.getStore()?.open) throw new Error('appendChained runs in a transaction of its own');
-    // As a transaction's: the deadline covers getting a connection, not the wait for the lock (a long policy load).
+    // As a transaction's, the deadline covers the database answering at all, not the wait for the lock (a long
+    // policy load): `SELECT 1` goes out with the batch, and its answer starts the batch. A batch given up on must
+    // not commit later: it carries a time after which the database refuses to begin it, well before the deadline.
     return boundedStart(async (start) => {
       const built = batch.chain(expected);
       if (built.length === 0) return built;
@@ -260,15 +263,24 @@ export function createPostgresStore(
         built.map((row) => {
           const encoding = batch.encode(row);
           const lead = `[${row.seq},`;
-          if (!encoding.startsWith(lead)) throw new Error('an audit event encoding must begin with its sequence number');
+          // The text sent is the text this node's hash covers, or nothing is sent.
+          if (!encoding.startsWith(lead) || !createHash('sha256').update(row.prev_hash).update(encoding, 'utf8').digest().equals(row.hash)) {
+            throw new Error(`audit event ${row.seq}: its encoding is not what its hash covers`);
+          }
           return { tail: encoding.slice(lead.length - 1), hash: row.hash.toString('hex') };
         }),
       );
+      const notAfter = new Date(Date.now() + deadlineMs / 2).toISOString();
       const conn = await sql.reserve();
       let linked: { seq: number; prev_hash: Buffer; hash: Buffer }[];
       try {
+        const alive = conn`SELECT 1`.execute();
+        const linking = conn<{ seq: number; prev_hash: Buffer; hash: Buffer }[]>`SELECT * FROM audit_append(${doc}, ${expected?.seq ?? -1}::int8,
+          ${expected?.hash ?? Buffer.alloc(0)}::bytea, ${WRITE_LOCK_KEY}::int8, ${notAfter}::timestamptz)`.execute();
+        linking.catch(() => undefined);
+        await alive;
         start();
-        linked = await conn<{ seq: number; prev_hash: Buffer; hash: Buffer }[]>`SELECT * FROM audit_append(${doc}, ${expected?.seq ?? -1}::int8, ${expected?.hash ?? Buffer.alloc(0)}::bytea)`;
+        linked = await linking;
       } finally {
         conn.release();
       }
