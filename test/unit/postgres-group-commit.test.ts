@@ -53,6 +53,8 @@ const ANSWER_DELAY_MS = 40;
  */
 class CountingProxy {
   flights = 0;
+  /** Statements executed (each extended-protocol Execute or simple Query the client sends). */
+  statements = 0;
   private outstanding = 0;
   private holding = false;
   private readonly onRelease: (() => void)[] = [];
@@ -84,6 +86,7 @@ class CountingProxy {
         if (proxy.outstanding === 0 && !sending) proxy.flights++;
         sending = true;
         if (type === 'S' || type === 'Q') proxy.outstanding++;
+        if (type === 'E' || type === 'Q') proxy.statements++;
       }, true);
       const fromServer = messageReader((type) => {
         sending = false;
@@ -242,7 +245,9 @@ describePostgres('PostgreSQL group commit', () => {
     const head = headOf(await all());
     const big = builder(Array.from({ length: 5_001 }, (_, i) => 10_000 + i));
     let written: AuditRow[] = [];
+    const before = proxy.statements;
     expect(await proxy.count(async () => (written = await node.audit.appendChained(big.batch, head)))).toBe(1);
+    expect(proxy.statements - before).toBe(2); // the liveness `SELECT 1` and audit_append
     expect(written).toHaveLength(5_001);
     const rows = await all();
     expect(rows.slice(-5_001)).toEqual(written);
