@@ -10,8 +10,8 @@
  */
 import { KNOWN_KINDS } from '../../ids.js';
 import { isExactRange, rangeCountSql, rollupSql, scopeRanges, type AuditFilter, type AuditRow, type AuditScope } from '../audit.js';
-import type { AuditHead, AuditStore } from '../types.js';
-import { rowsOf, type PgConnection, type PgQueryable } from './client.js';
+import type { AuditStore } from '../types.js';
+import { rowsOf, type PgConnection } from './client.js';
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -55,43 +55,6 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
 
 /** Events per INSERT: a batch bigger than this (a policy load's change log) takes several. */
 const AUDIT_ROWS_PER_INSERT = 5_000;
-
-/*
- * One statement text whatever the batch holds (the rows travel as one JSON document), so it is prepared once per
- * connection. A multi-row VALUES list changed with every batch size: sent unprepared, each one was parsed and
- * described in a round trip of its own before it could run (an eighth of a fetch-heavy node's time went to writing
- * those second messages).
- */
-const INSERT_ROWS = `INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
-    client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
-  SELECT seq, time, account, action, operation, result, role_id, resource_id, version,
-    client_ip, request_id, user_agent, reason, message, details, decode(prev_hash, 'hex'), decode(hash, 'hex')
-  FROM jsonb_to_recordset($1::text::jsonb) AS r(seq bigint, time text, account text, action text,
-    operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
-    user_agent text, reason text, message text, details text, prev_hash text, hash text)`;
-
-/** The rows as INSERT_ROWS reads them: int8 as text (seq and version may pass 2^31), hashes as hex. */
-function rowsDocument(rows: AuditRow[]): string {
-  return JSON.stringify(
-    rows.map((r) => ({
-      ...r,
-      seq: String(r.seq),
-      version: r.version === null ? null : String(r.version),
-      prev_hash: r.prev_hash.toString('hex'),
-      hash: r.hash.toString('hex'),
-    })),
-  );
-}
-
-/** Inserts up to AUDIT_ROWS_PER_INSERT rows in one prepared statement. */
-function insertRows(q: PgQueryable, rows: AuditRow[]) {
-  return q.unsafe(`${INSERT_ROWS} ORDER BY seq`, [rowsDocument(rows)], { prepare: true });
-}
-
-async function auditHead(q: PgQueryable): Promise<AuditHead | undefined> {
-  const [row] = await q<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
-  return row;
-}
 
 /** Subqueries per statement of a range plan: its text and parameters stay bounded however many scopes an auditor has. */
 const RANGES_PER_STATEMENT = 64;
@@ -187,10 +150,13 @@ function numbered(q: { sql: string; params: unknown[] }): { sql: string; params:
   return { sql: q.sql.replace(/\?/g, () => `$${++i}`), params: q.params };
 }
 
-/** Everything but the group commit, which needs a connection of its own (see ./index.ts, migration 0005). */
+/** Everything but the group commit, which runs as one statement of its own (see ./index.ts, migration 0005). */
 export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained'> {
   return {
-    head: () => auditHead(db()),
+    async head() {
+      const [row] = await db()<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
+      return row;
+    },
     async insert(row: AuditRow) {
       await db()`INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
           client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
@@ -199,7 +165,28 @@ export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendCh
           ${row.prev_hash}, ${row.hash})`;
     },
     async insertAll(rows: AuditRow[]) {
-      for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) await insertRows(db(), rows.slice(i, i + AUDIT_ROWS_PER_INSERT));
+      // One statement text whatever the batch holds (the rows travel as one JSON document), so it is prepared once
+      // per connection. A multi-row VALUES list changed with every batch size: sent unprepared, each one was parsed
+      // and described in a round trip of its own before it could run (an eighth of a fetch-heavy node's time went
+      // to writing those second messages).
+      for (let i = 0; i < rows.length; i += AUDIT_ROWS_PER_INSERT) {
+        const chunk = rows.slice(i, i + AUDIT_ROWS_PER_INSERT).map((r) => ({
+          ...r,
+          // int8 as text (seq and version may pass 2^31), hashes as hex.
+          seq: String(r.seq),
+          version: r.version === null ? null : String(r.version),
+          prev_hash: r.prev_hash.toString('hex'),
+          hash: r.hash.toString('hex'),
+        }));
+        await db()`INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, version,
+            client_ip, request_id, user_agent, reason, message, details, prev_hash, hash)
+          SELECT seq, time, account, action, operation, result, role_id, resource_id, version,
+            client_ip, request_id, user_agent, reason, message, details, decode(prev_hash, 'hex'), decode(hash, 'hex')
+          FROM jsonb_to_recordset(${JSON.stringify(chunk)}::text::jsonb) AS r(seq bigint, time text, account text, action text,
+            operation text, result text, role_id text, resource_id text, version bigint, client_ip text, request_id text,
+            user_agent text, reason text, message text, details text, prev_hash text, hash text)
+          ORDER BY seq`;
+      }
     },
     // The trigram index is maintained by PostgreSQL on insert: nothing is left to fill.
     indexSearchBatch: async () => 0,
