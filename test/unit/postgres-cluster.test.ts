@@ -90,7 +90,9 @@ describePostgres('test helper: PostgreSQL clusters', () => {
     // The same client serves again without a restart, from the promoted standby, with every acknowledged row.
     expect(await answer).toEqual([{ recovery: false, n: 50, port: standby.port }]);
     await sql`INSERT INTO acked (n) VALUES (51)`;
-    await sql.end();
+    // With a timeout: postgres.js 3.4.9 keeps a connection's in-flight query after the socket dies under it (the
+    // kill above can land mid-statement), and end() without a timeout then waits for that connection forever.
+    await sql.end({ timeout: 1 });
     await standby.stop();
     await primary.stop();
     expect(existsSync(primary.dir) || existsSync(standby.dir)).toBe(false);
