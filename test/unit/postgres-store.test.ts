@@ -27,7 +27,7 @@ import { createSecretsStore } from '../../src/store/secrets.js';
 import { createTokensStore } from '../../src/store/tokens.js';
 import { createDynamicStore } from '../../src/store/dynamic.js';
 import { createPostgresClient, rowsOf, type PgSql } from '../../src/store/postgres/client.js';
-import { createPgFamilies } from '../../src/store/postgres/families.js';
+import { createPgFamilies, createPgSecretsStore } from '../../src/store/postgres/families.js';
 import { migratePostgres, PG_MIGRATIONS_DIR, SchemaError } from '../../src/store/postgres/migrate.js';
 import type { Async } from '../../src/store/types.js';
 import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
@@ -332,7 +332,7 @@ describePostgres('PostgreSQL store', () => {
     const role = (id: string) => exec('INSERT INTO roles (role_id, account, kind, identifier, policy_id, created_at) VALUES (?, ?, ?, ?, NULL, ?)', undefined, id, ...id.split(':'), 't');
     const resource = (id: string, owner: string) =>
       exec('INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at) VALUES (?, ?, ?, ?, ?, NULL, ?)', undefined, id, ...id.split(':'), owner, 't');
-    return { both, bothThrow: (fn: (f: Families, side: Side) => Promise<unknown>) => bothThrow(fn), exec, role, resource, sql, lite };
+    return { both, bothThrow: (fn: (f: Families, side: Side) => Promise<unknown>) => bothThrow(fn), exec, role, resource, sql, lite, families };
   }
 
   const buf = (s: string) => Buffer.from(s);
@@ -500,7 +500,8 @@ describePostgres('PostgreSQL store', () => {
   });
 
   it('secrets: versions, latest, prune, expirations, rotation batches, resealing, signing keys', async () => {
-    const { both, bothThrow, exec, role, resource } = await pair();
+    const { both, bothThrow, exec, role, resource, sql, families } = await pair();
+    const lite = families.sqlite;
     await role('a:user:admin');
     for (const v of ['a:variable:db/password', 'a:variable:api-key', 'a:variable:B']) await resource(v, 'a:user:admin');
     await both((f) => f.keyring.insertKey(1, buf('n1'), buf('w1'), 'retiring'));
@@ -513,6 +514,11 @@ describePostgres('PostgreSQL store', () => {
     await both((f) => f.secrets.insert({ resource_id: 'a:variable:B', version: 1, key_version: 1, nonce: buf('n'), ciphertext: buf('c') }));
     await bothThrow((f) => f.secrets.insert({ resource_id: 'a:variable:B', version: 2, key_version: 9, nonce: buf('n'), ciphertext: buf('c') }));
     expect((await both((f) => f.secrets.latest('a:variable:db/password')))!.version).toBe(4);
+    // Outside a transaction PostgreSQL answers `latest` for every fetch of one event-loop turn in one statement:
+    // the same rows, each to its own caller, a missing one undefined, a repeated id answered twice.
+    const ids = ['a:variable:B', 'a:variable:db/password', 'a:variable:none', 'a:variable:api-key', 'a:variable:db/password'];
+    const batched = createPgSecretsStore(() => sql, () => true);
+    expect(await Promise.all(ids.map((id) => batched.latest(id)))).toStrictEqual(await Promise.all(ids.map((id) => lite.secrets.latest(id))));
     expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 2))).toBeDefined();
     expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 9))).toBeUndefined();
     await exec("UPDATE secrets SET expires_at = '2030-06-01T00:00:00.000Z' WHERE resource_id = 'a:variable:db/password'");

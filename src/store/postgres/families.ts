@@ -30,6 +30,7 @@ import type { PolicyVersionRow } from '../policy-versions.js';
 import type { SecretRow, SigningKeyRow } from '../secrets.js';
 import { rowsOf, type PgConnection } from './client.js';
 import { createPgDynamicStore } from './dynamic.js';
+import { createReadBatch } from './read-batch.js';
 
 export function createPgAccountsStore(db: PgConnection): AccountsStore {
   return {
@@ -183,12 +184,22 @@ export function createPgPolicyVersionsStore(db: PgConnection): PolicyVersionsSto
   };
 }
 
-export function createPgSecretsStore(db: PgConnection): SecretsStore {
+/**
+ * `outsideTransaction`: whether db() is the pool (no transaction open in this context). There, `latest` — the read
+ * of every audited fetch — is batched with the other fetches of the same event-loop turn (read-batch.ts).
+ */
+export function createPgSecretsStore(db: PgConnection, outsideTransaction: () => boolean = () => false): SecretsStore {
+  const latestOne = async (resourceId: string) => {
+    const [row] = await db()<SecretRow[]>`SELECT * FROM secrets WHERE resource_id = ${resourceId} ORDER BY version DESC LIMIT 1`;
+    return row;
+  };
+  const latestBatched = createReadBatch<string, SecretRow>(async (ids) => {
+    const rows = await db()<SecretRow[]>`SELECT DISTINCT ON (resource_id) * FROM secrets WHERE resource_id = ANY(${ids}::text[])
+      ORDER BY resource_id, version DESC`;
+    return new Map(rows.map((row) => [row.resource_id, row]));
+  });
   return {
-    async latest(resourceId) {
-      const [row] = await db()<SecretRow[]>`SELECT * FROM secrets WHERE resource_id = ${resourceId} ORDER BY version DESC LIMIT 1`;
-      return row;
-    },
+    latest: (resourceId) => (outsideTransaction() ? latestBatched(resourceId) : latestOne(resourceId)),
     async byVersion(resourceId, version) {
       const [row] = await db()<SecretRow[]>`SELECT * FROM secrets WHERE resource_id = ${resourceId} AND version = ${version}`;
       return row;
@@ -279,7 +290,7 @@ export function createPgHostFactoriesStore(db: PgConnection): HostFactoriesStore
 }
 
 /** The simple families on one connection getter (graph and audit are not here). */
-export function createPgFamilies(db: PgConnection) {
+export function createPgFamilies(db: PgConnection, outsideTransaction?: () => boolean) {
   return {
     accounts: createPgAccountsStore(db),
     authenticators: createPgAuthenticatorsStore(db),
@@ -288,7 +299,7 @@ export function createPgFamilies(db: PgConnection) {
     hostFactories: createPgHostFactoriesStore(db),
     keyring: createPgKeyringStore(db),
     policyVersions: createPgPolicyVersionsStore(db),
-    secrets: createPgSecretsStore(db),
+    secrets: createPgSecretsStore(db, outsideTransaction),
     tokens: createPgTokensStore(db),
   };
 }

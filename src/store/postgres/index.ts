@@ -298,7 +298,7 @@ export function createPostgresStore(
   };
 
   const families = Object.fromEntries(
-    Object.entries(createPgFamilies(current)).map(([name, family]) => [name, guardFamily(family, guard)]),
+    Object.entries(createPgFamilies(current, () => !context.getStore()?.open)).map(([name, family]) => [name, guardFamily(family, guard)]),
   ) as ReturnType<typeof createPgFamilies>;
   const changes = createPgChangeFeed(sql);
   return {
