@@ -343,6 +343,85 @@ describePostgres('PostgreSQL group commit', () => {
     expect((await append)[0]!.seq).toBe(head.seq + 1);
   });
 
+  /** Holds the write lock from another session until the returned function is called. */
+  async function holdWriteLock(): Promise<() => Promise<void>> {
+    let release!: () => void;
+    let locked!: () => void;
+    const held = new Promise<void>((resolve) => (locked = resolve));
+    const holder = direct.begin(async (t) => {
+      await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await held;
+    return async () => {
+      release();
+      await holder;
+    };
+  }
+  const waitingForLock = async () =>
+    (await direct<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%audit_append%' AND wait_event_type = 'Lock'`)[0]!.n;
+
+  it('a second batch rides behind the first on its connection once the first is under way: one round trip for both, in call order', async () => {
+    expect(node.audit.appendsInFlight).toBe(2);
+    const head = headOf(await all());
+    const release = await holdWriteLock();
+    const a = builder([40, 41]);
+    const b = builder([42]);
+    const before = { flights: proxy.flights, statements: proxy.statements };
+    const first = node.audit.appendChained(a.batch, head);
+    for (let i = 0; i < 100 && (await waitingForLock()) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, ANSWER_DELAY_MS * 3)); // its SELECT 1's answer reaches the node
+    // The audit log expects the first batch's last event as the head (it links them before sending).
+    const aTail = headOf(builder([40, 41]).batch.chain(head));
+    const second = node.audit.appendChained(b.batch, aTail);
+    await new Promise((resolve) => setTimeout(resolve, ANSWER_DELAY_MS * 3));
+    // Sent while the first still waits for the lock: three statements out (SELECT 1, two audit_appends), one flight.
+    expect(proxy.statements - before.statements).toBe(3);
+    await release();
+    const [wa, wb] = await Promise.all([first, second]);
+    expect(proxy.flights - before.flights).toBe(1);
+    expect(wa.map((r) => r.seq)).toEqual([head.seq + 1, head.seq + 2]);
+    expect(wb[0]!.seq).toBe(head.seq + 3);
+    expect(wb[0]!.prev_hash).toEqual(wa[1]!.hash);
+    expect(b.heads).toEqual([aTail]); // linked once: the database found the head where the node expected it
+    expect(verifyChain(await all())).toMatchObject({ ok: true });
+  });
+
+  it('the batch behind one that waits for the lock past the deadline is not given up on: both commit when the lock is free', async () => {
+    const url = new URL(await cluster.createDatabase('gc_behind'));
+    const setup = createPostgresClient(url.toString(), { max: 1 });
+    await migratePostgres(setup);
+    await setup.end({ timeout: 1 });
+    const store = createPostgresStore(createPostgresClient(url.toString(), { max: 2 }), { deadlineMs: 400 });
+    const lockHolder = createPostgresClient(url.toString(), { max: 1 });
+    try {
+      let release!: () => void;
+      let locked!: () => void;
+      const held = new Promise<void>((resolve) => (locked = resolve));
+      const holder = lockHolder.begin(async (t) => {
+        await t.unsafe(`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+        locked();
+        await new Promise<void>((resolve) => (release = resolve));
+      });
+      await held;
+      const a = builder([1, 2]);
+      const first = store.audit.appendChained(a.batch);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // under way: waiting for the lock
+      const second = store.audit.appendChained(builder([3]).batch, headOf(builder([1, 2]).batch.chain(undefined)));
+      // Longer than the deadline, and than the time after which a batch not yet begun would be refused.
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      release();
+      await holder;
+      const [wa, wb] = await Promise.all([first, second]);
+      expect([...wa, ...wb].map((r) => r.seq)).toEqual([1, 2, 3]);
+      expect(verifyChain(await store.audit.page(0, 10))).toMatchObject({ ok: true });
+    } finally {
+      await store.close().catch(() => undefined);
+      await lockHolder.end({ timeout: 1 });
+    }
+  });
+
   it('a database that does not answer: 503 at the deadline, and the batch is never committed when it answers again', async () => {
     const viaProxy = new URL(await cluster.createDatabase('gc_deadline'));
     const target = Number(viaProxy.port);
