@@ -102,13 +102,8 @@ export class AuditLog {
   private queue: Pending[] = [];
   private drainWaiters: (() => void)[] = [];
   private scheduled = false;
-  /** Batches being committed (at most the store's appendsInFlight); events queued meanwhile go into the next one. */
-  private flushing = 0;
-  /** The last event of the newest batch linked so far, committed or not: the head a batch sent behind it expects. */
-  private linkedLast?: AuditHead;
-  private batchesBegun = 0;
-  /** Settles once every batch begun so far has (drain). */
-  private allSettled: Promise<void> = Promise.resolve();
+  /** A batch is being committed; events queued meanwhile go into the next one. */
+  private flushing = false;
   private searchIndexTimer?: NodeJS.Timeout;
   /** Batches written so far; the idle-time indexer stops when it changes. */
   private writesSeen = 0;
@@ -129,7 +124,7 @@ export class AuditLog {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.flushing >= (this.deps.store.appendsInFlight ?? 1)) return;
+    if (this.scheduled || this.flushing) return;
     this.scheduled = true;
     setImmediate(() => void this.flush());
   }
@@ -158,7 +153,7 @@ export class AuditLog {
 
   /** Resolves once everything queued so far is durable (or failed). */
   drain(): Promise<void> {
-    if (this.queue.length === 0) return this.allSettled;
+    if (this.queue.length === 0 && !this.flushing) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -171,36 +166,19 @@ export class AuditLog {
 
   private async flush(): Promise<void> {
     this.scheduled = false;
-    this.flushing++;
-    // Behind a batch still in flight, the likeliest head is that batch's last event.
-    const expected = this.flushing > 1 ? this.linkedLast : this.lastWritten;
+    this.flushing = true;
     const batch = this.queue;
     const drains = this.drainWaiters;
     this.queue = [];
     this.drainWaiters = [];
-    // Its drain waiters wait for it and for every batch before it (one may still be in flight).
-    let settle!: () => void;
-    const through = Promise.all([this.allSettled, new Promise<void>((resolve) => (settle = resolve))]).then(() => undefined);
-    this.allSettled = through;
-    void through.then(() => {
-      for (const resolve of drains) resolve();
-    });
     let rows: AuditRow[] = [];
     try {
       const events = batch.map((p) => p.event);
       // One time for the batch, however many times it is linked (the store may link it again to another head).
       const time = this.nowIso();
-      const id = ++this.batchesBegun;
-      const chain = (head: AuditHead | undefined) => {
-        const linked = this.chain(events, head, time);
-        const last = linked[linked.length - 1];
-        // Only the newest batch predicts the next head (an older one may be linked again when its answer comes).
-        if (last && id === this.batchesBegun) this.linkedLast = { seq: last.seq, hash: last.hash };
-        return linked;
-      };
-      rows = await this.deps.store.appendChained({ chain, encode: canonicalEncoding }, expected);
+      rows = await this.deps.store.appendChained({ chain: (head) => this.chain(events, head, time), encode: canonicalEncoding }, this.lastWritten);
     } catch (cause) {
-      this.flushing--;
+      this.flushing = false;
       this.lastWritten = undefined;
       const err = new CofferError(
         'service_unavailable',
@@ -208,23 +186,25 @@ export class AuditLog {
         { cause },
       );
       for (const p of batch) p.reject(err);
-      settle();
-      this.next();
+      this.settled(drains);
       return;
     }
-    this.flushing--;
+    this.flushing = false;
     const last = rows[rows.length - 1];
     if (last) this.lastWritten = { seq: last.seq, hash: last.hash };
     for (const p of batch) p.resolve();
-    settle();
-    this.next();
+    this.settled(drains);
     this.publish(rows);
     this.indexSearchWhenIdle();
   }
 
-  /** After a batch: what was queued meanwhile goes next. */
-  private next(): void {
-    if (this.queue.length > 0) this.schedule();
+  /** After a batch: its drain waiters are done, and so are later ones if nothing new was queued; else the next batch starts. */
+  private settled(drains: (() => void)[]): void {
+    for (const resolve of drains) resolve();
+    if (this.queue.length > 0) return this.schedule();
+    const idle = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of idle) resolve();
   }
 
   /**

@@ -63,11 +63,6 @@ export interface AuditStore {
    * wrote last, the likeliest head. Never called inside a transaction.
    */
   appendChained(batch: ChainBatch, expected?: AuditHead): Promise<AuditRow[]>;
-  /**
-   * How many appendChained calls may be outstanding at once (default 1). The backend commits them in call order,
-   * so a later batch's events follow an earlier one's. PostgreSQL: 2 (the second runs right behind the first).
-   */
-  readonly appendsInFlight?: number;
   insert(row: AuditRow): Promise<void>;
   /** Appends consecutive events in order (a group commit's batch). */
   insertAll(rows: AuditRow[]): Promise<void>;

@@ -242,22 +242,6 @@ export function createPostgresStore(
   }
 
   /**
-   * The connection the group commits in flight run on (see appendChained). `started` settles once the batch that
-   * reserved it is under way at the database (true) or failed before (false); `users` counts the batches on it.
-   */
-  interface AppendLane {
-    conn: Promise<postgres.ReservedSql<PgTypes>>;
-    started: Promise<boolean>;
-    users: number;
-  }
-  let lane: AppendLane | undefined;
-  const leaveLane = (l: AppendLane) => {
-    if (--l.users > 0) return;
-    if (lane === l) lane = undefined;
-    void l.conn.then((c) => c.release(), () => undefined);
-  };
-
-  /**
    * The group commit (AuditStore.appendChained): one statement, `audit_append` (migration 0005), takes the write
    * lock, reads the head, links the batch to it and inserts it. One round trip whichever node wrote last, and the
    * lock is held only while PostgreSQL works: under load each round trip also waits for its turn on the node's
@@ -266,18 +250,12 @@ export function createPostgresStore(
    * the node's own; the answer is checked against the node's chain on the head it was linked to (on `expected`,
    * PostgreSQL checks each hash before anything is committed), and a difference is a failure: the batch's requests
    * are refused, never answered with an event the chain would not verify.
-   *
-   * Two batches may be in flight (appendsInFlight): the second is sent on the first's connection, behind it, as
-   * soon as the first is under way at the database, so PostgreSQL runs them back to back — in call order, so a
-   * later batch's events (and times) follow an earlier one's — instead of waiting for the first's answer to cross
-   * the node's busy event loop before the second is even sent.
    */
   const appendChained: AuditStore['appendChained'] = (batch, expected) => {
     if (context.getStore()?.open) throw new Error('appendChained runs in a transaction of its own');
     // As a transaction's, the deadline covers the database answering at all, not the wait for the lock (a long
     // policy load): `SELECT 1` goes out with the batch, and its answer starts the batch. A batch given up on must
     // not commit later: it carries a time after which the database refuses to begin it, well before the deadline.
-    const notAfter = new Date(Date.now() + deadlineMs / 2).toISOString();
     return boundedStart(async (start) => {
       const built = batch.chain(expected);
       if (built.length === 0) return built;
@@ -292,46 +270,19 @@ export function createPostgresStore(
           return { tail: encoding.slice(lead.length - 1), hash: row.hash.toString('hex') };
         }),
       );
-      const append = (conn: postgres.ReservedSql<PgTypes>, refuseAfter: string | null) =>
-        conn<{ seq: number; prev_hash: Buffer; hash: Buffer }[]>`SELECT * FROM audit_append(${doc}, ${expected?.seq ?? -1}::int8,
-          ${expected?.hash ?? Buffer.alloc(0)}::bytea, ${WRITE_LOCK_KEY}::int8, ${refuseAfter}::timestamptz)`.execute();
-      let linked: { seq: number; prev_hash: Buffer; hash: Buffer }[] | undefined;
-      const ahead = lane;
-      if (ahead) {
-        ahead.users++;
-        try {
-          if (await ahead.started) {
-            // The database is answering (the batch ahead reached it), so this one starts now and is never given up
-            // on, exactly as the one it follows: no refusal time, however long that one waits for the lock.
-            start();
-            linked = await append(await ahead.conn, null);
-          }
-        } finally {
-          leaveLane(ahead);
-        }
-      }
-      if (!linked) {
-        let reachedDatabase!: (ok: boolean) => void;
-        const mine: AppendLane = { conn: sql.reserve(), started: new Promise((resolve) => (reachedDatabase = resolve)), users: 1 };
-        lane = mine;
-        try {
-          const conn = await mine.conn;
-          const alive = conn`SELECT 1`.execute();
-          const linking = append(conn, notAfter);
-          linking.catch(() => undefined);
-          await alive.then(
-            () => reachedDatabase(true),
-            (err: unknown) => {
-              reachedDatabase(false);
-              throw err;
-            },
-          );
-          start();
-          linked = await linking;
-        } finally {
-          reachedDatabase(false);
-          leaveLane(mine);
-        }
+      const notAfter = new Date(Date.now() + deadlineMs / 2).toISOString();
+      const conn = await sql.reserve();
+      let linked: { seq: number; prev_hash: Buffer; hash: Buffer }[];
+      try {
+        const alive = conn`SELECT 1`.execute();
+        const linking = conn<{ seq: number; prev_hash: Buffer; hash: Buffer }[]>`SELECT * FROM audit_append(${doc}, ${expected?.seq ?? -1}::int8,
+          ${expected?.hash ?? Buffer.alloc(0)}::bytea, ${WRITE_LOCK_KEY}::int8, ${notAfter}::timestamptz)`.execute();
+        linking.catch(() => undefined);
+        await alive;
+        start();
+        linked = await linking;
+      } finally {
+        conn.release();
       }
       const first = linked[0];
       if (!first || linked.length !== built.length) throw new Error(`audit_append linked ${linked.length} of ${built.length} events`);
@@ -355,7 +306,7 @@ export function createPostgresStore(
     sql,
     ...families,
     graph: guardFamily(createPgGraphStore(current), guard),
-    audit: { ...guardFamily(createPgAuditStore(current), guard), appendChained, appendsInFlight: 2 },
+    audit: { ...guardFamily(createPgAuditStore(current), guard), appendChained },
     health: {
       async check(nowMs) {
         // The disk is the database server's: free space is its business; a write that commits is the answer.
