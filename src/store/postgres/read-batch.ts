@@ -12,10 +12,13 @@
  */
 export type ReadBatch<K, V> = (key: K) => Promise<V | undefined>;
 
-export function createReadBatch<K, V>(readMany: (keys: K[]) => Promise<Map<K, V>>, maxKeys = 500): ReadBatch<K, V> {
-  let pending: Map<K, { resolve: (v: V | undefined) => void; reject: (err: unknown) => void }[]> | undefined;
+/** The callers waiting for each key of one turn. */
+type Waiting<K, V> = Map<K, { resolve: (v: V | undefined) => void; reject: (err: unknown) => void }[]>;
 
-  const flush = (batch: typeof pending & object): void => {
+export function createReadBatch<K, V>(readMany: (keys: K[]) => Promise<Map<K, V>>, maxKeys = 500): ReadBatch<K, V> {
+  let pending: Waiting<K, V> | undefined;
+
+  const flush = (batch: Waiting<K, V>): void => {
     const keys = [...batch.keys()];
     for (let i = 0; i < keys.length; i += maxKeys) {
       const slice = keys.slice(i, i + maxKeys);
@@ -33,7 +36,7 @@ export function createReadBatch<K, V>(readMany: (keys: K[]) => Promise<Map<K, V>
   return (key) =>
     new Promise<V | undefined>((resolve, reject) => {
       if (!pending) {
-        const batch = new Map<K, { resolve: (v: V | undefined) => void; reject: (err: unknown) => void }[]>();
+        const batch: Waiting<K, V> = new Map();
         pending = batch;
         setImmediate(() => {
           pending = undefined;
