@@ -262,7 +262,7 @@ describePostgres('PostgreSQL store', () => {
     });
     expect((await state()).postgres).toStrictEqual([{ regression_upto: 0, max_time: '' }]);
     // Mostly forward, with jumps back (some below an earlier regression's max_time) and equal times, in
-    // statements of 1–6 events as group commits insert them (PostgreSQL's trigger is per statement, SQLite's per row).
+    // statements of 1–6 events as group commits insert them (a row trigger then runs once per event, in seq order).
     let seed = 7;
     const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     let clock = Date.parse('2030-01-01T00:00:00.000Z');
@@ -501,7 +501,7 @@ describePostgres('PostgreSQL store', () => {
 
   it('secrets: versions, latest, prune, expirations, rotation batches, resealing, signing keys', async () => {
     const { both, bothThrow, exec, role, resource, sql, families } = await pair();
-    const lite = families.sqlite;
+    const liteFamilies = families.sqlite;
     await role('a:user:admin');
     for (const v of ['a:variable:db/password', 'a:variable:api-key', 'a:variable:B']) await resource(v, 'a:user:admin');
     await both((f) => f.keyring.insertKey(1, buf('n1'), buf('w1'), 'retiring'));
@@ -518,7 +518,7 @@ describePostgres('PostgreSQL store', () => {
     // the same rows, each to its own caller, a missing one undefined, a repeated id answered twice.
     const ids = ['a:variable:B', 'a:variable:db/password', 'a:variable:none', 'a:variable:api-key', 'a:variable:db/password'];
     const batched = createPgSecretsStore(() => sql, () => true);
-    expect(await Promise.all(ids.map((id) => batched.latest(id)))).toStrictEqual(await Promise.all(ids.map((id) => lite.secrets.latest(id))));
+    expect(await Promise.all(ids.map((id) => batched.latest(id)))).toStrictEqual(await Promise.all(ids.map((id) => liteFamilies.secrets.latest(id))));
     expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 2))).toBeDefined();
     expect(await both((f) => f.secrets.byVersion('a:variable:db/password', 9))).toBeUndefined();
     await exec("UPDATE secrets SET expires_at = '2030-06-01T00:00:00.000Z' WHERE resource_id = 'a:variable:db/password'");
