@@ -91,6 +91,12 @@ export interface AuditLogDeps {
 
 /** How long the log must have been quiet before the search index is filled (SEARCH_INDEX_STEP events a step). */
 const SEARCH_INDEX_IDLE_MS = 250;
+/**
+ * Where the store fills its search index while busy (AuditStore.indexSearchWhileBusy): events this node writes
+ * between fills, and events a fill step copies. The index then lags the head by a few thousand events at most,
+ * which a q query reads without it.
+ */
+export const SEARCH_INDEX_BUSY_EVENTS = 2_000;
 
 const MAX_FIELD = 2048;
 /** Request-supplied text, at most MAX_FIELD UTF-16 units (a cut surrogate pair becomes U+FFFD below). */
@@ -107,6 +113,10 @@ export class AuditLog {
   private searchIndexTimer?: NodeJS.Timeout;
   /** Batches written so far; the idle-time indexer stops when it changes. */
   private writesSeen = 0;
+  /** Events written since the last fill while busy started. */
+  private unindexed = 0;
+  /** The fill while busy that is running, if one is. */
+  private busyFill?: Promise<void>;
   /** The last event this log committed: the head the next batch expects (see AuditStore.appendChained). */
   private lastWritten?: AuditHead;
   private readonly nowIso: () => string;
@@ -161,6 +171,7 @@ export class AuditLog {
   async close(): Promise<void> {
     await this.drain();
     clearTimeout(this.searchIndexTimer);
+    await this.busyFill;
     await Promise.all((this.deps.sinks ?? []).map((sink) => sink.close?.()));
   }
 
@@ -196,6 +207,7 @@ export class AuditLog {
     this.settled(drains);
     this.publish(rows);
     this.indexSearchWhenIdle();
+    this.indexSearchWhileBusy(rows.length);
   }
 
   /** After a batch: its drain waiters are done, and so are later ones if nothing new was queued; else the next batch starts. */
@@ -228,6 +240,23 @@ export class AuditLog {
       if (added === SEARCH_INDEX_STEP && writes === this.writesSeen) this.searchIndexTimer = setTimeout(() => void step(), 0).unref();
     };
     this.searchIndexTimer = setTimeout(() => void step(), SEARCH_INDEX_IDLE_MS).unref();
+  }
+
+  /** Where the store fills while busy: a fill every SEARCH_INDEX_BUSY_EVENTS events, in the background, never awaited by a request. */
+  private indexSearchWhileBusy(written: number): void {
+    if (!this.deps.store.indexSearchWhileBusy) return;
+    this.unindexed += written;
+    if (this.busyFill || this.unindexed < SEARCH_INDEX_BUSY_EVENTS) return;
+    this.unindexed = 0;
+    this.busyFill = (async () => {
+      try {
+        while ((await this.deps.store.indexSearchBatch(SEARCH_INDEX_BUSY_EVENTS)) === SEARCH_INDEX_BUSY_EVENTS);
+      } catch {
+        // A derived index: a failed fill is tried again after the next SEARCH_INDEX_BUSY_EVENTS events.
+      } finally {
+        this.busyFill = undefined;
+      }
+    })();
   }
 
   private async append(events: AuditEvent[]): Promise<AuditRow[]> {

@@ -9,8 +9,9 @@
  * Dynamic-secret issuers (their sealed admin logins) and leases are copied
  * too, so the new nodes' sweeper still ends the logins the old server issued.
  *
- * Not copied: SQLite's own search index (audit_fts, audit_fts_state; the
- * PostgreSQL trigram index covers the copied rows), its health probe row,
+ * Not copied: SQLite's own search index (audit_fts, audit_fts_state;
+ * PostgreSQL's audit_search is filled from the copied events in the same
+ * transaction), its health probe row,
  * and audit_time_state and audit_counts, which PostgreSQL's insert triggers
  * rebuild from the copied events.
  */
@@ -100,6 +101,9 @@ export async function copySqliteToPostgres(lite: Db, pg: PgSql, onProgress?: (ta
       }
       rows[table] = count;
     }
+    // The search index in one statement now rather than by the nodes' fills later: until then a q query would read
+    // the whole copied log without an index.
+    await t.unsafe('INSERT INTO audit_search (seq, message) SELECT seq, message FROM audit_events ORDER BY seq');
     // Verified inside the transaction, so a copy that does not match its source leaves the target empty.
     for (const table of COPIED_TABLES) {
       const [row] = (await t.unsafe(`SELECT count(*)::int8 AS n FROM ${table}`)) as unknown as { n: number }[];

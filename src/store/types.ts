@@ -68,6 +68,12 @@ export interface AuditStore {
   insertAll(rows: AuditRow[]): Promise<void>;
   /** Adds up to `max` not yet indexed events to the full-text index (one transaction); returns how many. */
   indexSearchBatch(max: number): Promise<number>;
+  /**
+   * Whether the full-text index is also filled while the log is busy, every SEARCH_INDEX_BUSY_EVENTS events, off
+   * the request path (PostgreSQL: the database does the work, on a connection of its own). Otherwise it is filled
+   * once the log is quiet, and a q query catches it up first (SQLite: the fill would hold the node's one thread).
+   */
+  readonly indexSearchWhileBusy?: boolean;
   /** Up to `limit` events after `afterSeq`, in sequence order. */
   page(afterSeq: number, limit: number): Promise<AuditRow[]>;
   /**

@@ -55,6 +55,8 @@ describePostgres('coffer store copy', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Copied \d+ rows \(.*secrets 2.*audit_events \d+.*\); row counts match, and the audit chain verifies to seq \d+\.\n$/);
+    // The search index's copy of the messages is filled by the copy itself, up to the copied head.
+    expect(await cluster.psql('SELECT count(*) = (SELECT count(*) FROM audit_events) AND max(seq) = (SELECT max(seq) FROM audit_events) FROM audit_search', 'copied')).toBe('t');
     node = await startTestServer({ account: 'acme', dataKey, flags: { database: target } });
     expect(node.adminKey).toBe(''); // the account came with the copy
     node.clock.nowMs = () => Date.now();
@@ -99,5 +101,6 @@ describePostgres('coffer store copy', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/the audit chain does not verify \(seq 3: .*\); nothing was copied/);
     expect(await cluster.psql('SELECT count(*) FROM accounts', 'from_broken')).toBe('0');
+    expect(await cluster.psql('SELECT count(*) FROM audit_search', 'from_broken')).toBe('0');
   });
 });

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { openStore } from '../../src/store/index.js';
-import { AuditLog } from '../../src/audit/log.js';
+import { AuditLog, SEARCH_INDEX_BUSY_EVENTS } from '../../src/audit/log.js';
 import { SEARCH_INDEX_STEP } from '../../src/store/audit.js';
 import { tempDir } from '../helpers/tmp.js';
 import { syncAudit } from '../helpers/sqlite.js';
@@ -104,6 +104,62 @@ describe('audit search on a full disk', () => {
     const rows = syncAudit(store).query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], q: 'number 12', order: 'desc' });
     const expected = Array.from({ length: total }, (_, i) => i).filter((i) => `event number ${i}`.includes('number 12'));
     expect(rows.map((r) => r.message)).toEqual(expected.reverse().map((i) => `event number ${i}`));
+    await log.close();
+    store.close();
+  });
+});
+
+describe('audit search index filled while busy (stores that fill off the node, as PostgreSQL)', () => {
+  it('fills every SEARCH_INDEX_BUSY_EVENTS events without waiting for quiet, one fill at a time, and close waits for it', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // the quiet-time fill never fires here
+    const store = openStore(join(tempDir('coffer-test-search-busy-'), 'c.db'));
+    const calls: number[] = [];
+    let release: (() => void) | undefined;
+    const audit = {
+      ...store.audit,
+      indexSearchWhileBusy: true,
+      // Held until released, so the test decides how long a fill runs.
+      indexSearchBatch: async (max: number) => {
+        calls.push(max);
+        const added = await store.audit.indexSearchBatch(max);
+        await new Promise<void>((resolve) => (release = resolve));
+        return added;
+      },
+    };
+    const log = new AuditLog({ store: audit });
+    const indexed = () => (store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n;
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS - 1 }, (_, i) => log.record(ev(i))));
+    expect(calls).toEqual([]); // below the threshold (and the idle fill waits 250 ms)
+    await log.record(ev(-1));
+    expect(calls).toEqual([SEARCH_INDEX_BUSY_EVENTS]);
+    // More than a threshold's worth of events while that fill runs starts no second one.
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS * 1.5 }, (_, i) => log.record(ev(i))));
+    expect(calls).toHaveLength(1);
+    // A full step goes on at once with the next (the log is still behind), a short one ends the fill.
+    release!();
+    await settle();
+    expect(calls).toHaveLength(2);
+    const closing = log.close();
+    let closed = false;
+    void closing.then(() => (closed = true));
+    await settle();
+    expect(closed).toBe(false); // close waits for the running fill
+    release!();
+    await settle();
+    expect(calls).toHaveLength(3);
+    release!(); // the third step copied the rest: fewer than a full step, so the fill ends
+    await closing;
+    expect(calls).toHaveLength(3);
+    expect(indexed()).toBe(SEARCH_INDEX_BUSY_EVENTS * 2.5);
+    store.close();
+  });
+
+  it('a store that fills only when quiet (SQLite) is not filled while busy', async () => {
+    const store = openStore(join(tempDir('coffer-test-search-quiet-'), 'c.db'));
+    const log = new AuditLog({ store: store.audit });
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS * 2 }, (_, i) => log.record(ev(i))));
+    await settle();
+    expect((store.db.prepare('SELECT indexed_upto AS n FROM audit_fts_state').get() as { n: number }).n).toBe(0);
     await log.close();
     store.close();
   });

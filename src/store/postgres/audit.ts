@@ -4,14 +4,14 @@
  * ./index.ts), so `head()` then `insert()` extend one chain whichever node
  * appends. A filtered page is one statement: PostgreSQL's planner picks among
  * the same (account, …, seq) indexes SQLite's slices walk (a scoped
- * auditor's page: one subquery per resource-id range, see rangePlanSqls), and `q` is served
- * by the trigram index (ILIKE on a COLLATE "C" column folds ASCII letters
- * only, as SQLite's LIKE does).
+ * auditor's page: one subquery per resource-id range, see rangePlanSqls), and `q` by the
+ * trigram index of audit_search (ILIKE on a COLLATE "C" column folds ASCII letters only, as
+ * SQLite's LIKE does) plus the events not copied there yet (migration 0006, qSql).
  */
 import { KNOWN_KINDS } from '../../ids.js';
 import { isExactRange, rangeCountSql, rollupSql, scopeRanges, type AuditFilter, type AuditRow, type AuditScope } from '../audit.js';
 import type { AuditStore } from '../types.js';
-import { rowsOf, type PgConnection } from './client.js';
+import { rowsOf, type PgConnection, type PgQueryable } from './client.js';
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -26,7 +26,6 @@ function filterConditions(f: AuditFilter, p: Placeholder): string[] {
   if (f.result !== undefined) where.push(`result = ${p(f.result)}`);
   if (f.since !== undefined) where.push(`time >= ${p(f.since)}`);
   if (f.until !== undefined) where.push(`time < ${p(f.until)}`);
-  if (f.q !== undefined) where.push(`message ILIKE ${p(`%${escapeLike(f.q)}%`)}`);
   if (f.cursor !== undefined) where.push(`seq ${f.order === 'desc' ? '<' : '>'} ${p(f.cursor)}`);
   return where;
 }
@@ -48,10 +47,29 @@ function querySql(f: AuditFilter): { text: string; params: unknown[] } {
   const where = filterConditions(f, p);
   if (f.scopes.length === 0) where.push('false');
   else if (!f.scopes.some((s) => s.type === 'all')) where.push(`(${f.scopes.map((s) => scopeSql(s, p)).join(' OR ')})`);
-  let text = `SELECT * FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq ${f.order === 'desc' ? 'DESC' : 'ASC'}`;
-  if (f.limit !== undefined) text += ` LIMIT ${p(f.limit)}`;
-  return { text, params };
+  const order = `ORDER BY seq ${f.order === 'desc' ? 'DESC' : 'ASC'}`;
+  const limit = f.limit === undefined ? '' : ` LIMIT ${p(f.limit)}`;
+  if (f.q === undefined) return { text: `SELECT * FROM audit_events WHERE ${where.join(' AND ')} ${order}${limit}`, params };
+  return { text: qSql(where, p(`%${escapeLike(f.q)}%`), order, limit), params };
 }
+
+/** The highest seq copied to audit_search (0 before any): audit_search holds exactly the events up to it. */
+const SEARCH_UPTO = '(SELECT coalesce(max(seq), 0) FROM audit_search)';
+
+/**
+ * A q page in two arms, read in one statement (one snapshot): the events audit_search holds, found by its trigram
+ * index, and the events after the highest seq it holds, read from audit_events by seq and matched there. Since
+ * audit_search is always a prefix of the chain (migration 0006), the two arms cover every event once. The second
+ * arm is short: nodes keep audit_search close to the head (see indexSearchBatch).
+ */
+function qSql(where: string[], pattern: string, order: string, limit: string): string {
+  const indexed = `(SELECT * FROM audit_events WHERE ${where.join(' AND ')} AND seq IN (SELECT seq FROM audit_search WHERE message ILIKE ${pattern}) ${order}${limit})`;
+  const recent = `(SELECT * FROM audit_events WHERE ${where.join(' AND ')} AND seq > ${SEARCH_UPTO} AND message ILIKE ${pattern} ${order}${limit})`;
+  return `SELECT * FROM (${indexed} UNION ALL ${recent}) AS matched ${order}${limit}`;
+}
+
+/** Key of the transaction-level advisory lock one search-index fill holds (the bytes of 'coffer:s'): one node fills at a time. */
+export const SEARCH_FILL_LOCK_KEY = '7165058122144430707';
 
 /** Events per INSERT: a batch bigger than this (a policy load's change log) takes several. */
 const AUDIT_ROWS_PER_INSERT = 5_000;
@@ -150,8 +168,23 @@ function numbered(q: { sql: string; params: unknown[] }): { sql: string; params:
   return { sql: q.sql.replace(/\?/g, () => `$${++i}`), params: q.params };
 }
 
-/** Everything but the group commit, which runs as one statement of its own (see ./index.ts, migration 0005). */
-export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained'> {
+/**
+ * One step of filling audit_search, in the caller's transaction (one of its own, without the write lock: see
+ * ./index.ts): copies up to `max` events after its highest seq, in order; answers how many. One node at a time: a
+ * node that finds another filling answers 0 (that node carries on).
+ */
+export async function fillSearchIndex(t: PgQueryable, max: number): Promise<number> {
+  const [lock] = await t<{ got: boolean }[]>`SELECT pg_try_advisory_xact_lock(${SEARCH_FILL_LOCK_KEY}::int8) AS got`;
+  if (!lock?.got) return 0;
+  const added = await t.unsafe(
+    `INSERT INTO audit_search (seq, message) SELECT seq, message FROM audit_events WHERE seq > ${SEARCH_UPTO} ORDER BY seq LIMIT $1`,
+    [max],
+  );
+  return added.count;
+}
+
+/** Everything but the group commit and the search index's fill, which run in transactions of their own (see ./index.ts). */
+export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained' | 'indexSearchBatch'> {
   return {
     async head() {
       const [row] = await db()<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
@@ -188,8 +221,6 @@ export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendCh
           ORDER BY seq`;
       }
     },
-    // The trigram index is maintained by PostgreSQL on insert: nothing is left to fill.
-    indexSearchBatch: async () => 0,
     async page(afterSeq, limit) {
       return rowsOf(await db()<AuditRow[]>`SELECT * FROM audit_events WHERE seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`);
     },

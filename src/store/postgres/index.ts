@@ -21,7 +21,7 @@ import { storageFailureOf } from '../../errors.js';
 import { createPostgresClient, type PgClientOptions, type PgQueryable, type PgSql, type PgTypes } from './client.js';
 import { createPgFamilies } from './families.js';
 import { createPgGraphStore } from './graph.js';
-import { createPgAuditStore } from './audit.js';
+import { createPgAuditStore, fillSearchIndex } from './audit.js';
 import { createPgChangeFeed } from './changes.js';
 import { migratePostgres } from './migrate.js';
 import { guardDriverWriteRace } from './driver-guard.js';
@@ -297,6 +297,20 @@ export function createPostgresStore(
     });
   };
 
+  /**
+   * AuditStore.indexSearchBatch: a transaction of its own that does not take the write lock, so filling the search
+   * index never delays a group commit (the reason it left the commit's path, migration 0006).
+   */
+  const indexSearchBatch: AuditStore['indexSearchBatch'] = (max) => {
+    if (context.getStore()?.open) throw new Error('indexSearchBatch runs in a transaction of its own');
+    return boundedStart((start) =>
+      sql.begin(async (t) => {
+        start();
+        return fillSearchIndex(t, max);
+      }),
+    );
+  };
+
   const families = Object.fromEntries(
     Object.entries(createPgFamilies(current, () => !context.getStore()?.open)).map(([name, family]) => [name, guardFamily(family, guard)]),
   ) as ReturnType<typeof createPgFamilies>;
@@ -306,7 +320,7 @@ export function createPostgresStore(
     sql,
     ...families,
     graph: guardFamily(createPgGraphStore(current), guard),
-    audit: { ...guardFamily(createPgAuditStore(current), guard), appendChained },
+    audit: { ...guardFamily(createPgAuditStore(current), guard), appendChained, indexSearchBatch, indexSearchWhileBusy: true },
     health: {
       async check(nowMs) {
         // The disk is the database server's: free space is its business; a write that commits is the answer.
