@@ -104,6 +104,7 @@ export async function copySqliteToPostgres(lite: Db, pg: PgSql, onProgress?: (ta
     // The search index in one statement now rather than by the nodes' fills later: until then a q query would read
     // the whole copied log without an index.
     await t.unsafe('INSERT INTO audit_search (seq, message) SELECT seq, message FROM audit_events ORDER BY seq');
+    await t.unsafe('ANALYZE audit_search');
     // Verified inside the transaction, so a copy that does not match its source leaves the target empty.
     for (const table of COPIED_TABLES) {
       const [row] = (await t.unsafe(`SELECT count(*)::int8 AS n FROM ${table}`)) as unknown as { n: number }[];
