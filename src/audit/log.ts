@@ -117,6 +117,10 @@ export class AuditLog {
   private unindexed = 0;
   /** The fill while busy that is running, if one is. */
   private busyFill?: Promise<void>;
+  /** The quiet-time fill's step that is running, if one is. */
+  private quietStep?: Promise<void>;
+  /** close() was called: no fill starts or goes on. */
+  private closing = false;
   /** The last event this log committed: the head the next batch expects (see AuditStore.appendChained). */
   private lastWritten?: AuditHead;
   private readonly nowIso: () => string;
@@ -170,8 +174,9 @@ export class AuditLog {
   /** Drains the queue, then flushes and closes the sinks (server shutdown). */
   async close(): Promise<void> {
     await this.drain();
+    this.closing = true;
     clearTimeout(this.searchIndexTimer);
-    await this.busyFill;
+    await Promise.all([this.busyFill, this.quietStep]);
     await Promise.all((this.deps.sinks ?? []).map((sink) => sink.close?.()));
   }
 
@@ -237,26 +242,31 @@ export class AuditLog {
         // A derived index: a failed batch (a full disk) is retried after the next write.
         return;
       }
-      if (added === SEARCH_INDEX_STEP && writes === this.writesSeen) this.searchIndexTimer = setTimeout(() => void step(), 0).unref();
+      if (added === SEARCH_INDEX_STEP && writes === this.writesSeen && !this.closing) this.searchIndexTimer = setTimeout(run, 0).unref();
     };
-    this.searchIndexTimer = setTimeout(() => void step(), SEARCH_INDEX_IDLE_MS).unref();
+    const run = () => {
+      if (this.closing) return;
+      this.quietStep = step().finally(() => (this.quietStep = undefined));
+    };
+    this.searchIndexTimer = setTimeout(run, SEARCH_INDEX_IDLE_MS).unref();
   }
 
   /** Where the store fills while busy: a fill every SEARCH_INDEX_BUSY_EVENTS events, in the background, never awaited by a request. */
   private indexSearchWhileBusy(written: number): void {
     if (!this.deps.store.indexSearchWhileBusy) return;
     this.unindexed += written;
-    if (this.busyFill || this.unindexed < SEARCH_INDEX_BUSY_EVENTS) return;
+    if (this.busyFill || this.closing || this.unindexed < SEARCH_INDEX_BUSY_EVENTS) return;
     this.unindexed = 0;
-    this.busyFill = (async () => {
+    const fill = async () => {
       try {
-        while ((await this.deps.store.indexSearchBatch(SEARCH_INDEX_BUSY_EVENTS)) === SEARCH_INDEX_BUSY_EVENTS);
+        while ((await this.deps.store.indexSearchBatch(SEARCH_INDEX_BUSY_EVENTS)) === SEARCH_INDEX_BUSY_EVENTS && !this.closing);
       } catch {
-        // A derived index: a failed fill is tried again after the next SEARCH_INDEX_BUSY_EVENTS events.
-      } finally {
-        this.busyFill = undefined;
+        // A derived index: a failed fill is tried again after the next SEARCH_INDEX_BUSY_EVENTS events (a q query
+        // stays complete meanwhile, reading the events not copied yet from the log itself).
       }
-    })();
+    };
+    // Cleared after the assignment, even when the store throws at once.
+    this.busyFill = fill().finally(() => (this.busyFill = undefined));
   }
 
   private async append(events: AuditEvent[]): Promise<AuditRow[]> {

@@ -139,18 +139,45 @@ describe('audit search index filled while busy (stores that fill off the node, a
     release!();
     await settle();
     expect(calls).toHaveLength(2);
-    const closing = log.close();
-    let closed = false;
-    void closing.then(() => (closed = true));
-    await settle();
-    expect(closed).toBe(false); // close waits for the running fill
     release!();
     await settle();
     expect(calls).toHaveLength(3);
     release!(); // the third step copied the rest: fewer than a full step, so the fill ends
-    await closing;
-    expect(calls).toHaveLength(3);
+    await settle();
     expect(indexed()).toBe(SEARCH_INDEX_BUSY_EVENTS * 2.5);
+    // close waits for a running fill, and that fill stops after its step even when the log is still behind.
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS * 2 }, (_, i) => log.record(ev(i))));
+    expect(calls).toHaveLength(4);
+    const closing = log.close();
+    let closed = false;
+    void closing.then(() => (closed = true));
+    await settle();
+    expect(closed).toBe(false);
+    release!(); // a full step: the fill would go on, but the log is closing
+    await closing;
+    expect(calls).toHaveLength(4);
+    expect(indexed()).toBe(SEARCH_INDEX_BUSY_EVENTS * 3.5);
+    store.close();
+  });
+
+  it('a store that throws at once does not leave the busy fill stuck', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // only the busy fill calls the store here
+    const store = openStore(join(tempDir('coffer-test-search-throw-'), 'c.db'));
+    let calls = 0;
+    const audit = {
+      ...store.audit,
+      indexSearchWhileBusy: true,
+      indexSearchBatch: (): Promise<number> => {
+        calls++;
+        throw new Error('refused at once');
+      },
+    };
+    const log = new AuditLog({ store: audit });
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS }, (_, i) => log.record(ev(i))));
+    await settle();
+    await Promise.all(Array.from({ length: SEARCH_INDEX_BUSY_EVENTS }, (_, i) => log.record(ev(i))));
+    expect(calls).toBe(2); // tried again after the next SEARCH_INDEX_BUSY_EVENTS events
+    await log.close();
     store.close();
   });
 

@@ -29,6 +29,7 @@ import { createDynamicStore } from '../../src/store/dynamic.js';
 import { createPostgresClient, rowsOf, type PgSql } from '../../src/store/postgres/client.js';
 import { createPgFamilies, createPgSecretsStore } from '../../src/store/postgres/families.js';
 import { migratePostgres, PG_MIGRATIONS_DIR, SchemaError } from '../../src/store/postgres/migrate.js';
+import { createPostgresStore, WRITE_LOCK_KEY } from '../../src/store/postgres/index.js';
 import type { Async } from '../../src/store/types.js';
 import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -740,8 +741,8 @@ describePostgres('PostgreSQL store', () => {
     await expect(sql`TRUNCATE audit_search`).rejects.toThrow(/audit_search is append-only/);
   });
 
-  it('migration 0006 copies an existing log into audit_search and moves the trigram index there', async () => {
-    const sql = client(await freshDatabase(), 1);
+  it('migration 0006 moves the trigram index without copying the log; q stays complete, and the store fills it without the write lock', async () => {
+    const sql = client(await freshDatabase(), 3);
     const before = join(tempDir('coffer-pgmig-'), 'migrations');
     mkdirSync(before);
     for (const f of readdirSync(PG_MIGRATIONS_DIR).filter((name) => Number(name.slice(0, 4)) < 6)) cpSync(join(PG_MIGRATIONS_DIR, f), join(before, f));
@@ -750,11 +751,33 @@ describePostgres('PostgreSQL store', () => {
       `INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash)
        SELECT n, 't', 'a', 'fetch', 'fetch', 'success', 'old event ' || n, '\\x00'::bytea, '\\x01'::bytea FROM generate_series(1, 50) AS n`,
     );
+    // A node's start bounds its migrations: the old log is left for the nodes' fills, not copied here.
     expect((await migratePostgres(sql)).applied).toContain(6);
-    expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS upto, min(message) AS first FROM audit_search`).toEqual([{ n: 50, upto: 50, first: 'old event 1' }]);
+    expect(await sql`SELECT count(*)::int8 AS n FROM audit_search`).toEqual([{ n: 0 }]);
     expect(await sql`SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%gin_trgm_ops%'`).toEqual([{ indexname: 'audit_search_message_trgm' }]);
-    const page = await createPgAuditStore(() => sql).query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], order: 'asc', q: 'event 4' });
-    expect(page.map((r) => Number(r.seq))).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+    const store = createPostgresStore(sql);
+    const q = async () =>
+      (await store.audit.query({ account: 'a', scopes: [{ type: 'all', account: 'a' }], order: 'asc', q: 'event 4' })).map((r) => Number(r.seq));
+    expect(await q()).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+    // The store's fill: the audit log's busy fill is on, and a fill does not wait for the write lock (a long policy
+    // load, or a group commit, holding it).
+    expect(store.audit.indexSearchWhileBusy).toBe(true);
+    let release!: () => void;
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const writer = sql.begin(async (t) => {
+      await t`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY}::int8)`;
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await holding;
+    expect(await store.audit.indexSearchBatch(30)).toBe(30);
+    expect(await q()).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]); // the head falls inside the answer
+    expect(await store.audit.indexSearchBatch(30)).toBe(20);
+    release();
+    await writer;
+    expect(await q()).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+    expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS upto FROM audit_search`).toEqual([{ n: 50, upto: 50 }]);
   });
 
   it('dynamic: issuers (deleted ones kept until their leases end), leases by token, issuer and expiry, retries, variables of an issuer', async () => {
