@@ -196,6 +196,7 @@ export async function fillSearchIndex(t: PgQueryable, max: number): Promise<numb
 
 /** Everything but the group commit and the search index's fill, which run in transactions of their own (see ./index.ts). */
 export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendChained' | 'indexSearchBatch'> {
+  const filteredSql = async (f: AuditFilter) => querySql(f, f.q === undefined ? undefined : await searchedUpto(db));
   return {
     async head() {
       const [row] = await db()<{ seq: number; hash: Buffer }[]>`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`;
@@ -245,7 +246,7 @@ export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendCh
         const rows = [...bySeq.values()].sort((a, b) => (f.order === 'desc' ? b.seq - a.seq : a.seq - b.seq));
         return f.limit === undefined ? rows : rows.slice(0, f.limit);
       }
-      const { text, params } = querySql(f, f.q === undefined ? undefined : await searchedUpto(db));
+      const { text, params } = await filteredSql(f);
       return rowsOf((await db().unsafe(text, params as never[])) as unknown as AuditRow[]);
     },
     async countRollup(q) {
@@ -268,8 +269,7 @@ export function createPgAuditStore(db: PgConnection): Omit<AuditStore, 'appendCh
     },
     async explain(f) {
       const lines: string[] = [];
-      const statements = usesRangePlan(f) ? rangePlanSqls(f, await kindsOf(db, f.account)) : [querySql(f, f.q === undefined ? undefined : await searchedUpto(db))];
-      for (const { text, params } of statements) {
+      for (const { text, params } of usesRangePlan(f) ? rangePlanSqls(f, await kindsOf(db, f.account)) : [await filteredSql(f)]) {
         const rows = (await db().unsafe(`EXPLAIN ${text}`, params as never[])) as unknown as { 'QUERY PLAN': string }[];
         lines.push(...rows.map((r) => r['QUERY PLAN']));
       }
