@@ -17,11 +17,12 @@ import { dbOf } from './sqlite.js';
  * byte-for-byte the same after a refused request.
  */
 /**
- * The audit log and what is derived from it (the search index, the time-bounds row of migration 0008, the
- * per-minute/hour/day counts of migration 0009): every request changes them.
+ * The audit log and what is derived from it (the search index — SQLite's audit_fts*, PostgreSQL's audit_search of
+ * its migration 0006 —, the time-bounds row of migration 0008, the per-minute/hour/day counts of migration 0009):
+ * every request changes them.
  */
 export const isAuditTable = (name: string) =>
-  name === 'audit_events' || name.startsWith('audit_fts') || name === 'audit_time_state' || name === 'audit_counts';
+  name === 'audit_events' || name.startsWith('audit_fts') || name === 'audit_search' || name === 'audit_time_state' || name === 'audit_counts';
 
 /** Tables a refusal could corrupt; the digest must cover at least these (a guard against the listing going wrong). */
 export const DIGEST_REQUIRED_TABLES = [
