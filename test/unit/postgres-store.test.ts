@@ -339,6 +339,25 @@ describePostgres('PostgreSQL store', () => {
     return { both, bothThrow: (fn: (f: Families, side: Side) => Promise<unknown>) => bothThrow(fn), exec, role, resource, sql, lite, families };
   }
 
+  /** A transaction holding the advisory lock `key` (another node's fill, or a writer) until released. */
+  async function holdAdvisoryLock(sql: PgSql, key: string): Promise<{ release: () => Promise<void> }> {
+    let release!: () => void;
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const done = sql.begin(async (t) => {
+      await t`SELECT pg_advisory_xact_lock(${key}::int8)`;
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await holding;
+    return {
+      release: async () => {
+        release();
+        await done;
+      },
+    };
+  }
+
   const buf = (s: string) => Buffer.from(s);
   const byKey = <T>(key: keyof T) => (rows: T[]) => [...rows].sort((x, y) => Buffer.compare(Buffer.from(String(x[key])), Buffer.from(String(y[key]))));
 
@@ -721,18 +740,9 @@ describePostgres('PostgreSQL store', () => {
     expect(plan).not.toMatch(/InitPlan|SubPlan/);
     // One fill at a time: while another holds the fill's lock, a fill copies nothing and says so.
     await insertEvents(301, 305, 'postgres');
-    let release!: () => void;
-    let locked!: () => void;
-    const holding = new Promise<void>((resolve) => (locked = resolve));
-    const other = sql.begin(async (t) => {
-      await t`SELECT pg_advisory_xact_lock(${SEARCH_FILL_LOCK_KEY}::int8)`;
-      locked();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await holding;
+    const other = await holdAdvisoryLock(sql, SEARCH_FILL_LOCK_KEY);
     expect(await fill(10)).toBe(0);
-    release();
-    await other;
+    await other.release();
     expect(await fill(10)).toBe(5);
     expect(await sql`SELECT message FROM audit_search WHERE seq = 305`).toEqual([{ message: 'event 305 alpha fetched' }]);
     // Derived from an append-only log, and append-only itself.
@@ -762,20 +772,11 @@ describePostgres('PostgreSQL store', () => {
     // The store's fill: the audit log's busy fill is on, and a fill does not wait for the write lock (a long policy
     // load, or a group commit, holding it).
     expect(store.audit.indexSearchWhileBusy).toBe(true);
-    let release!: () => void;
-    let locked!: () => void;
-    const holding = new Promise<void>((resolve) => (locked = resolve));
-    const writer = sql.begin(async (t) => {
-      await t`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY}::int8)`;
-      locked();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await holding;
+    const writer = await holdAdvisoryLock(sql, WRITE_LOCK_KEY);
     expect(await store.audit.indexSearchBatch(30)).toBe(30);
     expect(await q()).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]); // the head falls inside the answer
     expect(await store.audit.indexSearchBatch(30)).toBe(20);
-    release();
-    await writer;
+    await writer.release();
     expect(await q()).toEqual([4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
     expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS upto FROM audit_search`).toEqual([{ n: 50, upto: 50 }]);
   });
