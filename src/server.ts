@@ -17,7 +17,7 @@ import { createApp, refuseOversizedTarget } from './http/app.js';
 import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secrets/barrier.js';
 import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
 import { openStore, type Store } from './store/index.js';
-import { storageFailureOf } from './errors.js';
+import { CofferError, storageFailureOf } from './errors.js';
 import { openPostgresStore } from './store/postgres/index.js';
 
 export const VERSION = '0.1.0';
@@ -79,7 +79,7 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
     ? await openPostgresStore(opts.database)
     : openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
   try {
-    const barrier = await Barrier.open(opts.masterKey, store.keyring);
+    const barrier = await Barrier.open(opts.masterKey, store);
     const services = await createServices({
       store,
       barrier,
@@ -171,7 +171,11 @@ async function openWithRetries(open: () => Promise<Vault>, log: (line: string) =
 async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, log: (line: string) => void): Promise<RunningServer> {
   let devAdmin: CreatedAccount | undefined;
   if (config.dev && !(await vault.services.store.accounts.exists(config.devAccount))) {
-    devAdmin = await createAccountIn(vault, config.devAccount);
+    // Another node starting at the same moment on the same database may create it first; then that node prints the credentials.
+    devAdmin = await createAccountIn(vault, config.devAccount).catch((err: unknown) => {
+      if (err instanceof CofferError && err.code === 'conflict') return undefined;
+      throw err;
+    });
   }
   const app = createApp(vault.services, {
     bodyLimit: config.bodyLimit,

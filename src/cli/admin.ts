@@ -147,8 +147,13 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     io.err('');
     io.err('  ************************************************************************');
     io.err('  *  DEVELOPMENT MODE — NOT FOR PRODUCTION                               *');
-    io.err(`  *  The data key is stored next to the database in ${config.dataDir}`.padEnd(74) + '*');
-    io.err('  *  Anyone who can read that directory can decrypt every secret.       *');
+    if (config.dataKey || config.dataKeyFile) {
+      // The given key is used; nothing is written next to the database.
+      io.err(`  *  It creates account '${config.devAccount}' and prints its admin API key`.padEnd(74) + '*');
+    } else {
+      io.err(`  *  The data key is stored next to the database in ${config.dataDir}`.padEnd(74) + '*');
+      io.err('  *  Anyone who can read that directory can decrypt every secret.       *');
+    }
     io.err('  ************************************************************************');
     io.err('');
   }

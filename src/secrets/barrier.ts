@@ -11,7 +11,7 @@
 import sodium from 'libsodium-wrappers';
 import { randomBytes } from 'node:crypto';
 import { CofferError } from '../errors.js';
-import type { KeyringStore } from '../store/index.js';
+import type { KeyringStore, Store } from '../store/index.js';
 
 export const KEY_BYTES = 32;
 const NONCE_BYTES = 24;
@@ -84,16 +84,31 @@ export class Barrier {
    * Opens the barrier over a database: verifies the master key against the
    * stored key-check value (creating it and the first DEK on a new database)
    * and unwraps the keyring.
+   *
+   * Several nodes may start at once on a new PostgreSQL database: each would
+   * find no key check and no DEK and write its own (a duplicate keyring
+   * version refused one node's start; two different master keys would both
+   * have been accepted). So a database that needs setting up is set up in a
+   * transaction, under the store's write lock, and checked again there: the
+   * first node writes, the others find its key check and DEK.
    */
-  static async open(masterKey: Buffer, keyring: KeyringStore): Promise<Barrier> {
-    const barrier = new Barrier(masterKey, keyring);
-    const check = await keyring.getMeta(KEY_CHECK_NAME);
+  static async open(masterKey: Buffer, store: Pick<Store, 'keyring' | 'tx'>): Promise<Barrier> {
+    const barrier = new Barrier(masterKey, store.keyring);
+    if (await barrier.checkAndLoad(false)) return barrier;
+    await store.tx(() => barrier.checkAndLoad(true));
+    return barrier;
+  }
+
+  /** Verifies the key check and loads the keyring; with `setUp`, writes what a new database lacks. Answers whether nothing was missing. */
+  private async checkAndLoad(setUp: boolean): Promise<boolean> {
+    const check = await this.keyring.getMeta(KEY_CHECK_NAME);
     if (!check) {
-      const sealed = seal(masterKey, KEY_CHECK_PLAINTEXT, 'coffer:key-check');
-      await keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
+      if (!setUp) return false;
+      const sealed = seal(this.masterKey, KEY_CHECK_PLAINTEXT, 'coffer:key-check');
+      await this.keyring.putMeta(KEY_CHECK_NAME, Buffer.concat([sealed.nonce, sealed.ciphertext]));
     } else {
       try {
-        open(masterKey, check.subarray(0, NONCE_BYTES), check.subarray(NONCE_BYTES), 'coffer:key-check');
+        open(this.masterKey, check.subarray(0, NONCE_BYTES), check.subarray(NONCE_BYTES), 'coffer:key-check');
       } catch {
         throw new DataKeyMismatchError(
           'The data key does not match this database (key-check failed). Start Coffer with the key this ' +
@@ -101,9 +116,11 @@ export class Barrier {
         );
       }
     }
-    await barrier.loadKeyring();
-    if (barrier.activeVersion === 0) await barrier.addDataKey();
-    return barrier;
+    await this.loadKeyring();
+    if (this.activeVersion !== 0) return true;
+    if (!setUp) return false;
+    await this.addDataKey();
+    return true;
   }
 
   /** (Re)reads the keyring; called on open and when a ciphertext names an unknown DEK. */

@@ -142,4 +142,20 @@ describePostgres('three coffer processes on one PostgreSQL database', () => {
     const verify = await clients[0]!.request('GET', `/audit/${ACCOUNT}/verify`, { token: admin });
     expect(verify.json.ok).toBe(true);
   }, 60_000);
+
+  it('three --dev nodes started at once on a new database all listen; one creates the account and prints its key, which works on every node', async () => {
+    const fresh = await cluster.createDatabase('dev_race');
+    const started = await Promise.all(
+      [0, 1, 2].map((i) => startCofferServer(['--dev', '--data-dir', tempDir(`coffer-dev${i}-`), '--database', fresh], { COFFER_DATA_KEY: dataKey })),
+    );
+    try {
+      const printed = started.map((n) => /api key: (\S+)/.exec(n.stdout())?.[1]).filter((k) => k !== undefined);
+      expect(printed).toHaveLength(1);
+      for (const n of started) expect(n.stderr()).not.toMatch(/duplicate key|already exists|error/i);
+      for (const n of started) expect(await new Client(n.url, 'dev').login('admin', printed[0]!)).not.toBe('');
+      expect(await cluster.psql("SELECT count(*) FROM accounts; SELECT count(*) FROM keyring", fresh)).toBe('1\n1');
+    } finally {
+      await Promise.all(started.map((n) => n.stop()));
+    }
+  });
 });

@@ -13,6 +13,8 @@ import { describePostgres, startCluster, type PgCluster } from '../helpers/postg
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { CHANGE_POLL_MS } from '../../src/store/postgres/changes.js';
+import { openVault } from '../../src/server.js';
+import { DataKeyMismatchError } from '../../src/secrets/barrier.js';
 
 /** The issue's bound for a change made on one node to hold on every other. */
 const PROPAGATION_BOUND_MS = 1000;
@@ -187,5 +189,31 @@ describePostgres('several nodes on one PostgreSQL database', () => {
     const seqs = (after.json.events as { seq: number }[]).map((e) => e.seq);
     expect(new Set(seqs).size).toBe(seqs.length);
     expect((await b.request('GET', `/audit/${ACCOUNT}/verify`, { token: adminA })).status).toBe(200);
+  });
+
+  it('nodes starting at once on a new database agree on one key check and one data key; a node with another key is refused', async () => {
+    // Found by starting nodes in parallel on an empty database: each wrote its own key check and first data key, and one start failed on a duplicate keyring version.
+    for (let round = 0; round < 3; round++) {
+      const database = await cluster.createDatabase(`start_race_${round}`);
+      const key = randomBytes(32);
+      const other = randomBytes(32);
+      const keys = [key, key, other, key, other, key];
+      const opened = await Promise.allSettled(keys.map((masterKey) => openVault({ dataDir: '', masterKey, database })));
+      const vaults = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+      try {
+        const winner = keys[opened.findIndex((o) => o.status === 'fulfilled')]!;
+        // Every node with the first node's key started; every other was refused with the key-check message.
+        opened.forEach((o, i) => {
+          if (keys[i]!.equals(winner)) expect(o.status).toBe('fulfilled');
+          else expect(o.status === 'rejected' && o.reason).toBeInstanceOf(DataKeyMismatchError);
+        });
+        expect(await cluster.psql("SELECT count(*) FROM keyring; SELECT count(*) FROM server_meta WHERE name = 'key_check'", database)).toBe('1\n1');
+        // A value one node seals, every other node opens: they all hold the same data key.
+        const sealed = vaults[0]!.services.barrier.encrypt(Buffer.from('shared'), 'coffer:test');
+        for (const v of vaults) expect((await v.services.barrier.decrypt(sealed, 'coffer:test')).toString()).toBe('shared');
+      } finally {
+        await Promise.all(vaults.map((v) => v.close()));
+      }
+    }
   });
 });

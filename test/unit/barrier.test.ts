@@ -12,7 +12,7 @@ const fresh = () => openStore(join(tempDir('coffer-barrier-'), 'c.db'));
 describe('barrier (envelope encryption)', () => {
   it('round-trips values and binds them to their associated data', async () => {
     const store = fresh();
-    const b = await Barrier.open(randomBytes(32), store.keyring);
+    const b = await Barrier.open(randomBytes(32), store);
     const sealed = b.encrypt(Buffer.from('s3cr3t'), 'secret:a:variable:x:1');
     expect(sealed.nonce).toHaveLength(24);
     expect((await b.decrypt(sealed, 'secret:a:variable:x:1')).toString()).toBe('s3cr3t');
@@ -21,37 +21,37 @@ describe('barrier (envelope encryption)', () => {
   });
 
   it('never reuses a nonce', async () => {
-    const b = await Barrier.open(randomBytes(32), fresh().keyring);
+    const b = await Barrier.open(randomBytes(32), fresh());
     const nonces = new Set(Array.from({ length: 1000 }, () => b.encrypt(Buffer.from('v'), 'ad').nonce.toString('hex')));
     expect(nonces.size).toBe(1000);
   });
 
   it('refuses a master key that does not match the key-check value', async () => {
     const store = fresh();
-    await Barrier.open(randomBytes(32), store.keyring);
-    await expect(Barrier.open(randomBytes(32), store.keyring)).rejects.toThrow(DataKeyMismatchError);
+    await Barrier.open(randomBytes(32), store);
+    await expect(Barrier.open(randomBytes(32), store)).rejects.toThrow(DataKeyMismatchError);
   });
 
   it('keeps values readable across DEK rotation and master rekey', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = await Barrier.open(master, store.keyring);
+    const b = await Barrier.open(master, store);
     const old = b.encrypt(Buffer.from('v1'), 'ad');
     const v2 = await b.addDataKey();
     expect(v2).toBe(2);
     expect((await b.decrypt(old, 'ad')).toString()).toBe('v1');
     const newMaster = randomBytes(32);
     await b.rewrap(newMaster);
-    const reopened = await Barrier.open(newMaster, store.keyring);
+    const reopened = await Barrier.open(newMaster, store);
     expect((await reopened.decrypt(old, 'ad')).toString()).toBe('v1');
-    await expect(Barrier.open(master, store.keyring)).rejects.toThrow(DataKeyMismatchError);
+    await expect(Barrier.open(master, store)).rejects.toThrow(DataKeyMismatchError);
   });
 
   it('keeps server secrets stable across opens', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const pepper = await (await Barrier.open(master, store.keyring)).serverSecret('api-key-pepper');
-    expect((await (await Barrier.open(master, store.keyring)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
+    const pepper = await (await Barrier.open(master, store)).serverSecret('api-key-pepper');
+    expect((await (await Barrier.open(master, store)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
   });
 
   it('decodes master keys strictly', () => {

@@ -46,7 +46,7 @@ async function world() {
   await store.accounts.insert('acme');
   const node = async (opts: { load?: boolean } = {}) => {
     let ms = T0;
-    const barrier = await Barrier.open(dataKey, store.keyring);
+    const barrier = await Barrier.open(dataKey, store);
     const svc = new TokenService({
       barrier, secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
       now: () => Math.floor(ms / 1000), nowMs: () => ms,

@@ -24,7 +24,7 @@ const T0 = 1_700_000_000_000;
 async function tokens() {
   const store = openStore(join(tempDir('coffer-mut-authn-'), 'c.db'));
   const dataKey = randomBytes(32);
-  const barrier = await Barrier.open(dataKey, store.keyring);
+  const barrier = await Barrier.open(dataKey, store);
   let ms = T0;
   const svc = new TokenService({
     barrier, secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
@@ -157,7 +157,7 @@ describe('access token expiry and "not before"', () => {
     const { json } = await svc.issue('acme', 'alice', 600);
     await svc.revoke(await svc.verify(json));
     const again = new TokenService({
-      barrier: await Barrier.open(dataKey, store.keyring), secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
+      barrier: await Barrier.open(dataKey, store), secrets: store.secrets, tokens: store.tokens, credentials: store.credentials,
       now: () => T0 / 1000, nowMs: () => T0,
     });
     await again.load();

@@ -42,7 +42,7 @@ describe('decodeMasterKey', () => {
 describe('data keys through rotation', () => {
   it('the previous key is retiring and still decrypts; a retired key is gone and its values are refused', async () => {
     const store = fresh();
-    const b = await Barrier.open(randomBytes(32), store.keyring);
+    const b = await Barrier.open(randomBytes(32), store);
     const v1 = b.encrypt(Buffer.from('one'), 'ad');
     expect(v1.keyVersion).toBe(1);
     expect(b.activeKeyVersion).toBe(1);
@@ -61,8 +61,8 @@ describe('data keys through rotation', () => {
   it('a barrier learns a key another barrier added (reloads the keyring on an unknown version)', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const a = await Barrier.open(master, store.keyring);
-    const b = await Barrier.open(master, store.keyring);
+    const a = await Barrier.open(master, store);
+    const b = await Barrier.open(master, store);
     await a.addDataKey();
     const sealed = a.encrypt(Buffer.from('v'), 'ad');
     expect(sealed.keyVersion).toBe(2);
@@ -73,20 +73,20 @@ describe('data keys through rotation', () => {
   it('a rewrap skips retired keys and the old master key no longer opens', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = await Barrier.open(master, store.keyring);
+    const b = await Barrier.open(master, store);
     await b.addDataKey();
     await b.retireDataKey(1);
     const v = b.encrypt(Buffer.from('x'), 'ad');
     const next = randomBytes(32);
     await b.rewrap(next);
-    expect((await (await Barrier.open(next, store.keyring)).decrypt(v, 'ad')).toString()).toBe('x');
-    await expect(Barrier.open(master, store.keyring)).rejects.toThrow(DataKeyMismatchError);
+    expect((await (await Barrier.open(next, store)).decrypt(v, 'ad')).toString()).toBe('x');
+    await expect(Barrier.open(master, store)).rejects.toThrow(DataKeyMismatchError);
   });
 });
 
 describe('values, wiping, server secrets', () => {
   it('a modified ciphertext or nonce fails authentication', async () => {
-    const b = await Barrier.open(randomBytes(32), fresh().keyring);
+    const b = await Barrier.open(randomBytes(32), fresh());
     const s = b.encrypt(Buffer.from('secret'), 'ad');
     const ct = Buffer.from(s.ciphertext);
     ct[0]! ^= 1;
@@ -108,7 +108,7 @@ describe('values, wiping, server secrets', () => {
   it('server secrets: one per name, of the size asked, stable, re-encrypted under the active key', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = await Barrier.open(master, store.keyring);
+    const b = await Barrier.open(master, store);
     const pepper = await b.serverSecret('api-key-pepper');
     const other = await b.serverSecret('audit-checkpoint', 16);
     expect(pepper).toHaveLength(32);
@@ -119,7 +119,7 @@ describe('values, wiping, server secrets', () => {
     expect(unpackSealed((await store.keyring.getMeta('secret:api-key-pepper'))!).keyVersion).toBe(2);
     expect(unpackSealed((await store.keyring.getMeta('secret:audit-checkpoint'))!).keyVersion).toBe(1);
     await b.retireDataKey(1);
-    expect((await (await Barrier.open(master, store.keyring)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
+    expect((await (await Barrier.open(master, store)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
   });
 
   it('packs key version ‖ nonce ‖ ciphertext', () => {
@@ -162,7 +162,7 @@ describe('keyring reloads racing key changes (the generation counter)', () => {
   it('a reload that read the keyring before a key was added and the old one retired does not put the old keyring back', async () => {
     const store = fresh();
     const g = gatedKeyring(store.keyring);
-    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const b = await Barrier.open(randomBytes(32), { keyring: g.keyring, tx: (fn) => store.tx(fn) });
     g.holdNextList();
     const load = b.loadKeyring();
     await tick();
@@ -177,7 +177,7 @@ describe('keyring reloads racing key changes (the generation counter)', () => {
   it('a reload that read the keyring before a rewrap and a new key does not unwrap the old rows with the new master key', async () => {
     const store = fresh();
     const g = gatedKeyring(store.keyring);
-    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const b = await Barrier.open(randomBytes(32), { keyring: g.keyring, tx: (fn) => store.tx(fn) });
     const v1 = b.encrypt(Buffer.from('one'), 'ad');
     g.holdNextList();
     const load = b.loadKeyring();
@@ -193,7 +193,7 @@ describe('keyring reloads racing key changes (the generation counter)', () => {
   it('a reload that read the keyring before another reload and a new key reads again', async () => {
     const store = fresh();
     const g = gatedKeyring(store.keyring);
-    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const b = await Barrier.open(randomBytes(32), { keyring: g.keyring, tx: (fn) => store.tx(fn) });
     g.holdNextList();
     const first = b.loadKeyring();
     await tick();
@@ -207,7 +207,7 @@ describe('keyring reloads racing key changes (the generation counter)', () => {
   it('decrypting under a loaded key costs no keyring read; an unknown version reads it once and is refused', async () => {
     const store = fresh();
     const g = gatedKeyring(store.keyring);
-    const b = await Barrier.open(randomBytes(32), g.keyring);
+    const b = await Barrier.open(randomBytes(32), { keyring: g.keyring, tx: (fn) => store.tx(fn) });
     const sealed = b.encrypt(Buffer.from('v'), 'ad');
     const before = g.state.listCalls;
     expect((await b.decrypt(sealed, 'ad')).toString()).toBe('v');
@@ -221,12 +221,12 @@ describe('the keyring binds each wrapped key to its version, and the master key 
   it('refuses to open a keyring whose wrapped keys were swapped between versions', async () => {
     const store = fresh();
     const master = randomBytes(32);
-    const b = await Barrier.open(master, store.keyring);
+    const b = await Barrier.open(master, store);
     await b.addDataKey();
     const [k1, k2] = await store.keyring.listKeys();
     await store.keyring.rewrapKey(1, k2!.nonce, k2!.wrapped_key);
     await store.keyring.rewrapKey(2, k1!.nonce, k1!.wrapped_key);
-    await expect(Barrier.open(master, store.keyring)).rejects.toThrow();
+    await expect(Barrier.open(master, store)).rejects.toThrow();
   });
 
   it('accepts a master key with whitespace inside (a wrapped line), and explains a mismatch', async () => {
@@ -235,8 +235,8 @@ describe('the keyring binds each wrapped key to its version, and the master key 
     expect(decodeMasterKey(`${b64.slice(0, 20)}\n${b64.slice(20)}`, 'K').equals(key)).toBe(true);
     expect(decodeMasterKey(`${b64.slice(0, 20)} ${b64.slice(20)}`, 'K').equals(key)).toBe(true);
     const store = fresh();
-    await Barrier.open(randomBytes(32), store.keyring);
-    await expect(Barrier.open(randomBytes(32), store.keyring)).rejects.toThrow(
+    await Barrier.open(randomBytes(32), store);
+    await expect(Barrier.open(randomBytes(32), store)).rejects.toThrow(
       new DataKeyMismatchError(
         'The data key does not match this database (key-check failed). Start Coffer with the key this ' +
           'database was created with, or rekey it with `coffer keys rekey`.',
@@ -309,8 +309,8 @@ describe('rotateDataKey and rekeyMaster (src/secrets/rotation.ts)', () => {
       // rekey: the keyring is wrapped by the new master key, values untouched, audited.
       const next = randomBytes(32);
       await rekeyMaster(s, next);
-      await expect(Barrier.open(next, s.store.keyring)).resolves.toBeInstanceOf(Barrier);
-      await expect(Barrier.open(Buffer.from(srv.dataKey, 'base64'), s.store.keyring)).rejects.toThrow(DataKeyMismatchError);
+      await expect(Barrier.open(next, s.store)).resolves.toBeInstanceOf(Barrier);
+      await expect(Barrier.open(Buffer.from(srv.dataKey, 'base64'), s.store)).rejects.toThrow(DataKeyMismatchError);
       const rekey = (await allAuditRows(s.store)).filter((r) => r.action === 'keys' && r.operation === 'rekey');
       expect(rekey.map((r) => [r.result, r.message])).toEqual([['success', 'coffer keys rekey: the keyring is now wrapped by a new master key']]);
       expect((await api.getSecret(admin, 'b')).text).toBe('b1');

@@ -12,7 +12,7 @@ beforeAll(() => initSodium());
 
 async function setup() {
   const store = openStore(join(tempDir('coffer-tok-'), 'c.db'));
-  const barrier = await Barrier.open(randomBytes(32), store.keyring);
+  const barrier = await Barrier.open(randomBytes(32), store);
   let ms = 1_700_000_000_000;
   const svc = new TokenService({
     barrier,
