@@ -150,22 +150,59 @@ async function listen(config: ServerConfig, dataDir: string, lockFile: string, l
 export const DATABASE_RETRY_MS = { first: 1000, max: 30_000 };
 
 /**
+ * How long one attempt to open the database may take in all. Each store call
+ * at start has its own deadline; this one catches an attempt stuck where no
+ * deadline reaches (seen twice in CI: a node whose only connection sat idle
+ * after connecting, and never printed "listening").
+ */
+export const DATABASE_OPEN_DEADLINE_MS = 60_000;
+
+/**
  * A node may start before its database (or during a failover): an unreachable
  * database is retried with backoff, one log line per attempt. Anything else —
  * a wrong password, a missing database, a newer schema, the wrong data key —
- * is not going to fix itself and fails the start at once.
+ * is not going to fix itself and fails the start at once. An attempt that
+ * outlives DATABASE_OPEN_DEADLINE_MS is given up and retried the same way;
+ * if it settles later, what it opened is closed.
  */
-async function openWithRetries(open: () => Promise<Vault>, log: (line: string) => void): Promise<Vault> {
-  for (let wait = DATABASE_RETRY_MS.first; ; wait = Math.min(wait * 2, DATABASE_RETRY_MS.max)) {
+export async function openWithRetries(
+  open: () => Promise<Vault>,
+  log: (line: string) => void,
+  timing: { retry: { first: number; max: number }; deadlineMs: number } = { retry: DATABASE_RETRY_MS, deadlineMs: DATABASE_OPEN_DEADLINE_MS },
+): Promise<Vault> {
+  for (let wait = timing.retry.first; ; wait = Math.min(wait * 2, timing.retry.max)) {
     try {
-      return await open();
+      return await withinDeadline(open(), timing.deadlineMs);
     } catch (err) {
-      const failure = storageFailureOf(err);
+      const failure = err instanceof OpenTimedOut ? err : storageFailureOf(err);
       if (!failure) throw err;
       log(`coffer: the database is unreachable (${failure.message}); retrying in ${Math.round(wait / 1000)} s`);
       await new Promise((r) => setTimeout(r, wait));
     }
   }
+}
+
+class OpenTimedOut extends Error {}
+
+function withinDeadline(attempt: Promise<Vault>, ms: number): Promise<Vault> {
+  return new Promise((resolveOpen, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new OpenTimedOut(`opening it did not finish within ${Math.round(ms / 1000)} s`));
+    }, ms);
+    attempt.then(
+      (vault) => {
+        clearTimeout(timer);
+        if (late) void vault.close().catch(() => undefined);
+        else resolveOpen(vault);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
 }
 
 async function serveVault(config: ServerConfig, vault: Vault, lockFile: string, log: (line: string) => void): Promise<RunningServer> {
