@@ -78,6 +78,7 @@ export class Barrier {
   private constructor(
     private masterKey: Buffer,
     private readonly keyring: KeyringStore,
+    private readonly tx: Store['tx'],
   ) {}
 
   /**
@@ -93,7 +94,7 @@ export class Barrier {
    * first node writes, the others find its key check and DEK.
    */
   static async open(masterKey: Buffer, store: Pick<Store, 'keyring' | 'tx'>): Promise<Barrier> {
-    const barrier = new Barrier(masterKey, store.keyring);
+    const barrier = new Barrier(masterKey, store.keyring, (fn) => store.tx(fn));
     if (await barrier.checkAndLoad(false)) return barrier;
     await store.tx(() => barrier.checkAndLoad(true));
     return barrier;
@@ -226,14 +227,23 @@ export class Barrier {
     if (buf && buf.byteLength > 0) sodium.memzero(buf);
   }
 
-  /** Returns a named server secret, creating it (random bytes) on first use. */
+  /**
+   * Returns a named server secret, creating it (random bytes) on first use. Created under the store's write lock and
+   * looked for again there, as open() sets up a new database: nodes starting at once would each have made their own
+   * (an API-key pepper that differs between nodes, and the database keeping only the last one written), so a key
+   * hashed on one node would not match on another, nor on any node after a restart.
+   */
   async serverSecret(name: string, bytes = 32): Promise<Buffer> {
     const ad = `server-secret:${name}`;
     const stored = await this.keyring.getMeta(`secret:${name}`);
     if (stored) return this.decrypt(unpackSealed(stored), ad);
-    const value = randomBytes(bytes);
-    await this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
-    return value;
+    return this.tx(async () => {
+      const written = await this.keyring.getMeta(`secret:${name}`);
+      if (written) return this.decrypt(unpackSealed(written), ad);
+      const value = randomBytes(bytes);
+      await this.keyring.putMeta(`secret:${name}`, packSealed(this.encrypt(value, ad)));
+      return value;
+    });
   }
 
   /** Re-encrypts every server secret under the active DEK (part of `keys rotate`). */

@@ -211,6 +211,19 @@ describePostgres('several nodes on one PostgreSQL database', () => {
         // A value one node seals, every other node opens: they all hold the same data key.
         const sealed = vaults[0]!.services.barrier.encrypt(Buffer.from('shared'), 'coffer:test');
         for (const v of vaults) expect((await v.services.barrier.decrypt(sealed, 'coffer:test')).toString()).toBe('shared');
+        // And the same API-key pepper (made on first start, like the data key): a key one node hashes, every node
+        // matches, also after a restart (which reads the stored one).
+        const stored = (await vaults[0]!.services.barrier.serverSecret('api-key-pepper')).toString('hex');
+        expect(await cluster.psql("SELECT count(*) FROM server_meta WHERE name LIKE 'secret:%'", database)).toBe('2');
+        const hashes = vaults.map((v) => v.services.credentials.hasher.hash('an-api-key').toString('hex'));
+        expect(new Set(hashes).size).toBe(1);
+        const restarted = await openVault({ dataDir: '', masterKey: winner, database });
+        try {
+          expect(restarted.services.credentials.hasher.hash('an-api-key').toString('hex')).toBe(hashes[0]);
+          expect((await restarted.services.barrier.serverSecret('api-key-pepper')).toString('hex')).toBe(stored);
+        } finally {
+          await restarted.close();
+        }
       } finally {
         await Promise.all(vaults.map((v) => v.close()));
       }

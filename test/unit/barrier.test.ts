@@ -54,6 +54,16 @@ describe('barrier (envelope encryption)', () => {
     expect((await (await Barrier.open(master, store)).serverSecret('api-key-pepper')).equals(pepper)).toBe(true);
   });
 
+  it('a server secret asked for by several callers at once is created once: every caller gets the stored one', async () => {
+    // Nodes starting at once on a new database each made their own API-key pepper, and the database kept the last.
+    const store = fresh();
+    const master = randomBytes(32);
+    const barriers = await Promise.all(Array.from({ length: 3 }, () => Barrier.open(master, store)));
+    const peppers = await Promise.all([...barriers, ...barriers].map((b) => b.serverSecret('api-key-pepper')));
+    const stored = await (await Barrier.open(master, store)).serverSecret('api-key-pepper');
+    for (const pepper of peppers) expect(pepper.equals(stored)).toBe(true);
+  });
+
   it('decodes master keys strictly', () => {
     expect(() => decodeMasterKey('short', 'K')).toThrow(/exactly 32 bytes/);
     expect(decodeMasterKey(randomBytes(32).toString('base64'), 'K')).toHaveLength(32);
