@@ -810,6 +810,37 @@ describePostgres('PostgreSQL store', () => {
     expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS upto FROM audit_search`).toEqual([{ n: 50, upto: 50 }]);
   });
 
+  it('audit: appending looks events up by primary key whatever the planner thinks a sequential scan costs (migration 0007)', async () => {
+    // A connection's cached plan from when the log was a few pages long read the whole log per appended event.
+    // Index scans made to look expensive (random_page_cost) stand in for that: the lookups must stay on the index.
+    const sql = client(await freshDatabase(), 1);
+    await migratePostgres(sql);
+    const tail = (seq: number) =>
+      `,"2030-01-01T00:00:${String(seq % 60).padStart(2, '0')}.000Z","a","fetch","fetch","success","a:host:h","a:variable:v",1,null,null,null,null,"fetched ${seq}",null]`;
+    // The transaction's own scans: PostgreSQL 15's pg_stat_xact_* also count a connection's earlier, unflushed ones.
+    const scansSoFar = async (t: PgSql) =>
+      (await t<{ seq: number; idx: number }[]>`SELECT seq_scan::int8 AS seq, idx_scan::int8 AS idx FROM pg_stat_xact_user_tables WHERE relname = 'audit_events'`)[0] ?? { seq: 0, idx: 0 };
+    const scans = await sql.begin(async (t) => {
+      const before = await scansSoFar(t as unknown as PgSql);
+      await t`SET LOCAL random_page_cost = 1000`;
+      // A plain insert (as `coffer store copy` makes), then group commits.
+      await t.unsafe(
+        `INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash)
+         SELECT g, '2030-01-01T00:00:00.000Z', 'a', 'fetch', 'fetch', 'success', 'event ' || g, '\\x00'::bytea, '\\x01'::bytea
+         FROM generate_series(1, 300) AS g ORDER BY g`,
+      );
+      for (let batch = 0; batch < 10; batch++) {
+        const events = Array.from({ length: 20 }, (_, i) => ({ tail: tail(300 + batch * 20 + i + 1), hash: '00' }));
+        await t`SELECT count(*) FROM audit_append(${JSON.stringify(events)}, ${-1}::int8, ${null}::bytea, ${WRITE_LOCK_KEY}::int8, ${new Date(Date.now() + 60_000)}::timestamptz)`;
+      }
+      const after = await scansSoFar(t as unknown as PgSql);
+      return { seq: after.seq - before.seq, idx: after.idx - before.idx };
+    });
+    expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS head FROM audit_events`).toEqual([{ n: 500, head: 500 }]);
+    expect(scans.seq).toBe(0);
+    expect(scans.idx).toBeGreaterThanOrEqual(500);
+  });
+
   it('dynamic: issuers (deleted ones kept until their leases end), leases by token, issuer and expiry, retries, variables of an issuer', async () => {
     const { both, bothThrow, exec, role, resource } = await pair();
     await role('a:user:admin');
