@@ -18,7 +18,7 @@ import { Barrier, decodeMasterKey, generateMasterKey, initSodium } from './secre
 import { createServices, DEFAULT_SERVICE_CONFIG, type ServiceConfig, type Services } from './services.js';
 import { openStore, type Store } from './store/index.js';
 import { CofferError, storageFailureOf } from './errors.js';
-import { openPostgresStore } from './store/postgres/index.js';
+import { DatabaseUnavailableError, openPostgresStore } from './store/postgres/index.js';
 
 export const VERSION = '0.1.0';
 export const DB_FILE = 'coffer.db';
@@ -70,14 +70,21 @@ export interface OpenVaultOptions {
   busyTimeoutMs?: number;
   /** PostgreSQL URL; undefined opens the SQLite database in dataDir. */
   database?: string;
+  /**
+   * Gives the opening up (openWithRetries' deadline): the store's connections are closed, which ends their server
+   * sessions and whatever locks they held, and the opening fails instead of finishing later.
+   */
+  signal?: AbortSignal;
 }
 
 export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
   await initSodium();
   if (!opts.database) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const store: Store = opts.database
-    ? await openPostgresStore(opts.database)
+    ? await openPostgresStore(opts.database, { signal: opts.signal })
     : openStore(join(opts.dataDir, DB_FILE), { busyTimeoutMs: opts.busyTimeoutMs });
+  const giveUp = () => void store.close().catch(() => undefined);
+  opts.signal?.addEventListener('abort', giveUp, { once: true });
   try {
     const barrier = await Barrier.open(opts.masterKey, store);
     const services = await createServices({
@@ -88,6 +95,7 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
       auditSinks: opts.auditSinks,
       onSinkError: (err) => process.stderr.write(`coffer: audit sink failed: ${(err as Error).message}\n`),
     });
+    if (opts.signal?.aborted) throw new DatabaseUnavailableError('opening the database was given up');
     return {
       services,
       async close() {
@@ -98,6 +106,8 @@ export async function openVault(opts: OpenVaultOptions): Promise<Vault> {
   } catch (err) {
     await store.close();
     throw err;
+  } finally {
+    opts.signal?.removeEventListener('abort', giveUp);
   }
 }
 
@@ -135,8 +145,8 @@ async function listen(config: ServerConfig, dataDir: string, lockFile: string, l
   if (config.dataKey || config.dataKeyFile) masterKey = readMasterKey(config.dataKey, config.dataKeyFile);
   else masterKey = devMasterKey(dataDir).key;
   const sinks = openAuditSinks(config.auditLog, config.auditFormat, log);
-  const open = () =>
-    openVault({ dataDir, masterKey, clock, config, auditSinks: sinks, busyTimeoutMs: config.busyTimeoutMs, database: config.database });
+  const open = (signal?: AbortSignal) =>
+    openVault({ dataDir, masterKey, clock, config, auditSinks: sinks, busyTimeoutMs: config.busyTimeoutMs, database: config.database, signal });
   const vault = config.database ? await openWithRetries(open, log) : await open();
   try {
     return await serveVault(config, vault, lockFile, log);
@@ -162,17 +172,18 @@ export const DATABASE_OPEN_DEADLINE_MS = 60_000;
  * database is retried with backoff, one log line per attempt. Anything else —
  * a wrong password, a missing database, a newer schema, the wrong data key —
  * is not going to fix itself and fails the start at once. An attempt that
- * outlives DATABASE_OPEN_DEADLINE_MS is given up and retried the same way;
- * if it settles later, what it opened is closed.
+ * outlives DATABASE_OPEN_DEADLINE_MS is given up — its signal aborted, which
+ * closes its connections — and retried the same way; if it settles later
+ * anyway, what it opened is closed.
  */
 export async function openWithRetries(
-  open: () => Promise<Vault>,
+  open: (signal: AbortSignal) => Promise<Vault>,
   log: (line: string) => void,
   timing: { retry: { first: number; max: number }; deadlineMs: number } = { retry: DATABASE_RETRY_MS, deadlineMs: DATABASE_OPEN_DEADLINE_MS },
 ): Promise<Vault> {
   for (let wait = timing.retry.first; ; wait = Math.min(wait * 2, timing.retry.max)) {
     try {
-      return await withinDeadline(open(), timing.deadlineMs);
+      return await withinDeadline(open, timing.deadlineMs);
     } catch (err) {
       const failure = err instanceof OpenTimedOut ? err : storageFailureOf(err);
       if (!failure) throw err;
@@ -184,11 +195,14 @@ export async function openWithRetries(
 
 class OpenTimedOut extends Error {}
 
-function withinDeadline(attempt: Promise<Vault>, ms: number): Promise<Vault> {
+function withinDeadline(open: (signal: AbortSignal) => Promise<Vault>, ms: number): Promise<Vault> {
+  const giveUp = new AbortController();
+  const attempt = open(giveUp.signal);
   return new Promise((resolveOpen, reject) => {
     let late = false;
     const timer = setTimeout(() => {
       late = true;
+      giveUp.abort();
       reject(new OpenTimedOut(`opening it did not finish within ${Math.round(ms / 1000)} s`));
     }, ms);
     attempt.then(

@@ -149,7 +149,7 @@ export async function cmdServer(flags: Flags, env: NodeJS.ProcessEnv, io: Io): P
     io.err('  *  DEVELOPMENT MODE — NOT FOR PRODUCTION                               *');
     if (config.dataKey || config.dataKeyFile) {
       // The given key is used; nothing is written next to the database.
-      io.err(`  *  It creates account '${config.devAccount}' and prints its admin API key`.padEnd(74) + '*');
+      io.err(`  *  Account '${config.devAccount}' is created on first start, its key printed once`.padEnd(74) + '*');
     } else {
       io.err(`  *  The data key is stored next to the database in ${config.dataDir}`.padEnd(74) + '*');
       io.err('  *  Anyone who can read that directory can decrypt every secret.       *');

@@ -14,6 +14,8 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { CHANGE_POLL_MS } from '../../src/store/postgres/changes.js';
 import { openVault } from '../../src/server.js';
+import { createPostgresClient } from '../../src/store/postgres/client.js';
+import { WRITE_LOCK_KEY } from '../../src/store/postgres/index.js';
 import { DataKeyMismatchError } from '../../src/secrets/barrier.js';
 
 /** The issue's bound for a change made on one node to hold on every other. */
@@ -228,5 +230,39 @@ describePostgres('several nodes on one PostgreSQL database', () => {
         await Promise.all(vaults.map((v) => v.close()));
       }
     }
+  });
+
+  it('an opening given up (its deadline passed) closes its connections and fails, rather than finishing later unclosed', async () => {
+    // The set-up of a new database waits for the write lock, which another session holds: the opening is stuck
+    // where no per-call deadline reaches, as openWithRetries' deadline is for.
+    const database = await cluster.createDatabase('given_up');
+    const holder = createPostgresClient(database, { max: 1, applicationName: 'lock-holder' });
+    let release!: () => void;
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const held = holder.begin(async (t) => {
+      await t`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY}::int8)`;
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    try {
+      await holding;
+      const giveUp = new AbortController();
+      const opening = openVault({ dataDir: '', masterKey: randomBytes(32), database, signal: giveUp.signal });
+      await sleep(1000);
+      giveUp.abort();
+      // Settles while the lock is still held (before, it would have waited for the lock and then opened).
+      const outcome = await Promise.race([opening.then(() => 'opened', () => 'failed'), sleep(15_000).then(() => 'still waiting')]);
+      expect(outcome).toBe('failed');
+    } finally {
+      release();
+      await held;
+      await holder.end();
+    }
+    // Its sessions end once the lock is free (a session waiting for a lock notices its closed socket only then).
+    const others = () => cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`, database);
+    for (let i = 0; i < 50 && (await others()) !== '0'; i++) await sleep(100);
+    expect(await others()).toBe('0');
+    expect(await cluster.psql("SELECT count(*) FROM server_meta WHERE name = 'key_check'", database)).toBe('0');
   });
 });

@@ -63,6 +63,8 @@ export interface PostgresStore extends Store {
 export interface PostgresStoreOptions extends PgClientOptions {
   /** See DEFAULT_DEADLINE_MS. */
   deadlineMs?: number;
+  /** Gives the opening up: its connections are closed at once and it fails. */
+  signal?: AbortSignal;
 }
 
 /** Connects to `url`, applies pending migrations (one node at a time) and answers the store. */
@@ -73,13 +75,20 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     // The driver never gives up while no writable server answers (only a standby, say): bound the wait.
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new DatabaseUnavailableError(`no writable PostgreSQL server answered within ${opts.deadlineMs ?? DEFAULT_DEADLINE_MS} ms`)), opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
+      const givenUp = () => reject(new DatabaseUnavailableError('opening the database was given up'));
+      if (opts.signal?.aborted) givenUp();
+      opts.signal?.addEventListener('abort', givenUp, { once: true });
+      const settled = () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', givenUp);
+      };
       migratePostgres(sql).then(
         () => {
-          clearTimeout(timer);
+          settled();
           resolve();
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          settled();
           reject(err);
         },
       );
