@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
+import { describePostgres, holdAdvisoryLock, startCluster, type PgCluster } from '../helpers/postgres.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { Client } from '../helpers/http.js';
 import { CHANGE_POLL_MS } from '../../src/store/postgres/changes.js';
@@ -237,16 +237,8 @@ describePostgres('several nodes on one PostgreSQL database', () => {
     // where no per-call deadline reaches, as openWithRetries' deadline is for.
     const database = await cluster.createDatabase('given_up');
     const holder = createPostgresClient(database, { max: 1, applicationName: 'lock-holder' });
-    let release!: () => void;
-    let locked!: () => void;
-    const holding = new Promise<void>((resolve) => (locked = resolve));
-    const held = holder.begin(async (t) => {
-      await t`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY}::int8)`;
-      locked();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
+    const writer = await holdAdvisoryLock(holder, WRITE_LOCK_KEY);
     try {
-      await holding;
       const giveUp = new AbortController();
       const opening = openVault({ dataDir: '', masterKey: randomBytes(32), database, signal: giveUp.signal });
       await sleep(1000);
@@ -255,8 +247,7 @@ describePostgres('several nodes on one PostgreSQL database', () => {
       const outcome = await Promise.race([opening.then(() => 'opened', () => 'failed'), sleep(15_000).then(() => 'still waiting')]);
       expect(outcome).toBe('failed');
     } finally {
-      release();
-      await held;
+      await writer.release();
       await holder.end();
     }
     // Its sessions end once the lock is free (a session waiting for a lock notices its closed socket only then).

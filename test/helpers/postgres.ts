@@ -33,6 +33,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, it } from 'vitest';
 import { tempDir } from './tmp.js';
+import type { PgSql } from '../../src/store/postgres/client.js';
 
 export { PG_BIN, pgUser, postgresMissing, postgresRequired } from './postgres-binaries.js';
 import { PG_BIN, isRoot, pgUser, postgresMissing, postgresRequired } from './postgres-binaries.js';
@@ -448,4 +449,23 @@ export function killCluster(cluster: PgCluster): Promise<void> {
 export function multiHostUrl(clusters: PgCluster[], database: string, targetSessionAttrs = 'read-write'): string {
   const hosts = clusters.map((c) => `${c.host}:${c.port}`).join(',');
   return `postgres://postgres@${hosts}/${database}?target_session_attrs=${targetSessionAttrs}`;
+}
+
+/** A transaction on `sql` holding the advisory lock `key` (another node's fill, or a writer) until released. */
+export async function holdAdvisoryLock(sql: PgSql, key: string): Promise<{ release: () => Promise<void> }> {
+  let release!: () => void;
+  let locked!: () => void;
+  const holding = new Promise<void>((resolve) => (locked = resolve));
+  const done = sql.begin(async (t) => {
+    await t`SELECT pg_advisory_xact_lock(${key}::int8)`;
+    locked();
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  await holding;
+  return {
+    release: async () => {
+      release();
+      await done;
+    },
+  };
 }

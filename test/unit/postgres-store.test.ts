@@ -31,7 +31,7 @@ import { createPgFamilies, createPgSecretsStore } from '../../src/store/postgres
 import { migratePostgres, PG_MIGRATIONS_DIR, SchemaError } from '../../src/store/postgres/migrate.js';
 import { createPostgresStore, WRITE_LOCK_KEY } from '../../src/store/postgres/index.js';
 import type { Async } from '../../src/store/types.js';
-import { describePostgres, startCluster, type PgCluster } from '../helpers/postgres.js';
+import { describePostgres, holdAdvisoryLock, startCluster, type PgCluster } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/tmp.js';
 
 type Families = ReturnType<typeof createPgFamilies>;
@@ -337,25 +337,6 @@ describePostgres('PostgreSQL store', () => {
     const resource = (id: string, owner: string) =>
       exec('INSERT INTO resources (resource_id, account, kind, identifier, owner_id, policy_id, created_at) VALUES (?, ?, ?, ?, ?, NULL, ?)', undefined, id, ...id.split(':'), owner, 't');
     return { both, bothThrow: (fn: (f: Families, side: Side) => Promise<unknown>) => bothThrow(fn), exec, role, resource, sql, lite, families };
-  }
-
-  /** A transaction holding the advisory lock `key` (another node's fill, or a writer) until released. */
-  async function holdAdvisoryLock(sql: PgSql, key: string): Promise<{ release: () => Promise<void> }> {
-    let release!: () => void;
-    let locked!: () => void;
-    const holding = new Promise<void>((resolve) => (locked = resolve));
-    const done = sql.begin(async (t) => {
-      await t`SELECT pg_advisory_xact_lock(${key}::int8)`;
-      locked();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await holding;
-    return {
-      release: async () => {
-        release();
-        await done;
-      },
-    };
   }
 
   const buf = (s: string) => Buffer.from(s);
