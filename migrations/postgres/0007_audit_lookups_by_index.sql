@@ -10,8 +10,8 @@
 -- these two functions, the lookups use the primary key whatever the
 -- statistics said when they were planned: 20,000 events inserted with index
 -- scans made to look expensive took 0.54 s instead of 14.9 s, and the setting
--- costs nothing measurable (0.51–0.51 s against 0.57–0.58 s for 20,000 events
--- on the default costs).
+-- costs nothing measurable (0.51 s against 0.57–0.58 s for 20,000 events on
+-- the default costs, two runs each).
 --
 -- Triggers fired by audit_append's INSERT run under its setting too; the
 -- trigger's own setting covers every other insert (`coffer store copy`).

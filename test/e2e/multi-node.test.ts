@@ -16,6 +16,7 @@ import { CHANGE_POLL_MS } from '../../src/store/postgres/changes.js';
 import { openVault } from '../../src/server.js';
 import { createPostgresClient } from '../../src/store/postgres/client.js';
 import { WRITE_LOCK_KEY } from '../../src/store/postgres/index.js';
+import { MIGRATION_LOCK_KEY } from '../../src/store/postgres/migrate.js';
 import { DataKeyMismatchError } from '../../src/secrets/barrier.js';
 
 /** The issue's bound for a change made on one node to hold on every other. */
@@ -255,5 +256,23 @@ describePostgres('several nodes on one PostgreSQL database', () => {
     for (let i = 0; i < 50 && (await others()) !== '0'; i++) await sleep(100);
     expect(await others()).toBe('0');
     expect(await cluster.psql("SELECT count(*) FROM server_meta WHERE name = 'key_check'", database)).toBe('0');
+  });
+
+  it('an opening given up while it waits to migrate fails at once with that reason (not the store deadline\'s)', async () => {
+    const database = await cluster.createDatabase('given_up_migrating');
+    const holder = createPostgresClient(database, { max: 1, applicationName: 'lock-holder' });
+    const migrator = await holdAdvisoryLock(holder, MIGRATION_LOCK_KEY);
+    try {
+      const giveUp = new AbortController();
+      const opening = openVault({ dataDir: '', masterKey: randomBytes(32), database, signal: giveUp.signal });
+      await sleep(500);
+      giveUp.abort();
+      await expect(opening).rejects.toThrow('opening the database was given up');
+    } finally {
+      await migrator.release();
+      await holder.end();
+    }
+    // Nothing was migrated by the attempt given up.
+    expect(await cluster.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'audit_events'", database)).toBe('0');
   });
 });

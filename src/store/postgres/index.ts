@@ -75,13 +75,16 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     // The driver never gives up while no writable server answers (only a standby, say): bound the wait.
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new DatabaseUnavailableError(`no writable PostgreSQL server answered within ${opts.deadlineMs ?? DEFAULT_DEADLINE_MS} ms`)), opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
-      const givenUp = () => reject(new DatabaseUnavailableError('opening the database was given up'));
-      if (opts.signal?.aborted) givenUp();
-      opts.signal?.addEventListener('abort', givenUp, { once: true });
       const settled = () => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', givenUp);
       };
+      const givenUp = () => {
+        settled();
+        reject(new DatabaseUnavailableError('opening the database was given up'));
+      };
+      if (opts.signal?.aborted) givenUp();
+      opts.signal?.addEventListener('abort', givenUp, { once: true });
       migratePostgres(sql).then(
         () => {
           settled();
