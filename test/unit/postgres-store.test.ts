@@ -807,7 +807,7 @@ describePostgres('PostgreSQL store', () => {
     expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS upto FROM audit_search`).toEqual([{ n: 50, upto: 50 }]);
   });
 
-  it('audit: appending looks events up by primary key whatever the planner thinks a sequential scan costs (migration 0007)', async () => {
+  it('audit: appending looks events up by primary key whatever the planner thinks a sequential scan costs (migrations 0007, 0008)', async () => {
     // A connection's cached plan from when the log was a few pages long read the whole log per appended event.
     // Index scans made to look expensive (random_page_cost) stand in for that: the lookups must stay on the index.
     const sql = client(await freshDatabase(), 1);
@@ -835,7 +835,9 @@ describePostgres('PostgreSQL store', () => {
     });
     expect(await sql`SELECT count(*)::int8 AS n, max(seq)::int8 AS head FROM audit_events`).toEqual([{ n: 500, head: 500 }]);
     expect(scans.seq).toBe(0);
-    expect(scans.idx).toBeGreaterThanOrEqual(500);
+    // At least the head's and the previous event's lookups of each of the 11 statements (one trigger call per
+    // statement since migration 0008).
+    expect(scans.idx).toBeGreaterThanOrEqual(22);
   });
 
   it('dynamic: issuers (deleted ones kept until their leases end), leases by token, issuer and expiry, retries, variables of an issuer', async () => {
