@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { wordTrigrams } from '../../src/store/postgres/audit.js';
+import { samplePercent, wordTrigrams } from '../../src/store/postgres/audit.js';
 
 describe("q's trigrams as the PostgreSQL trigram index takes a LIKE pattern's", () => {
   it('are three ASCII letters or digits in a row, lower case, each once, words split by anything else', () => {
@@ -8,6 +8,11 @@ describe("q's trigrams as the PostgreSQL trigram index takes a LIKE pattern's", 
     // Shorter words, LIKE's wildcards and letters outside ASCII give none (the whole pattern is used then).
     expect(wordTrigrams('ab_cd%ef é1 ü')).toEqual([]);
     expect(wordTrigrams('übung')).toEqual(['bun', 'ung']);
+    // Unicode lower-cases the Kelvin sign to 'k' and 'İ' to 'i' + U+0307; ILIKE on a "C" column folds ASCII only,
+    // so neither is part of a trigram ('kel', 'abi' would be in no match of q).
+    expect(wordTrigrams('\u212Aelvin')).toEqual(['elv', 'lvi', 'vin']);
+    expect(wordTrigrams('\u212Aey\u0130abc')).toEqual(['abc']);
+    expect(wordTrigrams('xyzab\u0130')).toEqual(['xyz', 'yza', 'zab']);
   });
   it('are at most twelve, spread over q', () => {
     const t = wordTrigrams('abcdefghijklmnopqrstuvwxyz');
@@ -15,5 +20,12 @@ describe("q's trigrams as the PostgreSQL trigram index takes a LIKE pattern's", 
     expect(t[0]).toBe('abc');
     expect(new Set(t).size).toBe(12);
     expect(t.at(-1)! > 'u').toBe(true);
+  });
+  it('are counted in a sample of about 600 messages, whatever the size of the log', () => {
+    expect(samplePercent(1_000_000)).toBeCloseTo(0.06, 10);
+    expect(samplePercent(100_000)).toBeCloseTo(0.6, 10);
+    expect(samplePercent(600)).toBe(100);
+    expect(samplePercent(300)).toBe(100);
+    expect(samplePercent(0)).toBe(100);
   });
 });

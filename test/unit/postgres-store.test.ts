@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createAccountsStore } from '../../src/store/accounts.js';
 import { createAuditStore, type AuditFilter, type AuditRow, type AuditScope } from '../../src/store/audit.js';
-import { createPgAuditStore, fillSearchIndex, SEARCH_FILL_LOCK_KEY } from '../../src/store/postgres/audit.js';
+import { createPgAuditStore, fillSearchIndex, MAX_DRIVEN_CANDIDATES, SEARCH_FILL_LOCK_KEY } from '../../src/store/postgres/audit.js';
 import { createAuthenticatorsStore } from '../../src/store/authenticators.js';
 import { createCredentialsStore } from '../../src/store/credentials.js';
 import { openDatabase, type Db } from '../../src/store/db.js';
@@ -289,6 +289,24 @@ describePostgres('PostgreSQL store', () => {
     }
     // The clock went back often enough to move the state many times.
     expect(changes.size).toBeGreaterThan(5);
+    // Times equal to the largest so far are not regressions: a statement of two such events, one ending on the
+    // largest again after a regression, one that goes back and forward again within itself.
+    const largest = new Date(Math.max(clock, ...[...changes].flatMap((c) => (JSON.parse(c) as { max_time: string }[]).map((r) => Date.parse(r.max_time) || 0)))).toISOString();
+    const later = (ms: number) => new Date(Date.parse(largest) + ms).toISOString();
+    for (const events of [
+      [[241, later(1000)], [242, later(1000)]],
+      [[243, later(500)], [244, later(1000)]],
+      [[245, later(2000)], [246, later(1500)], [247, later(2000)], [248, later(2000)]],
+    ] as [number, string][][]) {
+      await exec(
+        `INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash) VALUES ${events.map(() => "(?, ?, 'a', 'x', 'y', 'success', 'm', x'00', x'01')").join(', ')}`,
+        undefined,
+        ...events.flat(),
+      );
+      const { sqlite, postgres } = await state();
+      expect(postgres, `after seq ${events.at(-1)![0]}`).toStrictEqual(sqlite);
+    }
+    expect((await state()).postgres).toStrictEqual([{ regression_upto: 246, max_time: later(2000) }]);
     expect((await state()).sqlite).not.toEqual([{ regression_upto: 0, max_time: '' }]);
   });
 
@@ -676,13 +694,15 @@ describePostgres('PostgreSQL store', () => {
     expect(plan.match(/-> +Limit/g)?.length).toBeGreaterThanOrEqual(scopes.length);
   });
 
-  // qSampleFrom 0: every q page over 100 copied events or more samples them for q's rare trigrams (a big log's way).
-  it.each([{ qSampleFrom: undefined }, { qSampleFrom: 0 }])('audit: q reads the search index and the events after it whatever the lag; fills copy a prefix, one at a time (%o)', async ({ qSampleFrom }) => {
+  // qSampleFrom 0: every q page over 100 copied events or more samples them for q's rare trigrams (a big log's way);
+  // maxDrivenCandidates 2: rare trigrams finding more candidates than that leave the page to the whole pattern.
+  it.each([{ qSampleFrom: undefined }, { qSampleFrom: 0 }, { qSampleFrom: 0, maxDrivenCandidates: 2 }])('audit: q reads the search index and the events after it whatever the lag; fills copy a prefix, one at a time (%o)', async ({ qSampleFrom, maxDrivenCandidates }) => {
     const { exec, sql, lite } = await pair();
-    const words = ['alpha', 'Bravo', 'charlie%', 'delta_x', 'ECHO'];
+    // The Kelvin sign and İ: Unicode lower-cases them to ASCII letters, ILIKE on a "C" column does not.
+    const words = ['alpha', 'Bravo \u212Aelvin bravo\u0130', 'charlie%', 'delta_x', 'ECHO'];
     const insertEvents = async (from: number, to: number, side?: 'postgres') => {
       for (let seq = from; seq <= to; seq++) {
-        const message = `event ${seq} ${words[seq % words.length]} ${seq % 7 === 0 ? 'tried to fetch' : 'fetched'}`;
+        const message = `event ${seq} ${words[seq % words.length]} ${seq % 7 === 0 ? 'tried to fetch' : 'fetched'}${seq % 97 === 0 ? ' rarely' : ''}`;
         const time = `2030-01-01T00:${String(Math.floor(seq / 60)).padStart(2, '0')}:${String(seq % 60).padStart(2, '0')}.000Z`;
         await exec(
           "INSERT INTO audit_events (seq, time, account, action, operation, result, role_id, resource_id, message, prev_hash, hash) VALUES (?, ?, 'a', ?, 'op', ?, 'a:user:admin', 'a:variable:v', ?, x'00', x'01')",
@@ -708,7 +728,7 @@ describePostgres('PostgreSQL store', () => {
           };
         },
       }),
-      { qSampleFrom },
+      { qSampleFrom, maxDrivenCandidates },
     );
     const shapes: Partial<AuditFilter>[] = [
       { q: 'alpha' }, { q: 'bravo', order: 'asc' }, { q: 'charlie%', limit: 7 }, { q: 'delta_x', cursor: 150 }, { q: 'DELTA-X' },
@@ -717,11 +737,15 @@ describePostgres('PostgreSQL store', () => {
       // A rare trigram ('250', '123', '150') with common ones: sampled, the rare one finds the candidates and the
       // whole pattern is checked on them ('150 echo': event 150 has the trigram but not the text).
       { q: 'EVENT 250 alpha' }, { q: 'event 123 ', order: 'asc' }, { q: '150 echo' },
+      // Trigrams only Unicode's lower case would make ('kel', 'voi'): never taken as rare ones.
+      { q: '\u212Aelvin' }, { q: 'bravo\u0130', order: 'asc' },
+      // Three events: over maxDrivenCandidates 2, the whole pattern answers.
+      { q: 'rarely' },
     ];
     let copied = 0;
     // From nothing copied, through the head falling inside a page (and moving on while a page is read), to
     // everything copied.
-    for (const [step, race] of [[0, 0], [1, 0], [136, 5], [85, 0], [8, 0]] as const) {
+    for (const [step, race] of [[0, 0], [1, 0], [136, 5], [70, 0], [8, 0]] as const) {
       if (step > 0) expect(await fill(step)).toBe(step);
       copied += step;
       expect(await sql`SELECT count(*)::int8 AS n, coalesce(max(seq), 0)::int8 AS upto FROM audit_search`).toEqual([{ n: copied, upto: copied }]);
@@ -747,8 +771,12 @@ describePostgres('PostgreSQL store', () => {
     const rarePlan = (await pgAudit.explain({ account: 'a', scopes: [{ type: 'all', account: 'a' }], order: 'desc', limit: 20, q: 'EVENT 250 alpha' })).join('\n');
     // (Over 300 events the planner reads audit_search whole; the bench shows the index over a million.)
     if (qSampleFrom === 0) {
-      expect(rarePlan).toMatch(/CTE candidates\n.*\n\s+Filter: \(message ~~\* '%250%'::text\)/);
+      expect(rarePlan).toMatch(/CTE candidates\n(.*\n)*?\s+Filter: \(message ~~\* '%250%'::text\)/);
       expect(rarePlan).toMatch(/CTE Scan on candidates.*\n\s+Filter: \(message ~~\* '%EVENT 250 alpha%'::text\)/);
+      // The candidates are bounded; past the bound the whole pattern's arm runs instead (a one-time filter each).
+      expect(rarePlan).toMatch(/CTE candidates\n\s+->  Limit/);
+      expect(rarePlan.match(/One-Time Filter/g)?.length).toBe(2);
+      expect(rarePlan).toMatch(new RegExp(`One-Time Filter: \\(\\$\\d+ <= ${maxDrivenCandidates ?? MAX_DRIVEN_CANDIDATES}\\)`));
     } else {
       expect(rarePlan).not.toMatch(/CTE candidates|'%250%'/);
     }

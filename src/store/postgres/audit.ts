@@ -46,7 +46,7 @@ function placeholders(): { params: unknown[]; p: Placeholder } {
  * `searchedUpto`, the highest seq audit_search held when the query began (see qSql), and may name the trigrams of q
  * that find its candidates (`driving`, see rareTrigrams).
  */
-function querySql(f: AuditFilter, searchedUpto?: number, driving?: string[]): { text: string; params: unknown[] } {
+function querySql(f: AuditFilter, searchedUpto?: number, driving?: Driving): { text: string; params: unknown[] } {
   const { params, p } = placeholders();
   const where = filterConditions(f, p);
   if (f.scopes.length === 0) where.push('false');
@@ -55,8 +55,8 @@ function querySql(f: AuditFilter, searchedUpto?: number, driving?: string[]): { 
   const limit = f.limit === undefined ? '' : ` LIMIT ${p(f.limit)}`;
   if (f.q === undefined) return { text: `SELECT * FROM audit_events WHERE ${where.join(' AND ')} ${order}${limit}`, params };
   if (searchedUpto === undefined) throw new Error('a q query needs the highest seq audit_search holds');
-  const drivingPatterns = driving?.map((t) => p(`%${t}%`));
-  return { text: qSql(where, p(`%${escapeLike(f.q)}%`), p(searchedUpto), order, limit, drivingPatterns), params };
+  const drivingSql = driving && { patterns: driving.trigrams.map((t) => p(`%${t}%`)), max: driving.maxCandidates };
+  return { text: qSql(where, p(`%${escapeLike(f.q)}%`), p(searchedUpto), order, limit, drivingSql), params };
 }
 
 /** The highest seq copied to audit_search (0 before any): audit_search holds exactly the events up to it. */
@@ -73,14 +73,27 @@ const SEARCH_UPTO = '(SELECT coalesce(max(seq), 0) FROM audit_search)';
  * With `driving` (patterns of q's rare trigrams, see rareTrigrams), the index is asked for those alone and the
  * whole pattern is checked on the rows it finds: a MATERIALIZED CTE keeps the planner from handing the whole
  * pattern to the index as well, which would read every trigram's list again. Every event matching the whole pattern
- * contains each of its trigrams, so the answer is the same.
+ * contains each of its trigrams, so the answer is the same. A sample can be wrong (its pages missed a stretch of the
+ * log where a trigram is common): past `driving.max` candidates (MAX_DRIVEN_CANDIDATES) the whole pattern answers instead (a
+ * one-time filter: only one of the two arms runs), so a wrong guess costs at most that many rows read.
  */
-function qSql(where: string[], pattern: string, upto: string, order: string, limit: string, driving?: string[]): string {
+function qSql(
+  where: string[],
+  pattern: string,
+  upto: string,
+  order: string,
+  limit: string,
+  driving?: { patterns: string[]; max: number },
+): string {
+  const whole = `SELECT seq FROM audit_search WHERE message ILIKE ${pattern}`;
   const searched =
-    driving && driving.length > 0
-      ? `WITH candidates AS MATERIALIZED (SELECT seq, message FROM audit_search WHERE ${driving.map((d) => `message ILIKE ${d}`).join(' AND ')})
-         SELECT seq FROM candidates WHERE message ILIKE ${pattern}`
-      : `SELECT seq FROM audit_search WHERE message ILIKE ${pattern}`;
+    driving && driving.patterns.length > 0
+      ? `WITH candidates AS MATERIALIZED (
+           SELECT seq, message FROM audit_search WHERE ${driving.patterns.map((d) => `message ILIKE ${d}`).join(' AND ')} LIMIT ${driving.max + 1})
+         SELECT seq FROM candidates WHERE message ILIKE ${pattern} AND (SELECT count(*) FROM candidates) <= ${driving.max}
+         UNION ALL
+         ${whole} AND (SELECT count(*) FROM candidates) > ${driving.max}`
+      : whole;
   const indexed = `(SELECT * FROM audit_events WHERE ${where.join(' AND ')} AND seq <= ${upto} AND seq IN (${searched}) ${order}${limit})`;
   const recent = `(SELECT * FROM audit_events WHERE ${where.join(' AND ')} AND seq > ${upto} AND message ILIKE ${pattern} ${order}${limit})`;
   return `SELECT * FROM (${indexed} UNION ALL ${recent}) AS matched ${order}${limit}`;
@@ -100,14 +113,30 @@ const MAX_SAMPLED_TRIGRAMS = 12;
 /** A trigram in at most this share of the sample is rare; at most MAX_DRIVING_TRIGRAMS of the rarest drive. */
 const RARE_SHARE = 0.02;
 const MAX_DRIVING_TRIGRAMS = 3;
+/** Candidates the rare trigrams may find before the whole pattern is used instead (see qSql). */
+export const MAX_DRIVEN_CANDIDATES = 20_000;
+
+/** q's rare trigrams (rareTrigrams) and how many candidates they may find (qSql). */
+interface Driving {
+  trigrams: string[];
+  maxCandidates: number;
+}
+
+/** The share of audit_search's pages (in percent, as TABLESAMPLE takes it) that holds about Q_SAMPLE_ROWS of `upto` events. */
+export function samplePercent(upto: number): number {
+  return Math.min(100, (Q_SAMPLE_ROWS / Math.max(upto, 1)) * 100);
+}
 
 /**
- * q's trigrams as pg_trgm indexes a LIKE pattern's: three ASCII letters or digits in a row (other characters end
- * a word), lower case, each once. Each is a substring of q, so `message ILIKE '%t%'` holds for every match of q.
+ * q's trigrams that the trigram index can look up alone: three ASCII letters or digits in a row (any other
+ * character ends a word), each once, lower case by ASCII's rule — the one ILIKE on a COLLATE "C" column follows.
+ * Each is then a substring of q up to ASCII case, so `message ILIKE '%t%'` holds for every match of q. Words are
+ * taken before lower-casing: Unicode's lower case maps the Kelvin sign to `k` and `İ` to `i` + U+0307, which would
+ * make trigrams that no match of q contains.
  */
 export function wordTrigrams(q: string): string[] {
   const found = new Set<string>();
-  for (const word of q.toLowerCase().match(/[a-z0-9]{3,}/g) ?? []) {
+  for (const word of (q.match(/[A-Za-z0-9]{3,}/g) ?? []).map((w) => w.toLowerCase())) {
     for (let i = 0; i + 3 <= word.length; i++) found.add(word.slice(i, i + 3));
   }
   const all = [...found];
@@ -127,10 +156,9 @@ async function rareTrigrams(db: PgConnection, q: string, upto: number, from: num
   if (upto < from) return undefined;
   const trigrams = wordTrigrams(q);
   if (trigrams.length < 2) return undefined;
-  const percent = Math.min(100, (Q_SAMPLE_ROWS / Math.max(upto, 1)) * 100);
   // One statement text whatever q is (prepared once): the trigrams go in as an array.
   const [row] = await db()<{ n: number; counts: number[] }[]>`
-    WITH sampled AS MATERIALIZED (SELECT lower(message) AS m FROM audit_search TABLESAMPLE SYSTEM (${percent}::float4) REPEATABLE (0))
+    WITH sampled AS MATERIALIZED (SELECT lower(message) AS m FROM audit_search TABLESAMPLE SYSTEM (${samplePercent(upto)}::float4) REPEATABLE (0))
     SELECT (SELECT count(*) FROM sampled)::int4 AS n,
       array(SELECT (SELECT count(*) FROM sampled WHERE strpos(m, t) > 0)::int4 FROM unnest(${trigrams}::text[]) WITH ORDINALITY AS c(t, i) ORDER BY i) AS counts`;
   if (!row || row.n < Q_SAMPLE_MIN_ROWS) return undefined;
@@ -265,13 +293,15 @@ export async function fillSearchIndex(t: PgQueryable, max: number): Promise<numb
 /** Everything but the group commit and the search index's fill, which run in transactions of their own (see ./index.ts). */
 export function createPgAuditStore(
   db: PgConnection,
-  options: { qSampleFrom?: number } = {},
+  options: { qSampleFrom?: number; maxDrivenCandidates?: number } = {},
 ): Omit<AuditStore, 'appendChained' | 'indexSearchBatch'> {
   const qSampleFrom = options.qSampleFrom ?? Q_SAMPLE_FROM;
+  const maxCandidates = options.maxDrivenCandidates ?? MAX_DRIVEN_CANDIDATES;
   const filteredSql = async (f: AuditFilter) => {
     if (f.q === undefined) return querySql(f);
     const upto = await searchedUpto(db);
-    return querySql(f, upto, await rareTrigrams(db, f.q, upto, qSampleFrom));
+    const trigrams = await rareTrigrams(db, f.q, upto, qSampleFrom);
+    return querySql(f, upto, trigrams && { trigrams, maxCandidates });
   };
   return {
     async head() {
