@@ -310,6 +310,43 @@ describePostgres('PostgreSQL store', () => {
     expect((await state()).sqlite).not.toEqual([{ regression_upto: 0, max_time: '' }]);
   });
 
+  it('migration 0008 takes over audit_time_state from the per-row trigger on a log that has one, state unchanged', async () => {
+    const sql = client(await freshDatabase(), 2);
+    const lite = openDatabase(join(tempDir('coffer-pgmig8-'), 'c.db'));
+    const before = join(tempDir('coffer-pgmig8-'), 'migrations');
+    mkdirSync(before);
+    for (const f of readdirSync(PG_MIGRATIONS_DIR).filter((name) => Number(name.slice(0, 4)) < 8)) cpSync(join(PG_MIGRATIONS_DIR, f), join(before, f));
+    expect((await migratePostgres(sql, { migrationsDir: before })).version).toBe(7);
+    const t = (s: number) => `2030-01-01T00:00:${String(s).padStart(2, '0')}.000Z`;
+    const insert = async (events: [number, string][]) => {
+      const values = events.map(([seq, time]) => `(${seq}, '${time}', 'a', 'x', 'y', 'success', 'm', x'00', x'01')`).join(', ');
+      lite.exec(`INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash) VALUES ${values}`);
+      await sql.unsafe(`INSERT INTO audit_events (seq, time, account, action, operation, result, message, prev_hash, hash) VALUES ${values.replace(/x'(\d\d)'/g, "'\\x$1'::bytea")}`);
+    };
+    const state = async () => ({
+      sqlite: lite.prepare('SELECT regression_upto, max_time FROM audit_time_state').all(),
+      postgres: rowsOf(await sql`SELECT regression_upto, max_time FROM audit_time_state`),
+    });
+    // Written under the per-row trigger: the clock went back at 3 (below 2's time) and at 5.
+    await insert([[1, t(10)], [2, t(20)], [3, t(15)]]);
+    await insert([[4, t(30)], [5, t(25)]]);
+    const old = await state();
+    expect(old.postgres).toStrictEqual([{ regression_upto: 5, max_time: t(30) }]);
+    expect(old.postgres).toStrictEqual(old.sqlite);
+    expect((await migratePostgres(sql)).applied).toEqual([8]);
+    expect((await state()).postgres).toStrictEqual(old.postgres);
+    // The statement trigger goes on from there: the event after the last regression, a new regression, equal times.
+    for (const events of [[[6, t(30)]], [[7, t(40)], [8, t(35)], [9, t(40)]], [[10, t(41)]], [[11, t(5)], [12, t(41)]]] as [number, string][][]) {
+      await insert(events);
+      const { sqlite, postgres } = await state();
+      expect(postgres, `after seq ${events.at(-1)![0]}`).toStrictEqual(sqlite);
+    }
+    expect((await state()).postgres).toStrictEqual([{ regression_upto: 11, max_time: t(41) }]);
+    expect(await sql`SELECT tgname, tgtype & 1 AS per_row FROM pg_trigger WHERE tgname = 'audit_events_time_state'`).toEqual([
+      { tgname: 'audit_events_time_state', per_row: 0 },
+    ]);
+  });
+
   // ---------------------------------------------------------------- families
 
   /**
