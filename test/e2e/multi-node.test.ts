@@ -233,24 +233,35 @@ describePostgres('several nodes on one PostgreSQL database', () => {
     }
   });
 
-  it('an opening given up (its deadline passed) closes its connections and fails, rather than finishing later unclosed', async () => {
-    // The set-up of a new database waits for the write lock, which another session holds: the opening is stuck
-    // where no per-call deadline reaches, as openWithRetries' deadline is for.
-    const database = await cluster.createDatabase('given_up');
+  /**
+   * Opens a vault on a new database while another session holds `lockKey`, and gives the opening up after
+   * `afterMs`; `check` runs while the lock is still held, and the lock is released whatever it does.
+   */
+  async function giveUpOpeningWhileHeld(name: string, lockKey: string, afterMs: number, check: (opening: Promise<unknown>) => Promise<void>) {
+    const database = await cluster.createDatabase(name);
     const holder = createPostgresClient(database, { max: 1, applicationName: 'lock-holder' });
-    const writer = await holdAdvisoryLock(holder, WRITE_LOCK_KEY);
+    const lock = await holdAdvisoryLock(holder, lockKey);
     try {
       const giveUp = new AbortController();
       const opening = openVault({ dataDir: '', masterKey: randomBytes(32), database, signal: giveUp.signal });
-      await sleep(1000);
+      await sleep(afterMs);
       giveUp.abort();
+      await check(opening);
+    } finally {
+      await lock.release();
+      await holder.end();
+    }
+    return database;
+  }
+
+  it('an opening given up (its deadline passed) closes its connections and fails, rather than finishing later unclosed', async () => {
+    // The set-up of a new database waits for the write lock, which another session holds: the opening is stuck
+    // where no per-call deadline reaches, as openWithRetries' deadline is for.
+    const database = await giveUpOpeningWhileHeld('given_up', WRITE_LOCK_KEY, 1000, async (opening) => {
       // Settles while the lock is still held (before, it would have waited for the lock and then opened).
       const outcome = await Promise.race([opening.then(() => 'opened', () => 'failed'), sleep(15_000).then(() => 'still waiting')]);
       expect(outcome).toBe('failed');
-    } finally {
-      await writer.release();
-      await holder.end();
-    }
+    });
     // Its sessions end once the lock is free (a session waiting for a lock notices its closed socket only then).
     const others = () => cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`, database);
     for (let i = 0; i < 50 && (await others()) !== '0'; i++) await sleep(100);
@@ -259,19 +270,9 @@ describePostgres('several nodes on one PostgreSQL database', () => {
   });
 
   it('an opening given up while it waits to migrate fails at once with that reason (not the store deadline\'s)', async () => {
-    const database = await cluster.createDatabase('given_up_migrating');
-    const holder = createPostgresClient(database, { max: 1, applicationName: 'lock-holder' });
-    const migrator = await holdAdvisoryLock(holder, MIGRATION_LOCK_KEY);
-    try {
-      const giveUp = new AbortController();
-      const opening = openVault({ dataDir: '', masterKey: randomBytes(32), database, signal: giveUp.signal });
-      await sleep(500);
-      giveUp.abort();
+    const database = await giveUpOpeningWhileHeld('given_up_migrating', MIGRATION_LOCK_KEY, 500, async (opening) => {
       await expect(opening).rejects.toThrow('opening the database was given up');
-    } finally {
-      await migrator.release();
-      await holder.end();
-    }
+    });
     // Nothing was migrated by the attempt given up.
     expect(await cluster.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'audit_events'", database)).toBe('0');
   });
