@@ -314,7 +314,11 @@ describePostgres('PostgreSQL group commit', () => {
     const sixteen = canonicalEncoding(row!).slice(0, -1) + ',"extra"]';
     const extra = sixteen.slice(`[${row!.seq}`.length);
     const extraHash = createHash('sha256').update(head.hash).update(sixteen, 'utf8').digest().toString('hex');
-    await expect(call([{ tail: extra, hash: extraHash }])).rejects.toThrow(/not the 15 fields/);
+    await expect(call([{ tail: extra, hash: extraHash }])).rejects.toThrow(`event ${row!.seq} is not the 15 fields`);
+    // One field short (details dropped), and no text at all, each after an event that is whole: refused by sequence number.
+    const fourteen = tail.slice(0, tail.lastIndexOf(',')) + ']';
+    await expect(call([{ tail, hash: row!.hash.toString('hex') }, { tail: fourteen, hash: '00' }])).rejects.toThrow(`event ${row!.seq + 1} is not the 15 fields`);
+    await expect(call([{ tail, hash: row!.hash.toString('hex') }, { hash: '00' }])).rejects.toThrow(`event ${row!.seq + 1} is not the 15 fields`);
     await expect(call([{ tail, hash: row!.hash.toString('hex') }], new Date(Date.now() - 1000))).rejects.toThrow(/after its node gave up on it/);
     expect(await all()).toEqual(before);
     // The same call in time is written.
