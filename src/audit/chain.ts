@@ -38,7 +38,23 @@ export function canonicalEncoding(e: UnhashedRow): string {
 }
 
 export function chainHash(prevHash: Buffer, e: UnhashedRow): Buffer {
-  return createHash('sha256').update(prevHash).update(canonicalEncoding(e), 'utf8').digest();
+  return hashOfEncoding(prevHash, canonicalEncoding(e));
+}
+
+export function hashOfEncoding(prevHash: Buffer, encoding: string): Buffer {
+  return createHash('sha256').update(prevHash).update(encoding, 'utf8').digest();
+}
+
+/**
+ * The encoding of an event without its sequence number, after `[seq`:
+ * `[${e.seq}` + canonicalTail(e) is canonicalEncoding(e) for every integer seq,
+ * so a batch linked again to another head is re-hashed, not re-encoded.
+ */
+export function canonicalTail(e: Omit<UnhashedRow, 'seq'>): string {
+  return `,${JSON.stringify([
+    e.time, e.account, e.action, e.operation, e.result, e.role_id, e.resource_id, e.version,
+    e.client_ip, e.request_id, e.user_agent, e.reason, e.message, e.details,
+  ]).slice(1)}`;
 }
 
 /** How many broken sequence numbers a report lists; `badCount` counts all of them. */

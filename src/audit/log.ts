@@ -9,7 +9,7 @@
 import { SEARCH_INDEX_STEP, type AuditRow } from '../store/audit.js';
 import type { AuditHead, AuditStore } from '../store/index.js';
 import { CofferError } from '../errors.js';
-import { GENESIS_HASH, canonicalEncoding, canonicalText, chainHash, type UnhashedRow } from './chain.js';
+import { GENESIS_HASH, canonicalEncoding, canonicalTail, canonicalText, hashOfEncoding, type UnhashedRow } from './chain.js';
 import { formatRfc5424Lines } from './rfc5424.js';
 
 /** Who made the request, as the HTTP layer saw it. */
@@ -104,6 +104,12 @@ const clip = (s: string | undefined | null) => (s == null ? null : s.length > MA
 /** A field as it is hashed and stored (see canonicalText). */
 const text = (s: string | undefined | null) => canonicalText(s ?? null);
 
+interface EventFields {
+  row: Omit<UnhashedRow, 'seq'>;
+  /** canonicalTail(row): the row's encoding after `[seq`. */
+  tail: string;
+}
+
 export class AuditLog {
   private queue: Pending[] = [];
   private drainWaiters: (() => void)[] = [];
@@ -189,10 +195,14 @@ export class AuditLog {
     this.drainWaiters = [];
     let rows: AuditRow[] = [];
     try {
-      const events = batch.map((p) => p.event);
-      // One time for the batch, however many times it is linked (the store may link it again to another head).
-      const time = this.nowIso();
-      rows = await this.deps.store.appendChained({ chain: (head) => this.chain(events, head, time), encode: canonicalEncoding }, this.lastWritten);
+      // One time for the batch, and its events normalized and encoded once, however many times the batch is
+      // linked (the store may link it again to another head).
+      const fields = this.fields(batch.map((p) => p.event), this.nowIso());
+      const encodings = new WeakMap<AuditRow, string>();
+      rows = await this.deps.store.appendChained(
+        { chain: (head) => this.link(fields, head, encodings), encode: (row) => encodings.get(row) ?? canonicalEncoding(row) },
+        this.lastWritten,
+      );
     } catch (cause) {
       this.flushing = false;
       this.lastWritten = undefined;
@@ -271,21 +281,17 @@ export class AuditLog {
 
   private async append(events: AuditEvent[]): Promise<AuditRow[]> {
     if (events.length === 0) return [];
-    const rows = this.chain(events, await this.deps.store.head(), this.nowIso());
+    const fields = this.fields(events, this.nowIso());
+    const rows = this.link(fields, await this.deps.store.head());
     // One statement for the batch where the backend can (a round trip per event on PostgreSQL otherwise).
     await this.deps.store.insertAll(rows);
     return rows;
   }
 
-  /** The events as rows linked to `head` (a pure function of its arguments). */
-  private chain(events: AuditEvent[], head: AuditHead | undefined, time: string): AuditRow[] {
-    let seq = head?.seq ?? 0;
-    let prev: Buffer = head?.hash ?? GENESIS_HASH;
-    const rows: AuditRow[] = [];
-    for (const e of events) {
-      seq++;
-      const base: UnhashedRow = {
-        seq,
+  /** Each event's stored fields (all but seq and the hashes) and their encoding after the seq. */
+  private fields(events: AuditEvent[], time: string): EventFields[] {
+    return events.map((e) => {
+      const row: Omit<UnhashedRow, 'seq'> = {
         time,
         account: text(e.account),
         action: canonicalText(e.action),
@@ -302,8 +308,21 @@ export class AuditLog {
         // JSON.stringify already escapes a lone surrogate as \udXXX, so details are ASCII-safe there.
         details: e.details === undefined ? null : JSON.stringify(e.details),
       };
-      const hash = chainHash(prev, base);
-      const row: AuditRow = { ...base, prev_hash: prev, hash };
+      return { row, tail: canonicalTail(row) };
+    });
+  }
+
+  /** The events as rows linked to `head` (a pure function of its arguments); `encodings` gets each row's hashed text. */
+  private link(fields: EventFields[], head: AuditHead | undefined, encodings?: WeakMap<AuditRow, string>): AuditRow[] {
+    let seq = head?.seq ?? 0;
+    let prev: Buffer = head?.hash ?? GENESIS_HASH;
+    const rows: AuditRow[] = [];
+    for (const f of fields) {
+      seq++;
+      const encoding = `[${seq}${f.tail}`;
+      const hash = hashOfEncoding(prev, encoding);
+      const row: AuditRow = { seq, ...f.row, prev_hash: prev, hash };
+      encodings?.set(row, encoding);
       rows.push(row);
       prev = hash;
     }

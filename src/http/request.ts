@@ -15,11 +15,29 @@ export interface HttpEnv {
 
 export type Ctx = Context<HttpEnv>;
 
+// A fetch reads its path four or five times (account, kind, identifier, query flags): parsed once per request.
+const urls = new WeakMap<Request, URL>();
+const segmentsOf = new WeakMap<Request, readonly string[]>();
+
+/** The request's URL, parsed once per request. Read it, never change it. */
+export function requestUrl(c: Ctx): URL {
+  let url = urls.get(c.req.raw);
+  if (url === undefined) {
+    url = new URL(c.req.raw.url);
+    urls.set(c.req.raw, url);
+  }
+  return url;
+}
+
 /** Raw (still percent-encoded) path segments, without the trailing-slash empty segment. */
-export function rawSegments(c: Ctx): string[] {
-  const path = new URL(c.req.url).pathname;
-  const segs = path.split('/').slice(1);
-  while (segs.length > 0 && segs[segs.length - 1] === '') segs.pop();
+export function rawSegments(c: Ctx): readonly string[] {
+  let segs = segmentsOf.get(c.req.raw);
+  if (segs === undefined) {
+    const parts = requestUrl(c).pathname.split('/').slice(1);
+    while (parts.length > 0 && parts[parts.length - 1] === '') parts.pop();
+    segs = Object.freeze(parts);
+    segmentsOf.set(c.req.raw, segs);
+  }
   return segs;
 }
 
@@ -55,11 +73,11 @@ export function identifierFrom(c: Ctx, index: number, until?: number): string {
 
 /** Query parameter from the raw query string, decoded with `+` as a space (form rules). */
 export function queryParam(c: Ctx, name: string): string | undefined {
-  return new URL(c.req.url).searchParams.get(name) ?? undefined;
+  return requestUrl(c).searchParams.get(name) ?? undefined;
 }
 
 export function hasQueryFlag(c: Ctx, name: string): boolean {
-  return new URL(c.req.url).searchParams.has(name);
+  return requestUrl(c).searchParams.has(name);
 }
 
 export function requestInfo(c: Ctx): RequestInfo {
@@ -136,7 +154,7 @@ export function parseJsonBody(body: Buffer, notJson: () => CofferError): unknown
 /** Form (urlencoded) or JSON body as a flat map of single values and `name[]`/`name[k]` groups. */
 export async function formOrJson(c: Ctx, limit: number): Promise<URLSearchParams> {
   const body = await rawBody(c, limit);
-  const params = new URLSearchParams(new URL(c.req.url).search);
+  const params = new URLSearchParams(requestUrl(c).search);
   if (body.length === 0) return params;
   const type = (c.req.header('content-type') ?? '').toLowerCase();
   if (type.includes('application/json')) {

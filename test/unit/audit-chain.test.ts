@@ -4,7 +4,7 @@ import { tempDir } from '../helpers/tmp.js';
 import { syncAudit } from '../helpers/sqlite.js';
 import { openStore } from '../../src/store/index.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { verifyChain } from '../../src/audit/chain.js';
+import { canonicalEncoding, canonicalTail, verifyChain, type UnhashedRow } from '../../src/audit/chain.js';
 import { formatRfc5424 } from '../../src/audit/rfc5424.js';
 
 function setup() {
@@ -15,6 +15,20 @@ function setup() {
 const ev = (i: number) => ({ account: 'a', action: 'fetch', operation: 'fetch', result: 'success' as const, roleId: 'a:user:u', resourceId: `a:variable:v${i}`, message: `u fetched v${i}` });
 
 describe('audit chain', () => {
+  it('an encoding is `[seq` followed by the tail a batch keeps when it is linked again, for any seq and fields', () => {
+    const base: Omit<UnhashedRow, 'seq'> = {
+      time: '2030-01-01T00:00:00.000Z', account: 'a', action: 'fetch', operation: 'fetch', result: 'success', role_id: 'a:host:h',
+      resource_id: 'a:variable:db/\u00e9\u{1F511}', version: 7, client_ip: '127.0.0.1', request_id: 'r"1\\', user_agent: null,
+      reason: 'line\nbreak', message: 'fetched \uFFFD', details: '{"k":[1,"\\u0000"]}',
+    };
+    const nulls = Object.fromEntries(Object.entries(base).map(([k, v]) => [k, k === 'time' || k === 'message' ? v : null])) as typeof base;
+    for (const fields of [base, nulls, { ...base, version: 2 ** 53 - 1 }])
+      for (const seq of [1, 9, 10, 123_456, 2 ** 53 - 1]) {
+        expect(`[${seq}${canonicalTail(fields)}`).toBe(canonicalEncoding({ seq, ...fields }));
+      }
+  });
+
+
   it('group-commits concurrent events in one transaction and chains them', async () => {
     const { store, log } = setup();
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.record(ev(i))));

@@ -5,11 +5,11 @@ import { grantJson, roleJson } from '../../rbac/views.js';
 import { authenticateRequest } from '../auth.js';
 import type { RouteDeps } from '../context.js';
 import { isTrue, page, parsePaging } from '../paging.js';
-import { accountSegment, hasQueryFlag, identifierFrom, queryParam, segment, type Ctx } from '../request.js';
+import { accountSegment, hasQueryFlag, identifierFrom, queryParam, requestUrl, segment, type Ctx } from '../request.js';
 import type { MembershipRow } from '../../store/graph.js';
 
 function filterList(c: Ctx): string[] {
-  const url = new URL(c.req.url);
+  const url = requestUrl(c);
   return [...url.searchParams.getAll('filter[]'), ...url.searchParams.getAll('filter')].flatMap((f) => f.split(',')).filter(Boolean);
 }
 
