@@ -10,8 +10,9 @@
 -- hour; 0.16 ms of that is the statement itself).
 --
 -- Now the loop that hashes each event's text also parses it, checks it is the
--- chain's fifteen fields before anything is inserted (the message names the
--- event), and keeps the parsed array; the INSERT only reads fields from it.
+-- chain's fifteen fields continuing its sequence number before anything is
+-- inserted (the message names the event; 0005 let a tail of `.5,…` through,
+-- hashed as `[seq.5,…` and stored as seq), and keeps the parsed array; the INSERT only reads fields from it.
 -- What is stored is still read from the text just hashed. Same signature,
 -- same answers (an event's refusal message now names it), so nodes of the
 -- previous version keep working during a rolling upgrade. CREATE OR REPLACE
@@ -47,8 +48,9 @@ BEGIN
     head_seq := head_seq + 1;
     tail := e->>'tail';
     parsed := ('[0' || tail)::jsonb;
-    IF jsonb_array_length(parsed) IS DISTINCT FROM 15 THEN
-      RAISE EXCEPTION 'audit_append: event % is not the 15 fields of the chain''s encoding', head_seq;
+    -- The text must continue `[seq` (a tail of `.5,…` would hash as [seq.5,…] and be stored as seq).
+    IF left(tail, 1) IS DISTINCT FROM ',' OR jsonb_array_length(parsed) IS DISTINCT FROM 15 THEN
+      RAISE EXCEPTION 'audit_append: event % is not the 15 fields of the chain''s encoding after its seq', head_seq;
     END IF;
     seqs := seqs || head_seq;
     fields := array_append(fields, parsed);

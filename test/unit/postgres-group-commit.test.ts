@@ -315,10 +315,13 @@ describePostgres('PostgreSQL group commit', () => {
     const extra = sixteen.slice(`[${row!.seq}`.length);
     const extraHash = createHash('sha256').update(head.hash).update(sixteen, 'utf8').digest().toString('hex');
     await expect(call([{ tail: extra, hash: extraHash }])).rejects.toThrow(`event ${row!.seq} is not the 15 fields`);
-    // One field short (details dropped), and no text at all, each after an event that is whole: refused by sequence number.
-    const fourteen = tail.slice(0, tail.lastIndexOf(',')) + ']';
-    await expect(call([{ tail, hash: row!.hash.toString('hex') }, { tail: fourteen, hash: '00' }])).rejects.toThrow(`event ${row!.seq + 1} is not the 15 fields`);
-    await expect(call([{ tail, hash: row!.hash.toString('hex') }, { hash: '00' }])).rejects.toThrow(`event ${row!.seq + 1} is not the 15 fields`);
+    // One field short, no text at all, and text that does not continue the seq (`[31.5,…` would be hashed, seq 31
+    // stored), each after an event that is whole: refused by sequence number.
+    const fourteen = `,${JSON.stringify((JSON.parse(`[0${tail}`) as unknown[]).slice(1, -1))}`.replace(',[', ',');
+    expect(JSON.parse(`[0${fourteen}`)).toHaveLength(14);
+    for (const bad of [{ tail: fourteen }, {}, { tail: `.5${tail}` }]) {
+      await expect(call([{ tail, hash: row!.hash.toString('hex') }, { ...bad, hash: '00' }])).rejects.toThrow(`event ${row!.seq + 1} is not the 15 fields`);
+    }
     await expect(call([{ tail, hash: row!.hash.toString('hex') }], new Date(Date.now() - 1000))).rejects.toThrow(/after its node gave up on it/);
     expect(await all()).toEqual(before);
     // The same call in time is written.
