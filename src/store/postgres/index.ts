@@ -13,7 +13,7 @@
  * see committed rows only.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
+import { hashOfEncoding } from '../../audit/chain.js';
 import type postgres from 'postgres';
 import type { WritableReport } from '../health.js';
 import type { AuditStore, Store } from '../types.js';
@@ -276,7 +276,7 @@ export function createPostgresStore(
           const encoding = batch.encode(row);
           const lead = `[${row.seq},`;
           // The text sent is the text this node's hash covers, or nothing is sent.
-          if (!encoding.startsWith(lead) || !createHash('sha256').update(row.prev_hash).update(encoding, 'utf8').digest().equals(row.hash)) {
+          if (!encoding.startsWith(lead) || !hashOfEncoding(row.prev_hash, encoding).equals(row.hash)) {
             throw new Error(`audit event ${row.seq}: its encoding is not what its hash covers`);
           }
           return { tail: encoding.slice(lead.length - 1), hash: row.hash.toString('hex') };
