@@ -5,7 +5,9 @@
 // host allowed to fetch them, drives it with autocannon at 64 connections, and
 // times a 20,000-variable / 2,000-host policy load and a filtered audit query
 // over one million events. Prints each figure with its same-run baseline. Every load
-// is measured after BENCH_WARMUP_SECONDS (2) of the same load, unmeasured.
+// is measured after BENCH_WARMUP_SECONDS (2) of the same load, unmeasured. On PostgreSQL
+// it also measures, in alternating rounds, node processes of their own: one on SQLite,
+// one on the database, and two on it (the issue's (a), (b) and (c)).
 import autocannon from 'autocannon';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,9 +34,9 @@ const account = 'bench';
 const { api_key } = await createAccountIn(server.vault, account);
 const url = server.url;
 
-async function call(method, path, { token, body, headers = {} } = {}) {
+async function call(method, path, { token, body, headers = {}, base = url } = {}) {
   if (token) headers.Authorization = `Token token="${Buffer.from(token).toString('base64')}"`;
-  const res = await fetch(url + path, { method, body, headers });
+  const res = await fetch(base + path, { method, body, headers });
   const text = await res.text();
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
   return text;
@@ -53,10 +55,14 @@ function machineBusy(from) {
 }
 const busyText = (b) => (b.share === undefined ? '' : `   machine CPU busy ${(b.share * 100).toFixed(0)} %`);
 
-/** A Coffer server in a process of its own on the same database and data key (`coffer server`), with its URL. */
-function startNodeProcess() {
-  const dir = mkdtempSync(join(tmpdir(), 'coffer-bench-node-'));
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/coffer.js', import.meta.url)), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, '--database', database], {
+/**
+ * A Coffer server in a process of its own (`coffer server`) with the data key, with its URL: on the PostgreSQL
+ * database, or on the SQLite installation in `dataDir`. Its data dir is removed when it stops.
+ */
+function startNodeProcess({ dataDir } = {}) {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'coffer-bench-node-'));
+  const backend = dataDir ? [] : ['--database', database];
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/coffer.js', import.meta.url)), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, ...backend], {
     env: { ...process.env, COFFER_DATA_KEY: config.dataKey },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -71,7 +77,19 @@ function startNodeProcess() {
     void exited.then((code) => reject(new Error(`coffer server exited (${code}) before listening:\n${stderr}`)));
   });
 }
-const login = (l, key) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key });
+const login = (l, key, base = url) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key, base });
+
+/** 1,000 variables s/v0…s/v999 with values and a host allowed to fetch them; that host's Authorization header. */
+async function seedFetchable(base, adminKey) {
+  const seed = ['- !host executor', '- !policy\n  id: s\n  body:'];
+  for (let i = 0; i < 1000; i++) seed.push(`  - !variable v${i}`);
+  seed.push('- !permit\n  role: !host executor\n  privilege: [ read, execute ]\n  resource: [' + Array.from({ length: 1000 }, (_, i) => `!variable s/v${i}`).join(', ') + ']');
+  const admin = await login('admin', adminKey, base);
+  const created = JSON.parse(await call('POST', `/policies/${account}/policy/root`, { token: admin, body: seed.join('\n') + '\n', base }));
+  for (let i = 0; i < 1000; i++) await call('POST', `/secrets/${account}/variable/s%2Fv${i}`, { token: admin, body: `value-${i}-${randomBytes(8).toString('hex')}`, base });
+  const hostToken = await login('host/executor', created.created_roles[`${account}:host:executor`].api_key, base);
+  return { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
+}
 
 /** Drives `target` for WARMUP seconds and forgets the figures. */
 const warmUp = (target, connections, headers) =>
@@ -103,14 +121,7 @@ try {
   console.log(`policy load (20,000 variables, 2,000 hosts, ${(big.length / 1e6).toFixed(1)} MB): ${(loadMs / 1000).toFixed(2)} s (target < 10 s)`);
 
   // 2) Seed 1,000 fetchable variables and an executor.
-  const seed = ['- !host executor', '- !policy\n  id: s\n  body:'];
-  for (let i = 0; i < 1000; i++) seed.push(`  - !variable v${i}`);
-  seed.push('- !permit\n  role: !host executor\n  privilege: [ read, execute ]\n  resource: [' + Array.from({ length: 1000 }, (_, i) => `!variable s/v${i}`).join(', ') + ']');
-  admin = await login('admin', api_key);
-  const created = JSON.parse(await call('POST', `/policies/${account}/policy/root`, { token: admin, body: seed.join('\n') + '\n' }));
-  for (let i = 0; i < 1000; i++) await call('POST', `/secrets/${account}/variable/s%2Fv${i}`, { token: admin, body: `value-${i}-${randomBytes(8).toString('hex')}` });
-  const hostToken = await login('host/executor', created.created_roles[`${account}:host:executor`].api_key);
-  const auth = { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
+  const auth = await seedFetchable(url, api_key);
 
   const health = await run('(a) GET /health', { path: '/health' });
   // On PostgreSQL, the database's committed transactions during (b): every statement outside a transaction is one.
@@ -137,45 +148,71 @@ try {
   await run('(c) batch fetch of 10', { path: `/secrets?variable_ids=${encodeURIComponent(ids)}`, headers: auth });
   console.log(`ratio (b)/(a) = ${(fetchOne.requests.average / health.requests.average).toFixed(2)} (target ≥ 0.3; (b) target ≥ 5,000 req/s, p99 ≤ 25 ms)`);
   if (database) {
-    // (d) Nodes in processes of their own on the same database (a node per process is how they are run; two nodes
-    // in this process would share its one event loop), driven by this process's load generator: one node with 64
-    // connections, then two with 32 each at once. The same-run comparison for two nodes is one node in a process.
+    // (d) The issue's three figures, each served by nodes in processes of their own (a node per process is how they
+    // are run; two nodes in this process would share its one event loop) and driven by this process's load
+    // generator: one node on SQLite (an installation seeded as above), one node on the PostgreSQL database, and two
+    // nodes on it with 32 connections each at once.
+    const liteDir = mkdtempSync(join(tmpdir(), 'coffer-bench-sqlite-'));
+    const liteServer = await startServer(loadServerConfig({ 'data-dir': liteDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: config.dataKey }), { log: () => {} });
+    let liteAuth;
+    try {
+      const lite = await createAccountIn(liteServer.vault, account);
+      await call('POST', `/policies/${account}/policy/root`, { token: await login('admin', lite.api_key, liteServer.url), body: big, base: liteServer.url });
+      liteAuth = await seedFetchable(liteServer.url, lite.api_key);
+    } finally {
+      await liteServer.close();
+    }
+    const liteNode = await startNodeProcess({ dataDir: liteDir });
     const nodes = [await startNodeProcess(), await startNodeProcess()];
     try {
-      const drive = (base, connections) =>
+      const drive = (base, connections, headers) =>
         new Promise((resolve, reject) =>
-          autocannon({ url: base + fetchPath, connections, duration: DURATION, headers: auth }, (err, r) => (err ? reject(err) : resolve(r))),
+          autocannon({ url: base + fetchPath, connections, duration: DURATION, headers }, (err, r) => (err ? reject(err) : resolve(r))),
         );
-      // One node and two, in alternation, BENCH_PAIRS times (default 3), and the medians: this machine's throughput
-      // drifts by a quarter within minutes, so a single pair says little about which is faster.
+      const measure = async (label, runs) => {
+        const cpu = machineBusy().now;
+        const results = await Promise.all(runs.map(([node, connections, headers]) => drive(node.url, connections, headers)));
+        const busy = machineBusy(cpu);
+        const r = {
+          rate: results.reduce((sum, x) => sum + x.requests.average, 0),
+          p99: Math.max(...results.map((x) => x.latency.p99)),
+          bad: results.reduce((sum, x) => sum + x.non2xx + x.errors, 0),
+        };
+        return { ...r, text: `${label} ${r.rate.toFixed(0)} req/s (p99 ${r.p99} ms, errors ${r.bad}${busyText(busy)})` };
+      };
+      const variants = {
+        sqlite: () => measure('SQLite node', [[liteNode, 64, liteAuth]]),
+        one: () => measure('one PostgreSQL node', [[nodes[0], 64, auth]]),
+        two: () => measure('two PostgreSQL nodes', [[nodes[0], 32, auth], [nodes[1], 32, auth]]),
+      };
+      // In alternation (the order reversed every other round), BENCH_PAIRS rounds (default 3), and the medians: this
+      // machine's throughput drifts by a quarter within minutes, so a single round says little about which is faster.
+      await warmUp(liteNode.url + fetchPath, 64, liteAuth);
       for (const node of nodes) await warmUp(node.url + fetchPath, 64, auth);
-      const pairs = Number(process.env.BENCH_PAIRS ?? 3);
+      const rounds = Number(process.env.BENCH_PAIRS ?? 3);
       const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-      const ones = [];
-      const twos = [];
-      for (let i = 0; i < pairs; i++) {
-        let cpu = machineBusy().now;
-        const one = await drive(nodes[0].url, 64);
-        const oneBusy = machineBusy(cpu);
-        cpu = machineBusy().now;
-        const [r1, r2] = await Promise.all([drive(nodes[0].url, 32), drive(nodes[1].url, 32)]);
-        const twoBusy = machineBusy(cpu);
-        const two = { rate: r1.requests.average + r2.requests.average, p99: Math.max(r1.latency.p99, r2.latency.p99), bad: r1.non2xx + r1.errors + r2.non2xx + r2.errors };
-        ones.push({ rate: one.requests.average, p99: one.latency.p99 });
-        twos.push(two);
-        console.log(
-          `(d) pair ${i + 1}: one node process ${one.requests.average.toFixed(0)} req/s (p50 ${one.latency.p50}, p99 ${one.latency.p99} ms, errors ${one.non2xx + one.errors}${busyText(oneBusy)}); ` +
-            `two ${two.rate.toFixed(0)} req/s (p99 ${two.p99} ms, errors ${two.bad}${busyText(twoBusy)}): ${(two.rate / one.requests.average).toFixed(2)}x`,
-        );
+      const results = { sqlite: [], one: [], two: [] };
+      for (let i = 0; i < rounds; i++) {
+        const order = i % 2 ? ['two', 'one', 'sqlite'] : ['sqlite', 'one', 'two'];
+        const texts = [];
+        for (const name of order) {
+          const r = await variants[name]();
+          results[name].push(r);
+          texts.push(r.text);
+        }
+        const rate = (name) => results[name][i].rate;
+        console.log(`(d) round ${i + 1}: ${texts.join('; ')}: one/SQLite ${(rate('one') / rate('sqlite')).toFixed(2)}x, two/one ${(rate('two') / rate('one')).toFixed(2)}x`);
       }
-      const oneRate = median(ones.map((r) => r.rate));
-      const twoRate = median(twos.map((r) => r.rate));
-      console.log(`(d1) audited fetch, one node process   ${oneRate.toFixed(0).padStart(7)} req/s   p99 ${median(ones.map((r) => r.p99))} ms   (medians of ${pairs})`);
+      const rate = (name) => median(results[name].map((r) => r.rate));
+      const p99 = (name) => median(results[name].map((r) => r.p99));
+      const line = (label, name) => `${label.padEnd(44)} ${rate(name).toFixed(0).padStart(7)} req/s   p99 ${p99(name)} ms   (medians of ${rounds})`;
+      console.log(line('(d-a) audited fetch, one SQLite node process', 'sqlite'));
+      console.log(`${line('(d-b) one PostgreSQL node process', 'one')}   vs (d-a): ${(rate('one') / rate('sqlite')).toFixed(2)}x (target ≥ 0.6)`);
       console.log(
-        `(d2) audited fetch, two node processes ${twoRate.toFixed(0).padStart(7)} req/s   p99 ${median(twos.map((r) => r.p99))} ms   (medians of ${pairs})   vs one node process (d1): ${(twoRate / oneRate).toFixed(2)}x, vs (b): ${(twoRate / fetchOne.requests.average).toFixed(2)}x`,
+        `${line('(d-c) two PostgreSQL node processes', 'two')}   vs (d-b): ${(rate('two') / rate('one')).toFixed(2)}x (target ≥ 1), vs the in-process (b): ${(rate('two') / fetchOne.requests.average).toFixed(2)}x`,
       );
     } finally {
-      for (const node of nodes) await node.stop();
+      for (const node of [liteNode, ...nodes]) await node.stop();
     }
   }
 
