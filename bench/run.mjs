@@ -162,9 +162,11 @@ try {
     } finally {
       await liteServer.close();
     }
-    const liteNode = await startNodeProcess({ dataDir: liteDir });
-    const nodes = [await startNodeProcess(), await startNodeProcess()];
+    const started = [];
+    const start = async (options) => (started.push(await startNodeProcess(options)), started.at(-1));
     try {
+      const liteNode = await start({ dataDir: liteDir });
+      const nodes = [await start(), await start()];
       const drive = (base, connections, headers) =>
         new Promise((resolve, reject) =>
           autocannon({ url: base + fetchPath, connections, duration: DURATION, headers }, (err, r) => (err ? reject(err) : resolve(r))),
@@ -212,7 +214,8 @@ try {
         `${line('(d-c) two PostgreSQL node processes', 'two')}   vs (d-b): ${(rate('two') / rate('one')).toFixed(2)}x (target ≥ 1), vs the in-process (b): ${(rate('two') / fetchOne.requests.average).toFixed(2)}x`,
       );
     } finally {
-      for (const node of [liteNode, ...nodes]) await node.stop();
+      for (const node of started) await node.stop();
+      rmSync(liteDir, { recursive: true, force: true });
     }
   }
 
