@@ -11,7 +11,7 @@
  * Outside a transaction each call runs synchronously as before, in its own
  * implicit transaction; waiting callers run in arrival order.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { TransactionContext } from './tx-context.js';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
 import { createAccountsStore } from './accounts.js';
@@ -54,7 +54,7 @@ function asyncFamily<S extends object>(family: S, run: <T>(fn: () => T) => Promi
 
 export function createSqliteStore(db: Db, opts: SqliteStoreOptions = {}): SqliteStore {
   const health = createStorageHealth(db);
-  const context = new AsyncLocalStorage<TxContext>();
+  const context = new TransactionContext<TxContext>();
   /** Work waiting for the open transaction to end, in arrival order. */
   const waiting: (() => void)[] = [];
   let txOpen = false;

@@ -12,7 +12,7 @@
  * loads never interleave. Reads outside transactions run concurrently and
  * see committed rows only.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { TransactionContext } from '../tx-context.js';
 import { hashOfEncoding } from '../../audit/chain.js';
 import type postgres from 'postgres';
 import type { WritableReport } from '../health.js';
@@ -117,7 +117,7 @@ export function createPostgresStore(
   opts: { deadlineMs?: number; probe?: () => PgSql } = {},
 ): PostgresStore {
   const deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  const context = new AsyncLocalStorage<TxContext>();
+  const context = new TransactionContext<TxContext>();
   const current = (): PgQueryable => {
     const ctx = context.getStore();
     return ctx?.open ? ctx.sql : sql;
