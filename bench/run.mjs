@@ -7,7 +7,8 @@
 // over one million events. Prints each figure with its same-run baseline. Every load
 // is measured after BENCH_WARMUP_SECONDS (2) of the same load, unmeasured. On PostgreSQL
 // it also measures, in alternating rounds, node processes of their own: one on SQLite,
-// one on the database, and two on it (the issue's (a), (b) and (c)).
+// one on the database, and two on it — the issue's (a), (b) and (c), printed as (d-a),
+// (d-b) and (d-c) (the in-process lines (a)-(c) are /health, a fetch, a batch fetch).
 import autocannon from 'autocannon';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,29 +58,40 @@ const busyText = (b) => (b.share === undefined ? '' : `   machine CPU busy ${(b.
 
 /**
  * A Coffer server in a process of its own (`coffer server`) with the data key, with its URL: on the PostgreSQL
- * database, or on the SQLite installation in `dataDir`. Its data dir is removed when it stops.
+ * database, or on the SQLite installation in `dataDir` (which stays the caller's to remove).
  */
 function startNodeProcess({ dataDir } = {}) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'coffer-bench-node-'));
+  const removeDir = () => dataDir ?? rmSync(dir, { recursive: true, force: true });
   const backend = dataDir ? [] : ['--database', database];
+  // The backend is the one chosen here: not a COFFER_DATABASE_URL of the caller's environment.
+  const { COFFER_DATABASE_URL: _ignored, ...env } = process.env;
   const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/coffer.js', import.meta.url)), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, ...backend], {
-    env: { ...process.env, COFFER_DATA_KEY: config.dataKey },
+    env: { ...env, COFFER_DATA_KEY: config.dataKey },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const exited = new Promise((resolve) => child.on('close', resolve));
   return new Promise((resolve, reject) => {
     let stderr = '';
+    const tooLong = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.stderr.setEncoding('utf8').on('data', (chunk) => {
       stderr += chunk;
       const m = /listening on (\S+)/.exec(stderr);
-      if (m) resolve({ url: m[1], stop: async () => (child.kill('SIGTERM'), await exited, rmSync(dir, { recursive: true, force: true })) });
+      if (m) {
+        clearTimeout(tooLong);
+        resolve({ url: m[1], stop: async () => (child.kill('SIGTERM'), await exited, removeDir()) });
+      }
     });
-    void exited.then((code) => reject(new Error(`coffer server exited (${code}) before listening:\n${stderr}`)));
+    void exited.then((code) => {
+      clearTimeout(tooLong);
+      removeDir();
+      reject(new Error(`coffer server exited (${code ?? 'killed after 60 s'}) before listening:\n${stderr}`));
+    });
   });
 }
 const login = (l, key, base = url) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key, base });
 
-/** 1,000 variables s/v0…s/v999 with values and a host allowed to fetch them; that host's Authorization header. */
+/** 1,000 variables s/v0…s/v999 with values and a host allowed to fetch them; that host's API key. */
 async function seedFetchable(base, adminKey) {
   const seed = ['- !host executor', '- !policy\n  id: s\n  body:'];
   for (let i = 0; i < 1000; i++) seed.push(`  - !variable v${i}`);
@@ -87,9 +99,12 @@ async function seedFetchable(base, adminKey) {
   const admin = await login('admin', adminKey, base);
   const created = JSON.parse(await call('POST', `/policies/${account}/policy/root`, { token: admin, body: seed.join('\n') + '\n', base }));
   for (let i = 0; i < 1000; i++) await call('POST', `/secrets/${account}/variable/s%2Fv${i}`, { token: admin, body: `value-${i}-${randomBytes(8).toString('hex')}`, base });
-  const hostToken = await login('host/executor', created.created_roles[`${account}:host:executor`].api_key, base);
-  return { Authorization: `Token token="${Buffer.from(hostToken).toString('base64')}"` };
+  return created.created_roles[`${account}:host:executor`].api_key;
 }
+/** The Authorization header of a fresh access token for the seeded host (tokens live 8 minutes; the bench runs longer). */
+const hostAuth = async (base, hostKey) => ({
+  Authorization: `Token token="${Buffer.from(await login('host/executor', hostKey, base)).toString('base64')}"`,
+});
 
 /** Drives `target` for WARMUP seconds and forgets the figures. */
 const warmUp = (target, connections, headers) =>
@@ -121,7 +136,8 @@ try {
   console.log(`policy load (20,000 variables, 2,000 hosts, ${(big.length / 1e6).toFixed(1)} MB): ${(loadMs / 1000).toFixed(2)} s (target < 10 s)`);
 
   // 2) Seed 1,000 fetchable variables and an executor.
-  const auth = await seedFetchable(url, api_key);
+  const hostKey = await seedFetchable(url, api_key);
+  const auth = await hostAuth(url, hostKey);
 
   const health = await run('(a) GET /health', { path: '/health' });
   // On PostgreSQL, the database's committed transactions during (b): every statement outside a transaction is one.
@@ -153,18 +169,18 @@ try {
     // generator: one node on SQLite (an installation seeded as above), one node on the PostgreSQL database, and two
     // nodes on it with 32 connections each at once.
     const liteDir = mkdtempSync(join(tmpdir(), 'coffer-bench-sqlite-'));
-    const liteServer = await startServer(loadServerConfig({ 'data-dir': liteDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: config.dataKey }), { log: () => {} });
-    let liteAuth;
-    try {
-      const lite = await createAccountIn(liteServer.vault, account);
-      await call('POST', `/policies/${account}/policy/root`, { token: await login('admin', lite.api_key, liteServer.url), body: big, base: liteServer.url });
-      liteAuth = await seedFetchable(liteServer.url, lite.api_key);
-    } finally {
-      await liteServer.close();
-    }
     const started = [];
     const start = async (options) => (started.push(await startNodeProcess(options)), started.at(-1));
     try {
+      let liteHostKey;
+      const liteServer = await startServer(loadServerConfig({ 'data-dir': liteDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: config.dataKey }), { log: () => {} });
+      try {
+        const lite = await createAccountIn(liteServer.vault, account);
+        await call('POST', `/policies/${account}/policy/root`, { token: await login('admin', lite.api_key, liteServer.url), body: big, base: liteServer.url });
+        liteHostKey = await seedFetchable(liteServer.url, lite.api_key);
+      } finally {
+        await liteServer.close();
+      }
       const liteNode = await start({ dataDir: liteDir });
       const nodes = [await start(), await start()];
       const drive = (base, connections, headers) =>
@@ -177,24 +193,31 @@ try {
         const busy = machineBusy(cpu);
         const r = {
           rate: results.reduce((sum, x) => sum + x.requests.average, 0),
+          // Of two nodes, the larger of their p99s.
           p99: Math.max(...results.map((x) => x.latency.p99)),
           bad: results.reduce((sum, x) => sum + x.non2xx + x.errors, 0),
         };
-        return { ...r, text: `${label} ${r.rate.toFixed(0)} req/s (p99 ${r.p99} ms, errors ${r.bad}${busyText(busy)})` };
+        // autocannon counts failed requests in its rate: a run with any is no figure.
+        if (r.bad > 0) throw new Error(`(d) ${label}: ${r.bad} requests failed or were refused`);
+        return { ...r, text: `${label} ${r.rate.toFixed(0)} req/s (p99 ${r.p99} ms${busyText(busy)})` };
       };
+      let tokens;
       const variants = {
-        sqlite: () => measure('SQLite node', [[liteNode, 64, liteAuth]]),
-        one: () => measure('one PostgreSQL node', [[nodes[0], 64, auth]]),
-        two: () => measure('two PostgreSQL nodes', [[nodes[0], 32, auth], [nodes[1], 32, auth]]),
+        sqlite: () => measure('SQLite node', [[liteNode, 64, tokens.lite]]),
+        one: () => measure('one PostgreSQL node', [[nodes[0], 64, tokens.pg]]),
+        two: () => measure('two PostgreSQL nodes', [[nodes[0], 32, tokens.pg], [nodes[1], 32, tokens.pg]]),
       };
+      const freshTokens = async () => (tokens = { lite: await hostAuth(liteNode.url, liteHostKey), pg: await hostAuth(nodes[0].url, hostKey) });
       // In alternation (the order reversed every other round), BENCH_PAIRS rounds (default 3), and the medians: this
       // machine's throughput drifts by a quarter within minutes, so a single round says little about which is faster.
-      await warmUp(liteNode.url + fetchPath, 64, liteAuth);
-      for (const node of nodes) await warmUp(node.url + fetchPath, 64, auth);
+      await freshTokens();
+      await warmUp(liteNode.url + fetchPath, 64, tokens.lite);
+      for (const node of nodes) await warmUp(node.url + fetchPath, 64, tokens.pg);
       const rounds = Number(process.env.BENCH_PAIRS ?? 3);
       const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
       const results = { sqlite: [], one: [], two: [] };
       for (let i = 0; i < rounds; i++) {
+        await freshTokens();
         const order = i % 2 ? ['two', 'one', 'sqlite'] : ['sqlite', 'one', 'two'];
         const texts = [];
         for (const name of order) {
@@ -211,7 +234,7 @@ try {
       console.log(line('(d-a) audited fetch, one SQLite node process', 'sqlite'));
       console.log(`${line('(d-b) one PostgreSQL node process', 'one')}   vs (d-a): ${(rate('one') / rate('sqlite')).toFixed(2)}x (target ≥ 0.6)`);
       console.log(
-        `${line('(d-c) two PostgreSQL node processes', 'two')}   vs (d-b): ${(rate('two') / rate('one')).toFixed(2)}x (target ≥ 1), vs the in-process (b): ${(rate('two') / fetchOne.requests.average).toFixed(2)}x`,
+        `${line('(d-c) two PostgreSQL node processes', 'two')}   vs (d-b): ${(rate('two') / rate('one')).toFixed(2)}x (target ≥ 1), vs the in-process fetch (b): ${(rate('two') / fetchOne.requests.average).toFixed(2)}x`,
       );
     } finally {
       for (const node of started) await node.stop();
