@@ -5,7 +5,8 @@
  * On Node 20 and 22 an enabled AsyncLocalStorage runs a hook for every promise the process creates, and it stays
  * enabled from its first run() on: after a node's first transaction (a policy load, a secret written; on SQLite every
  * group commit), every request paid for the hooks. Switched off between transactions, one SQLite node process served
- * 4,292 against 3,722 fetches/s (231 against 274 µs of its CPU per fetch; medians of five alternating pairs).
+ * 1.05–1.15× the fetches of the previous build, ahead in every pair of two runs of five alternating pairs
+ * (`npm run bench:ab`: 4,170 against 3,966 fetches/s, 233 against 246 µs of its CPU per fetch).
  *
  * The stores only ever ask whether the caller is inside an *open* transaction (`getStore()?.open`). Work a body
  * awaits settles before its run() does, so it always sees its context; only work a body started without awaiting
