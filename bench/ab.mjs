@@ -12,13 +12,13 @@
 //   --after-write   each node writes a secret before it is measured (as a node that has run a transaction)
 import autocannon from 'autocannon';
 import postgres from 'postgres';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startNodeProcess } from './node-process.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -91,32 +91,17 @@ async function prepare(name, root) {
   } finally {
     await server.close();
   }
-  const { COFFER_DATABASE_URL: _ignored, ...env } = process.env;
-  const child = spawn(process.execPath, [join(root, 'bin/coffer.js'), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...(database ? ['--database', database] : [])], {
-    env: { ...env, COFFER_DATA_KEY: dataKey },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise((done) => child.on('close', done));
-  const url = await new Promise((done, fail) => {
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk) => {
-      stderr += chunk;
-      const m = /listening on (\S+)/.exec(stderr);
-      if (m) done(m[1]);
-    });
-    void exited.then((code) => fail(new Error(`${name}: coffer server exited (${code}) before listening:\n${stderr}`)));
-  });
+  const node = await startNodeProcess({ root, dataDir, database, dataKey, ownsDataDir: true });
+  const url = node.url;
   if (opts['after-write']) await call(url, 'POST', `/secrets/${account}/variable/s%2Fv1`, { token: await login(url, 'admin', adminKey), body: 'written by the node' });
   const stop = async () => {
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(dataDir, { recursive: true, force: true });
+    await node.stop();
     if (dbName) {
       const admin = postgres(opts.database, { max: 1, onnotice: () => {} });
       await admin.unsafe(`DROP DATABASE ${dbName}`).finally(() => admin.end());
     }
   };
-  return { name, url, hostKey, pid: child.pid, stop };
+  return { name, url, hostKey, pid: node.pid, stop };
 }
 
 async function call(base, method, path, { token, body } = {}) {

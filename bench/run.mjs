@@ -14,10 +14,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadServerConfig } from '../dist/config.js';
 import { startServer, createAccountIn } from '../dist/server.js';
+import { startNodeProcess } from './node-process.mjs';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 // Each load runs this long first, unmeasured: a fresh process compiles its hot paths in the first second or two, and
@@ -56,39 +58,11 @@ function machineBusy(from) {
 }
 const busyText = (b) => (b.share === undefined ? '' : `   machine CPU busy ${(b.share * 100).toFixed(0)} %`);
 
-/**
- * A Coffer server in a process of its own (`coffer server`) with the data key, with its URL: on the PostgreSQL
- * database, or on the SQLite installation in `dataDir` (which stays the caller's to remove).
- */
-function startNodeProcess({ dataDir } = {}) {
-  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'coffer-bench-node-'));
-  const removeDir = () => dataDir ?? rmSync(dir, { recursive: true, force: true });
-  const backend = dataDir ? [] : ['--database', database];
-  // The backend is the one chosen here: not a COFFER_DATABASE_URL of the caller's environment.
-  const { COFFER_DATABASE_URL: _ignored, ...env } = process.env;
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/coffer.js', import.meta.url)), 'server', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, ...backend], {
-    env: { ...env, COFFER_DATA_KEY: config.dataKey },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise((resolve) => child.on('close', resolve));
-  return new Promise((resolve, reject) => {
-    let stderr = '';
-    const tooLong = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.stderr.setEncoding('utf8').on('data', (chunk) => {
-      stderr += chunk;
-      const m = /listening on (\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(tooLong);
-        resolve({ url: m[1], stop: async () => (child.kill('SIGTERM'), await exited, removeDir()) });
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(tooLong);
-      removeDir();
-      reject(new Error(`coffer server exited (${code ?? 'killed after 60 s'}) before listening:\n${stderr}`));
-    });
-  });
-}
+/** A node process of this build with the data key: on the PostgreSQL database, or on the SQLite installation in `dataDir`. */
+const startNode = ({ dataDir } = {}) =>
+  dataDir
+    ? startNodeProcess({ root: repoRoot, dataDir, dataKey: config.dataKey })
+    : startNodeProcess({ root: repoRoot, dataDir: mkdtempSync(join(tmpdir(), 'coffer-bench-node-')), database, dataKey: config.dataKey, ownsDataDir: true });
 const login = (l, key, base = url) => call('POST', `/authn/${account}/${encodeURIComponent(l)}/authenticate`, { body: key, base });
 
 /** 1,000 variables s/v0…s/v999 with values and a host allowed to fetch them; that host's API key. */
@@ -170,7 +144,7 @@ try {
     // nodes on it with 32 connections each at once.
     const liteDir = mkdtempSync(join(tmpdir(), 'coffer-bench-sqlite-'));
     const started = [];
-    const start = async (options) => (started.push(await startNodeProcess(options)), started.at(-1));
+    const start = async (options) => (started.push(await startNode(options)), started.at(-1));
     try {
       let liteHostKey;
       const liteServer = await startServer(loadServerConfig({ 'data-dir': liteDir, host: '127.0.0.1', port: '0' }, { COFFER_DATA_KEY: config.dataKey }), { log: () => {} });
